@@ -1,0 +1,59 @@
+"""The layerscope client library.
+
+from layerscope.client import Client
+with Client("localhost:50051") as c:
+    c.load_model("digits")
+    cap = c.capture("digits", x, layers="*", full=["conv2d"])
+"""
+
+from layerscope.client._async import AsyncClient
+from layerscope.client._sync import Client
+from layerscope.client.errors import (
+    AlreadyExistsError,
+    DeadlineExceededError,
+    InternalError,
+    InvalidArgumentError,
+    LayerscopeError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from layerscope.client.types import (
+    Capture,
+    Comparison,
+    Finding,
+    InputSpec,
+    LayerChange,
+    ModelInfo,
+    Report,
+    Run,
+    RunPage,
+    Summary,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncClient",
+    "Capture",
+    "Client",
+    "Comparison",
+    "DeadlineExceededError",
+    "Finding",
+    "InputSpec",
+    "InternalError",
+    "InvalidArgumentError",
+    "LayerChange",
+    "LayerscopeError",
+    "ModelInfo",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Report",
+    "ResourceExhaustedError",
+    "Run",
+    "RunPage",
+    "Summary",
+    "UnauthenticatedError",
+    "UnavailableError",
+]

@@ -1,0 +1,137 @@
+"""The asyncio client: the methods of `Client`, as coroutines over a grpc.aio channel.
+
+Requests and responses are built by _core, as for the blocking twin; only the I/O differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from layerscope.client import _core
+from layerscope.client._sync import DEFAULT_KINDS
+from layerscope.client.errors import translate
+from layerscope.client.types import Capture, Comparison, ModelInfo, Report, Run, RunPage
+from layerscope.v1 import inspector_pb2_grpc, models_pb2, runs_pb2
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """See `Client`; use `async with AsyncClient(target) as c:` and await each method."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        tls: bool | grpc.ChannelCredentials | None = None,
+        timeout: float | None = 30.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        creds = _core.credentials(tls)
+        options = _core.channel_options(max_message_bytes)
+        self._channel = (
+            grpc.aio.secure_channel(target, creds, options) if creds else grpc.aio.insecure_channel(target, options)
+        )
+        self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._metadata = _core.metadata(token)
+        self.timeout = timeout
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        try:
+            return await method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise translate(err) from err
+
+    async def health(self, service: str = "") -> str:
+        reply = await self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+    async def upload_model(
+        self, name: str, path: str | Path, version: int | None = None, load: bool = True
+    ) -> ModelInfo:
+        requests = _core.upload_requests(name, _core.read_path(path), version, load)
+        return _core.model_info(await self._call(self._stub.UploadModel, requests))
+
+    async def load_model(self, name: str, version: int | None = None) -> ModelInfo:
+        request = models_pb2.LoadModelRequest(model=_core.ref(name, version))
+        return _core.model_info(await self._call(self._stub.LoadModel, request))
+
+    async def list_models(self) -> list[ModelInfo]:
+        reply = await self._call(self._stub.ListModels, models_pb2.ListModelsRequest())
+        return [_core.model_info(m) for m in reply.models]
+
+    async def unload_model(self, name: str, version: int | None = None) -> ModelInfo:
+        request = models_pb2.UnloadModelRequest(model=_core.ref(name, version))
+        return _core.model_info((await self._call(self._stub.UnloadModel, request)).model)
+
+    async def predict(self, name: str, x: _core.Inputs, version: int | None = None) -> dict[str, np.ndarray]:
+        request = models_pb2.PredictRequest(model=_core.ref(name, version), inputs=_core.tensors(x))
+        return _core.outputs((await self._call(self._stub.Predict, request)).outputs)
+
+    async def capture(
+        self,
+        name: str,
+        x: _core.Inputs,
+        layers: str | Sequence[str] = "*",
+        kinds: Iterable[str] = DEFAULT_KINDS,
+        full: str | Sequence[str] = (),
+        version: int | None = None,
+        run_id: str | None = None,
+        max_tensor_bytes: int = 0,
+    ) -> Capture:
+        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes)
+        assembler = _core.CaptureAssembler()
+        try:
+            async for message in self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata):
+                assembler.add(message)
+        except grpc.RpcError as err:
+            raise translate(err) from err
+        return assembler.result()
+
+    async def diagnose(
+        self, name: str, x: _core.Inputs | None = None, version: int | None = None, run_id: str | None = None
+    ) -> Report:
+        request = _core.diagnose_request(name, x, version, run_id)
+        return _core.report(await self._call(self._stub.Diagnose, request))
+
+    async def runs_page(
+        self,
+        model: str | None = None,
+        limit: int = 20,
+        version: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        code: str | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        request = _core.runs_request(model, limit, version, since, until, code, page_token)
+        return _core.run_page(await self._call(self._stub.ListRuns, request))
+
+    async def runs(self, model: str | None = None, limit: int = 20, **filters: Any) -> list[Run]:
+        return list((await self.runs_page(model, limit, **filters)).runs)
+
+    async def get_run(self, run_id: str) -> Run:
+        return _core.run(await self._call(self._stub.GetRun, runs_pb2.GetRunRequest(run_id=run_id)))
+
+    async def compare(self, run_a: str, run_b: str) -> Comparison:
+        """Per layer and kind, what changed from run_a to run_b; and which findings came or went."""
+        request = runs_pb2.CompareRunsRequest(run_a=run_a, run_b=run_b)
+        return _core.comparison(await self._call(self._stub.CompareRuns, request))

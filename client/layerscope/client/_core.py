@@ -1,0 +1,303 @@
+"""Everything the sync and async clients share that is not I/O: requests, responses, channel options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.json_format import MessageToDict
+
+from layerscope.client import codec
+from layerscope.client.types import (
+    Capture,
+    Comparison,
+    Finding,
+    InputSpec,
+    LayerChange,
+    ModelInfo,
+    Report,
+    Run,
+    RunPage,
+    Summary,
+)
+from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
+
+Inputs = np.ndarray | Mapping[str, np.ndarray]
+UPLOAD_CHUNK = 1024 * 1024
+
+# Idempotent reads are retried by the channel itself on UNAVAILABLE, with backoff (gRPC service config).
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "layerscope.v1.Inspector", "method": m}
+                    for m in ("ListModels", "Predict", "ListRuns", "GetRun", "LoadModel")
+                ]
+                + [{"service": "grpc.health.v1.Health"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.service_config", SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def credentials(tls: bool | grpc.ChannelCredentials | None) -> grpc.ChannelCredentials | None:
+    if tls is None or tls is False:
+        return None
+    if tls is True:
+        return grpc.ssl_channel_credentials()
+    return tls
+
+
+def ref(name: str, version: int | None) -> tensor_pb2.ModelRef:
+    return tensor_pb2.ModelRef(name=name, version=version or 0)
+
+
+def tensors(x: Inputs) -> list[tensor_pb2.Tensor]:
+    if isinstance(x, Mapping):
+        return [codec.encode(name, np.asarray(a)) for name, a in x.items()]
+    return [codec.encode("", np.asarray(x))]
+
+
+def upload_requests(name: str, path: Path, version: int | None, load: bool) -> Iterator[models_pb2.UploadModelRequest]:
+    header = models_pb2.UploadHeader(name=name, version=version or 0, load=load)
+    yield models_pb2.UploadModelRequest(header=header)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(UPLOAD_CHUNK), b""):
+            yield models_pb2.UploadModelRequest(chunk=block)
+
+
+def capture_request(
+    name: str,
+    x: Inputs,
+    layers: str | Sequence[str],
+    kinds: Iterable[str],
+    full: str | Sequence[str],
+    version: int | None,
+    run_id: str | None,
+    max_tensor_bytes: int,
+) -> capture_pb2.CaptureRequest:
+    return capture_pb2.CaptureRequest(
+        model=ref(name, version),
+        inputs=tensors(x),
+        layers=[layers] if isinstance(layers, str) else list(layers),
+        kinds=list(kinds),
+        full=[full] if isinstance(full, str) else list(full),
+        run_id=run_id or "",
+        max_tensor_bytes=max_tensor_bytes,
+    )
+
+
+def diagnose_request(
+    name: str, x: Inputs | None, version: int | None, run_id: str | None
+) -> diagnosis_pb2.DiagnoseRequest:
+    return diagnosis_pb2.DiagnoseRequest(
+        model=ref(name, version), inputs=tensors(x) if x is not None else [], run_id=run_id or ""
+    )
+
+
+def runs_request(
+    model: str | None,
+    limit: int,
+    version: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    code: str | None,
+    page_token: str | None,
+) -> runs_pb2.ListRunsRequest:
+    request = runs_pb2.ListRunsRequest(
+        model_name=model or "",
+        model_version=version or 0,
+        finding_code=code or "",
+        limit=limit,
+        page_token=page_token or "",
+    )
+    if since:
+        request.since.FromDatetime(since.astimezone(UTC))
+    if until:
+        request.until.FromDatetime(until.astimezone(UTC))
+    return request
+
+
+# -- responses ----------------------------------------------------------------------------------------------
+
+
+def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
+    return ModelInfo(
+        name=m.name,
+        version=m.version,
+        sha256=m.sha256,
+        parameters=m.parameters,
+        layers=tuple(m.layers),
+        inputs=tuple(InputSpec(s.name, tuple(None if d < 0 else d for d in s.shape), s.dtype) for s in m.inputs),
+        outputs=tuple(m.outputs),
+        device=m.device,
+    )
+
+
+def outputs(messages: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
+    return {t.name: codec.decode(t) for t in messages}
+
+
+def summary(s: capture_pb2.Summary) -> Summary:
+    return Summary(
+        count=s.count,
+        mean=s.mean,
+        std=s.std,
+        min=s.min,
+        max=s.max,
+        zero_fraction=s.zero_fraction,
+        nan=s.nan,
+        posinf=s.posinf,
+        neginf=s.neginf,
+        histogram=tuple(s.histogram),
+        histogram_range=(s.histogram_low, s.histogram_high),
+        unit_activity=tuple(s.unit_activity),
+    )
+
+
+def finding(f: diagnosis_pb2.Finding) -> Finding:
+    return Finding(
+        code=f.code,
+        severity=f.severity,
+        layers=tuple(f.layers),
+        message=f.message,
+        suggestion=f.suggestion,
+        evidence=MessageToDict(f.evidence),
+    )
+
+
+def report(r: diagnosis_pb2.DiagnoseResponse) -> Report:
+    return Report(run_id=r.run_id, findings=tuple(finding(f) for f in r.findings), inputs_used=r.inputs_used)
+
+
+def run(r: runs_pb2.Run) -> Run:
+    summaries: dict[str, dict[str, Summary]] = {}
+    for s in r.summaries:
+        summaries.setdefault(s.layer, {})[s.kind] = summary(s.summary)
+    return Run(
+        run_id=r.run_id,
+        model_name=r.model_name,
+        model_version=r.model_version,
+        model_sha256=r.model_sha256,
+        kind=r.kind,
+        created_at=r.created_at.ToDatetime(tzinfo=UTC),
+        batch_size=r.batch_size,
+        inputs=r.inputs,
+        device=r.device,
+        duration_seconds=r.duration_seconds,
+        summaries=summaries,
+        findings=tuple(finding(f) for f in r.findings),
+    )
+
+
+def run_page(r: runs_pb2.ListRunsResponse) -> RunPage:
+    return RunPage(tuple(run(x) for x in r.runs), r.next_page_token or None)
+
+
+def comparison(r: runs_pb2.CompareRunsResponse) -> Comparison:
+    return Comparison(
+        run_a=r.run_a,
+        run_b=r.run_b,
+        changes=tuple(
+            LayerChange(
+                c.layer,
+                c.kind,
+                c.mean_delta,
+                c.std_delta,
+                c.zero_fraction_delta,
+                c.dead_unit_fraction_delta,
+                c.histogram_distance,
+            )
+            for c in r.changes
+        ),
+        only_in_a=tuple(r.only_in_a),
+        only_in_b=tuple(r.only_in_b),
+        new_findings=tuple(finding(f) for f in r.new_findings),
+        resolved_findings=tuple(finding(f) for f in r.resolved_findings),
+    )
+
+
+class CaptureAssembler:
+    """Rebuilds a Capture from the stream: header, summaries, then tensors in chunks."""
+
+    def __init__(self) -> None:
+        self._header: capture_pb2.CaptureHeader | None = None
+        self._summaries: dict[str, dict[str, Summary]] = {}
+        self._classes: dict[str, str] = {}
+        self._tensors: dict[str, dict[str, np.ndarray]] = {}
+        self._open: tuple[capture_pb2.TensorChunk, np.ndarray, int] | None = None
+
+    def add(self, message: capture_pb2.CaptureResponse) -> None:
+        item = message.WhichOneof("item")
+        if item == "header":
+            self._header = message.header
+        elif item == "summary":
+            s = message.summary
+            self._summaries.setdefault(s.layer, {})[s.kind] = summary(s.summary)
+            self._classes[s.layer] = s.layer_class
+        elif item == "chunk":
+            self._add_chunk(message.chunk)
+
+    def _add_chunk(self, chunk: capture_pb2.TensorChunk) -> None:
+        # One buffer of the announced size, filled in place: each byte is copied once on arrival.
+        if self._open is None:
+            self._open = (chunk, np.empty(chunk.total_bytes, np.uint8), 0)
+        first, buffer, filled = self._open
+        end = filled + len(chunk.data)
+        if end > buffer.nbytes:
+            raise ValueError(f"Tensor '{first.layer}' sent more than the {buffer.nbytes} bytes it announced.")
+        buffer[filled:end] = np.frombuffer(chunk.data, np.uint8)
+        self._open = (first, buffer, end)
+        if chunk.last:
+            array = codec.from_buffer(first.dtype, list(first.shape), buffer[:end], first.layer)
+            self._tensors.setdefault(first.layer, {})[first.kind] = array
+            self._open = None
+
+    def result(self) -> Capture:
+        if self._header is None or self._open is not None:
+            raise ValueError("The capture stream ended early: no header, or a tensor without its last chunk.")
+        h = self._header
+        return Capture(
+            run_id=h.run_id,
+            device=h.device,
+            batch_size=h.batch_size,
+            duration_seconds=h.duration_seconds,
+            outputs=outputs(h.outputs),
+            summaries=self._summaries,
+            tensors=self._tensors,
+            classes=self._classes,
+        )
+
+
+def read_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Expected a .keras file to upload; received {str(p)!r}, which is not a file.")
+    return p

@@ -1,0 +1,140 @@
+"""The blocking client. Each method builds its request in _core, calls one stub, and converts the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from layerscope.client import _core
+from layerscope.client.errors import translate
+from layerscope.client.types import Capture, Comparison, ModelInfo, Report, Run, RunPage
+from layerscope.v1 import inspector_pb2_grpc, models_pb2, runs_pb2
+
+T = TypeVar("T")
+DEFAULT_KINDS = ("activation", "kernel", "bias")
+
+
+class Client:
+    """A connection to a layerscope server. Every failure raises a `LayerscopeError` subclass.
+
+    `target` is `host:port` or any gRPC target (`dns:///name:port` spreads calls over every address with
+    round-robin). `token` is a bearer token; `tls` is True for the system roots or `grpc.ChannelCredentials`.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        tls: bool | grpc.ChannelCredentials | None = None,
+        timeout: float | None = 30.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        creds = _core.credentials(tls)
+        options = _core.channel_options(max_message_bytes)
+        self._channel = grpc.secure_channel(target, creds, options) if creds else grpc.insecure_channel(target, options)
+        self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._metadata = _core.metadata(token)
+        self.timeout = timeout
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise translate(err) from err
+
+    def health(self, service: str = "") -> str:
+        """SERVING or NOT_SERVING (for the whole server, or one service by its full name)."""
+        reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+    def upload_model(self, name: str, path: str | Path, version: int | None = None, load: bool = True) -> ModelInfo:
+        """Admin: stream a .keras file into the server's repository (and load it)."""
+        requests = _core.upload_requests(name, _core.read_path(path), version, load)
+        return _core.model_info(self._call(self._stub.UploadModel, requests))
+
+    def load_model(self, name: str, version: int | None = None) -> ModelInfo:
+        """Admin: load a model from the repository; the newest version by default."""
+        return _core.model_info(
+            self._call(self._stub.LoadModel, models_pb2.LoadModelRequest(model=_core.ref(name, version)))
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        reply = self._call(self._stub.ListModels, models_pb2.ListModelsRequest())
+        return [_core.model_info(m) for m in reply.models]
+
+    def unload_model(self, name: str, version: int | None = None) -> ModelInfo:
+        request = models_pb2.UnloadModelRequest(model=_core.ref(name, version))
+        return _core.model_info(self._call(self._stub.UnloadModel, request).model)
+
+    def predict(self, name: str, x: _core.Inputs, version: int | None = None) -> dict[str, np.ndarray]:
+        request = models_pb2.PredictRequest(model=_core.ref(name, version), inputs=_core.tensors(x))
+        return _core.outputs(self._call(self._stub.Predict, request).outputs)
+
+    def capture(
+        self,
+        name: str,
+        x: _core.Inputs,
+        layers: str | Sequence[str] = "*",
+        kinds: Iterable[str] = DEFAULT_KINDS,
+        full: str | Sequence[str] = (),
+        version: int | None = None,
+        run_id: str | None = None,
+        max_tensor_bytes: int = 0,
+    ) -> Capture:
+        """Per-layer summaries of everything selected, plus the full tensors of the layers in `full`."""
+        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes)
+        assembler = _core.CaptureAssembler()
+        try:
+            for message in self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata):
+                assembler.add(message)
+        except grpc.RpcError as err:
+            raise translate(err) from err
+        return assembler.result()
+
+    def diagnose(
+        self, name: str, x: _core.Inputs | None = None, version: int | None = None, run_id: str | None = None
+    ) -> Report:
+        """Static and runtime findings; without `x` the server generates probe inputs."""
+        return _core.report(self._call(self._stub.Diagnose, _core.diagnose_request(name, x, version, run_id)))
+
+    def runs_page(
+        self,
+        model: str | None = None,
+        limit: int = 20,
+        version: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        code: str | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        request = _core.runs_request(model, limit, version, since, until, code, page_token)
+        return _core.run_page(self._call(self._stub.ListRuns, request))
+
+    def runs(self, model: str | None = None, limit: int = 20, **filters: Any) -> list[Run]:
+        """The newest stored runs (without summaries; `get_run` has them)."""
+        return list(self.runs_page(model, limit, **filters).runs)
+
+    def get_run(self, run_id: str) -> Run:
+        return _core.run(self._call(self._stub.GetRun, runs_pb2.GetRunRequest(run_id=run_id)))
+
+    def compare(self, run_a: str, run_b: str) -> Comparison:
+        """Per layer and kind, what changed from run_a to run_b; and which findings came or went."""
+        request = runs_pb2.CompareRunsRequest(run_a=run_a, run_b=run_b)
+        return _core.comparison(self._call(self._stub.CompareRuns, request))

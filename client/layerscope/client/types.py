@@ -1,0 +1,124 @@
+"""Result types of the client: frozen dataclasses, never protobuf messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: int
+    sha256: str
+    parameters: int
+    layers: tuple[str, ...]
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[str, ...] = ()
+    device: str = ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float
+    nan: int
+    posinf: int
+    neginf: int
+    histogram: tuple[int, ...]
+    histogram_range: tuple[float, float]
+    unit_activity: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Capture:
+    run_id: str
+    device: str
+    batch_size: int
+    duration_seconds: float
+    outputs: dict[str, np.ndarray]
+    summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    """layer -> kind (activation, input, kernel, bias, ...) -> Summary."""
+    tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """layer -> kind -> the full tensor, for the layers named in `full`."""
+    classes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str
+    layers: tuple[str, ...]
+    message: str
+    suggestion: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    findings: tuple[Finding, ...]
+    inputs_used: str
+
+    def by_code(self, code: str) -> list[Finding]:
+        return [f for f in self.findings if f.code == code]
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    model_name: str
+    model_version: int
+    model_sha256: str
+    kind: str
+    created_at: datetime
+    batch_size: int
+    inputs: str
+    device: str
+    duration_seconds: float
+    summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: tuple[Run, ...]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """From run a to run b (b minus a) for one layer and kind."""
+
+    layer: str
+    kind: str
+    mean_delta: float
+    std_delta: float
+    zero_fraction_delta: float
+    dead_unit_fraction_delta: float
+    histogram_distance: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run_a: str
+    run_b: str
+    changes: tuple[LayerChange, ...]
+    only_in_a: tuple[str, ...]
+    only_in_b: tuple[str, ...]
+    new_findings: tuple[Finding, ...]
+    resolved_findings: tuple[Finding, ...]

@@ -1,0 +1,137 @@
+"""The composition root: the one place where the parts of the service are built and wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from layerscope.service.capture.device import configure_devices
+from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.grpc.server import Running, start_server
+from layerscope.service.inspector import Inspector
+from layerscope.service.models.registry import ModelRegistry
+from layerscope.service.models.repository import ModelRepository
+from layerscope.service.settings import Settings
+from layerscope.service.spool import Spool, SpoolingStore
+from layerscope.service.store.engine import create_engine
+from layerscope.service.store.migrations import migrate
+from layerscope.service.store.repository import RunStore
+from layerscope.service.telemetry import ModelHealthCollector, Telemetry
+
+log = logging.getLogger("layerscope")
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+@dataclass
+class App:
+    settings: Settings
+    inspector: Inspector
+    telemetry: Telemetry
+    running: Running
+    metrics_port: int
+    _close_metrics: Callable[[], None]
+    _dispose: Callable[[], None]
+    _flush: Callable[[], int]
+    _replayer: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight ones finish, then try once more to empty the spool."""
+        await self.running.stop(self.settings.grace_seconds if grace is None else grace)
+        self._replayer.cancel()
+        remaining = await asyncio.to_thread(self._flush)
+        if remaining:
+            log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)
+        self._close_metrics()
+        self._dispose()
+
+
+async def start(settings: Settings, registry: CollectorRegistry | None = None) -> App:
+    """Build every part, migrate the database, start gRPC and /metrics; returns once ready to serve."""
+    registry = registry or CollectorRegistry()
+    gpus = configure_devices()
+    log.info("devices: %s", ", ".join(gpus) or "CPU only")
+    telemetry = Telemetry(registry)
+    engine = create_engine(settings.database_url)
+    await asyncio.to_thread(migrate, engine)
+    trial = settings.load_timeout_seconds if settings.isolated_loading else None
+    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial)
+    spool = Spool(settings.spool_dir, settings.spool_max_runs)
+    runs = RunStore(engine)
+    store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
+    inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
+    registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
+    metrics_server, metrics_thread = start_http_server(settings.metrics_port, settings.host, registry=registry)
+    running = await start_server(settings, inspector, telemetry)
+    await running.serving()
+
+    def close_metrics() -> None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
+        metrics_thread.join(timeout=5)
+
+    def flush() -> int:
+        store.replay()
+        return store.depth
+
+    replayer = asyncio.create_task(_maintain(store, runs, settings))
+    return App(
+        settings,
+        inspector,
+        telemetry,
+        running,
+        metrics_server.server_port,
+        close_metrics,
+        engine.dispose,
+        flush,
+        replayer,
+    )
+
+
+async def _maintain(store: SpoolingStore, runs: RunStore, settings: Settings) -> None:
+    """Background upkeep: retry spooled runs (without waiting for new traffic) and prune old runs."""
+    next_prune = 0.0
+    while True:
+        if settings.retention_days and time.monotonic() >= next_prune:
+            next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+            cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
+            try:
+                pruned = await asyncio.to_thread(runs.prune, cutoff)
+            except Exception:  # the database may be down; the spool covers writes, pruning can wait
+                log.warning("pruning runs older than %s failed; will retry", cutoff, exc_info=True)
+            else:
+                if pruned:
+                    log.info("pruned %d runs older than %s", pruned, cutoff)
+        await asyncio.sleep(settings.spool_replay_seconds)
+        if store.depth:
+            try:
+                stored = await asyncio.to_thread(store.replay)
+            except Exception:  # a replay failure must never stop future replays
+                log.exception("spool replay failed")
+                continue
+            if stored:
+                log.info("replayed %d spooled runs into the database", stored)
+
+
+async def serve(settings: Settings, announce: Callable[[App], Any] = lambda app: None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully: refuse new calls, finish in-flight ones."""
+    app = await start(settings)
+    announce(app)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down: %.1fs grace for in-flight calls", settings.grace_seconds)
+    await app.stop()

@@ -1,0 +1,34 @@
+"""Accelerator set-up and accounting: memory growth on, memory in use for the metrics."""
+
+from __future__ import annotations
+
+import logging
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+def configure_devices() -> list[str]:
+    """Let each GPU's memory grow on demand (TensorFlow would otherwise take it all at start-up).
+
+    Must run before TensorFlow initialises the GPUs; later calls are harmless no-ops.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: growth can no longer change, and that is fine
+            log.debug("memory growth already fixed for %s", gpu.name)
+    return [g.name for g in gpus]
+
+
+def memory_in_use() -> dict[str, int]:
+    """Bytes in use per logical GPU; empty on a CPU-only machine."""
+    usage = {}
+    for device in tf.config.list_logical_devices("GPU"):
+        try:
+            usage[device.name] = int(tf.config.experimental.get_memory_info(device.name)["current"])
+        except (ValueError, tf.errors.OpError):
+            continue
+    return usage

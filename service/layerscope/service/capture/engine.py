@@ -1,0 +1,350 @@
+"""The capture engine: one compiled function per (selection, input signature) for one loaded model.
+
+The forward pass, the hooks' recorded tensors and their summaries live in the same `tf.function`, so the
+summaries are computed on the device next to the activations and only small vectors (plus the full tensors
+asked for) come back. The batch dimension is left free, so every batch size shares one trace.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from layerscope.service.capture.hooks import Recorded, recording, walk_layers
+from layerscope.service.capture.selection import Selection
+from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
+from layerscope.service.domain import InputSpec, Summary, summarize
+from layerscope.service.errors import InvalidInput
+
+Arrays = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    point: str
+    path: str
+    class_name: str
+    kinds: tuple[str, ...]
+    shapes: tuple[tuple[int | None, ...], ...]
+
+
+@dataclass
+class CaptureResult:
+    outputs: dict[str, np.ndarray]
+    summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    """capture point -> kind -> Summary."""
+    tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """capture point -> kind -> full tensor, only for the layers asked for."""
+    classes: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 0
+
+
+@dataclass
+class _Compiled:
+    function: Any
+    points: list[CapturePoint] = field(default_factory=list)
+    full_keys: list[tuple[str, str]] = field(default_factory=list)
+    activity_sizes: list[int] = field(default_factory=list)
+
+
+def default_device() -> str:
+    """The first GPU TensorFlow sees, else the CPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else "/device:CPU:0"
+
+
+class CaptureEngine:
+    """Runs one Keras model with per-layer capture. Thread-safe; tracing is serialised per engine."""
+
+    def __init__(self, model: keras.Model, device: str | None = None) -> None:
+        self.model = model
+        self.device = device or default_device()
+        self.layers = list(walk_layers(model))
+        self.inputs = _input_specs(model)
+        self.output_names = _output_names(model)
+        self.output_specs = _output_specs(model, self.output_names)
+        self._compiled: dict[tuple[Any, ...], _Compiled] = {}
+        self._predictors: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._weights: dict[str, dict[str, Summary]] | None = None
+        self.traces = 0
+        """How many times a function was traced: a test proves repeated calls never retrace."""
+
+    # -- inputs -------------------------------------------------------------------------------------------
+
+    def prepare(self, inputs: Arrays) -> list[np.ndarray]:
+        """Check the caller's arrays against the input specs; the message names expected and received."""
+        expected = {spec.name for spec in self.inputs}
+        if len(self.inputs) == 1 and len(inputs) == 1:
+            inputs = {self.inputs[0].name: next(iter(inputs.values()))}
+        if set(inputs) != expected:
+            raise InvalidInput(
+                f"Model '{self.model.name}' expects inputs {sorted(expected)}; received {sorted(inputs)}."
+            )
+        arrays = [_conform(spec, inputs[spec.name]) for spec in self.inputs]
+        batches = {a.shape[0] for a in arrays}
+        if len(batches) != 1:
+            raise InvalidInput(f"Expected one batch size across inputs; received {sorted(batches)}.")
+        return arrays
+
+    # -- plain forward pass -----------------------------------------------------------------------------
+
+    def predict(self, inputs: Arrays) -> dict[str, np.ndarray]:
+        arrays = self.prepare(inputs)
+        function = self._predictor(arrays)
+        with tf.device(self.device):
+            outputs = function(arrays)
+        return dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True))
+
+    def _predictor(self, arrays: list[np.ndarray]) -> Any:
+        key = _signature_key(arrays)
+        with self._lock:
+            if key not in self._predictors:
+                model = self.model
+
+                def forward(xs: list[tf.Tensor]) -> list[tf.Tensor]:
+                    self.traces += 1
+                    outputs: list[tf.Tensor] = tf.nest.flatten(model(_model_args(model, xs), training=False))
+                    return outputs
+
+                self._predictors[key] = tf.function(forward, input_signature=[_specs(arrays)], autograph=False)
+            return self._predictors[key]
+
+    # -- capture ----------------------------------------------------------------------------------------
+
+    def run_on_device(self, inputs: Arrays, selection: Selection) -> tuple[_Compiled, list[np.ndarray], Any]:
+        """Run the compiled capture; its results stay on the device (the benchmark times this alone).
+
+        The short variant assumes finite values and says whether they were; only when they were not does
+        the masked variant run (and get traced, the first time a model produces NaN or Inf).
+        """
+        arrays = self.prepare(inputs)
+        compiled = self._compile(arrays, selection, masked=False)
+        with tf.device(self.device):
+            outputs, packed, fulls, all_finite = compiled.function(arrays)
+            if not bool(all_finite):
+                compiled = self._compile(arrays, selection, masked=True)
+                outputs, packed, fulls, _ = compiled.function(arrays)
+        return compiled, arrays, (outputs, packed, fulls)
+
+    def capture(self, inputs: Arrays, selection: Selection) -> CaptureResult:
+        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection)
+        result = CaptureResult(
+            outputs=dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True)),
+            batch_size=int(arrays[0].shape[0]),
+        )
+        counts, floats, histograms, activities = (np.asarray(p) for p in packed)
+        summaries = iter(unpack((counts, floats, histograms, activities), compiled.activity_sizes))
+        for point in compiled.points:
+            result.classes[point.point] = point.class_name
+            kinds = result.summaries.setdefault(point.point, {})
+            for kind in point.kinds:
+                kinds[kind] = next(summaries)
+        for (point_name, kind), tensor in zip(compiled.full_keys, fulls, strict=True):
+            result.tensors.setdefault(point_name, {})[kind] = np.asarray(tensor)
+        self._add_weights(result, selection)
+        return result
+
+    def _compile(self, arrays: list[np.ndarray], selection: Selection, masked: bool) -> _Compiled:
+        key = (selection, _signature_key(arrays), masked)
+        with self._lock:
+            if key not in self._compiled:
+                self._compiled[key] = self._build(arrays, selection, masked)
+            return self._compiled[key]
+
+    def _build(self, arrays: list[np.ndarray], selection: Selection, masked: bool) -> _Compiled:
+        compiled = _Compiled(function=None)
+        chosen = [(p, layer) for p, layer in self.layers if selection.selects(p, type(layer).__name__)]
+        wanted = {"activation", "input"} & selection.kinds
+        model = self.model
+
+        def run(xs: list[tf.Tensor]) -> tuple[Any, ...]:
+            self.traces += 1
+            compiled.points.clear()
+            compiled.full_keys.clear()
+            with recording(chosen if wanted else [], take_inputs="input" in wanted) as records:
+                outputs = tf.nest.flatten(model(_model_args(model, xs), training=False))
+            compiled.activity_sizes.clear()
+            summarized: list[tf.Tensor] = []
+            fulls: list[tf.Tensor] = []
+            for record in records:
+                kinds = _kinds_of(record, wanted)
+                if not kinds:
+                    continue
+                compiled.points.append(
+                    CapturePoint(
+                        record.point,
+                        record.path,
+                        record.class_name,
+                        tuple(kinds),
+                        tuple(tuple(record.tensors[k].shape.as_list()) for k in kinds),
+                    )
+                )
+                full = selection.wants_full(record.point, record.class_name)
+                for kind in kinds:
+                    summarized.append(record.tensors[kind])
+                    compiled.activity_sizes.append(activity_size(record.tensors[kind]))
+                    if full:
+                        fulls.append(tf.identity(record.tensors[kind]))
+                        compiled.full_keys.append((record.point, kind))
+            packed, all_finite = summarize_tensors(summarized, masked)
+            return outputs, packed, fulls, all_finite
+
+        # No autograph: nothing here branches on tensor values, and converting every Keras call is slow.
+        compiled.function = tf.function(run, input_signature=[_specs(arrays)], autograph=False)
+        # Trace now, under the lock, so the hooks are never installed while another call runs the model.
+        compiled.function.get_concrete_function()
+        return compiled
+
+    # -- weights ----------------------------------------------------------------------------------------
+
+    def weight_summaries(self) -> dict[str, dict[str, Summary]]:
+        """Summaries of every layer's own variables, computed once per loaded model."""
+        with self._lock:
+            if self._weights is None:
+                self._weights = {
+                    path: {kind: summarize(value, per_unit=False) for kind, value in own_variables(layer).items()}
+                    for path, layer in self.layers
+                    if own_variables(layer)
+                }
+            return self._weights
+
+    def weight_tensors(self, path: str) -> dict[str, np.ndarray]:
+        layer = dict(self.layers)[path]
+        return own_variables(layer)
+
+    def _add_weights(self, result: CaptureResult, selection: Selection) -> None:
+        if not selection.kinds & {"kernel", "bias", "other"}:
+            return
+        for path, kinds in self.weight_summaries().items():
+            layer = dict(self.layers)[path]
+            class_name = type(layer).__name__
+            if not selection.selects(path, class_name):
+                continue
+            chosen = {k: s for k, s in kinds.items() if selection.wants_variable(k)}
+            if not chosen:
+                continue
+            result.classes.setdefault(path, class_name)
+            result.summaries.setdefault(path, {}).update(chosen)
+            if selection.wants_full(path, class_name):
+                values = self.weight_tensors(path)
+                result.tensors.setdefault(path, {}).update({k: values[k] for k in chosen})
+
+
+def own_variables(layer: keras.Layer) -> dict[str, np.ndarray]:
+    """A layer's variables by their own name (kernel, bias, gamma, ...); none for a nested model."""
+    if isinstance(layer, keras.Model):
+        return {}
+    return {v.name: np.asarray(v.numpy()) for v in layer.weights}
+
+
+def _kinds_of(record: Recorded, wanted: set[str] | frozenset[str]) -> list[str]:
+    return [k for k in record.tensors if k.split(".")[0] in wanted]
+
+
+def _input_specs(model: keras.Model) -> tuple[InputSpec, ...]:
+    try:
+        tensors = model.inputs
+    except (AttributeError, ValueError):
+        tensors = None
+    if not tensors:
+        return _built_input_specs(model)
+    return tuple(
+        InputSpec(name=t.name, shape=tuple(t.shape), dtype=str(keras.backend.standardize_dtype(t.dtype)))
+        for t in tensors
+    )
+
+
+def _built_input_specs(model: keras.Model) -> tuple[InputSpec, ...]:
+    """A subclassed model has no symbolic inputs; its build config still records the input shape."""
+    shape = (model.get_build_config() or {}).get("input_shape")
+    if not shape or not isinstance(shape, list | tuple) or isinstance(shape[0], list | tuple | dict):
+        raise InvalidInput(
+            "Expected a model with known inputs (Sequential, Functional, or a subclassed model built on one "
+            f"input); received '{model.name}' ({type(model).__name__}) without them."
+        )
+    dtype = str(keras.backend.standardize_dtype(getattr(model, "input_dtype", None) or "float32"))
+    return (InputSpec(name="input", shape=(None, *shape[1:]), dtype=dtype),)
+
+
+def _output_names(model: keras.Model) -> list[str]:
+    names = getattr(model, "output_names", None)
+    if names is None and isinstance(model, keras.Sequential) and model.layers:
+        names = [model.layers[-1].name]  # Sequential has no output_names: its output is its last layer's
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if outputs:
+        count = len(tf.nest.flatten(outputs))
+    else:  # subclassed: one call on a single example tells the output structure
+        spec = _input_specs(model)[0]
+        probe = np.zeros((1, *(d or 1 for d in spec.shape[1:])), spec.dtype)
+        count = len(tf.nest.flatten(model(probe, training=False)))
+    if names and len(names) == count:
+        return list(names)
+    return [f"output_{i}" for i in range(count)]
+
+
+def _output_specs(model: keras.Model, names: list[str]) -> tuple[InputSpec, ...]:
+    try:
+        tensors = tf.nest.flatten(model.outputs)
+    except (AttributeError, ValueError):  # subclassed: known once called
+        tensors = []
+    if len(tensors) != len(names):
+        return tuple(InputSpec(name, (None,), "float32") for name in names)
+    return tuple(
+        InputSpec(name, tuple(t.shape), str(keras.backend.standardize_dtype(t.dtype)))
+        for name, t in zip(names, tensors, strict=True)
+    )
+
+
+def _model_args(model: keras.Model, xs: list[tf.Tensor]) -> Any:
+    """The inputs in the structure the model was built with: one tensor, a list, or a dict."""
+    if isinstance(model, keras.Sequential) or len(xs) == 1:
+        return xs[0]
+    return tf.nest.pack_sequence_as(model.input, xs)
+
+
+def _specs(arrays: list[np.ndarray]) -> list[tf.TensorSpec]:
+    return [tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in arrays]
+
+
+def _signature_key(arrays: list[np.ndarray]) -> tuple[Any, ...]:
+    return tuple((a.shape[1:], a.dtype.str) for a in arrays)
+
+
+def _conform(spec: InputSpec, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    expected = np.dtype(spec.dtype)
+    if not _compatible(array.dtype, expected):
+        raise InvalidInput(
+            f"Input '{spec.name}' expects dtype {expected.name}; received {array.dtype.name}. "
+            f"Convert it first, e.g. x.astype('{expected.name}') (after scaling, for raw pixels)."
+        )
+    fixed = spec.shape[1:]
+    received = array.shape
+    mismatch = len(received) != len(spec.shape) or any(
+        e is not None and e != r for e, r in zip(fixed, received[1:], strict=True)
+    )
+    if mismatch:
+        raise InvalidInput(f"Input '{spec.name}' expects shape {_shape(spec.shape)}; received {received}.")
+    if received[0] == 0:
+        raise InvalidInput(f"Input '{spec.name}' expects a batch of at least 1; received an empty batch.")
+    return np.ascontiguousarray(array, dtype=expected)
+
+
+def _compatible(received: np.dtype[Any], expected: np.dtype[Any]) -> bool:
+    """Floats for float inputs, integers for integer inputs: no silent change of meaning."""
+    same_family = received.kind == expected.kind or (received.kind in "iu" and expected.kind in "iu")
+    return same_family and bool(np.can_cast(received, expected, casting="same_kind"))
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -1,0 +1,88 @@
+"""Comparing two runs: what changed per layer and kind, and which findings came or went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from layerscope.service.domain import Finding, RunRecord, Summary
+
+GRID = 64
+"""Bins of the common grid that both histograms are re-binned onto before measuring their distance."""
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    layer: str
+    kind: str
+    mean_delta: float
+    std_delta: float
+    zero_fraction_delta: float
+    dead_unit_fraction_delta: float
+    histogram_distance: float
+    """Total variation distance of the two value distributions, 0 (same) to 1 (disjoint)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run_a: str
+    run_b: str
+    changes: tuple[LayerChange, ...]
+    only_in_a: tuple[str, ...]
+    only_in_b: tuple[str, ...]
+    new_findings: tuple[Finding, ...]
+    resolved_findings: tuple[Finding, ...]
+
+
+def _density(summary: Summary, low: float, high: float) -> np.ndarray:
+    """The histogram's mass spread uniformly within each bin, re-binned onto [low, high] in GRID bins."""
+    counts = np.asarray(summary.histogram, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return np.zeros(GRID)
+    edges = np.linspace(*summary.histogram_range, len(counts) + 1)
+    grid = np.linspace(low, high, GRID + 1)
+    cumulative = np.interp(grid, edges, np.concatenate([[0.0], np.cumsum(counts)]))
+    density: np.ndarray = np.diff(cumulative) / total
+    return density
+
+
+def histogram_distance(a: Summary, b: Summary) -> float:
+    low = min(a.histogram_range[0], b.histogram_range[0])
+    high = max(a.histogram_range[1], b.histogram_range[1])
+    if high <= low:
+        return 0.0
+    return float(0.5 * np.abs(_density(a, low, high) - _density(b, low, high)).sum())
+
+
+def _key(f: Finding) -> tuple[str, tuple[str, ...]]:
+    return f.code, f.layers
+
+
+def compare(a: RunRecord, b: RunRecord) -> Comparison:
+    left = {(s.layer, s.kind): s.summary for s in a.summaries}
+    right = {(s.layer, s.kind): s.summary for s in b.summaries}
+    changes = tuple(
+        LayerChange(
+            layer=layer,
+            kind=kind,
+            mean_delta=right[(layer, kind)].mean - left[(layer, kind)].mean,
+            std_delta=right[(layer, kind)].std - left[(layer, kind)].std,
+            zero_fraction_delta=right[(layer, kind)].zero_fraction - left[(layer, kind)].zero_fraction,
+            dead_unit_fraction_delta=right[(layer, kind)].dead_unit_fraction - left[(layer, kind)].dead_unit_fraction,
+            histogram_distance=histogram_distance(left[(layer, kind)], right[(layer, kind)]),
+        )
+        for layer, kind in left
+        if (layer, kind) in right
+    )
+    before, after = {_key(f) for f in a.findings}, {_key(f) for f in b.findings}
+    return Comparison(
+        run_a=a.run_id,
+        run_b=b.run_id,
+        changes=changes,
+        only_in_a=tuple(f"{layer}/{kind}" for layer, kind in left if (layer, kind) not in right),
+        only_in_b=tuple(f"{layer}/{kind}" for layer, kind in right if (layer, kind) not in left),
+        new_findings=tuple(f for f in b.findings if _key(f) not in before),
+        resolved_findings=tuple(f for f in a.findings if _key(f) not in after),
+    )

@@ -1,0 +1,34 @@
+"""What a runtime rule sees of one forward pass: per-layer summaries, input summaries and the outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from layerscope.service.domain import LayerSummaries, Summary
+
+
+@dataclass(frozen=True)
+class RuntimeEvidence:
+    activations: LayerSummaries
+    """capture point (`layer`, `layer:1` for a second call) -> kind (`activation`, ...) -> Summary."""
+    inputs: Mapping[str, Summary]
+    """model input name -> summary of the array fed to it."""
+    outputs: Mapping[str, np.ndarray]
+    """model output name -> the output array of the pass."""
+    caller_inputs: bool
+    """True when the caller gave the inputs; False for generated probes (never judged as unscaled)."""
+
+    def activation(self, layer: str) -> Summary | None:
+        """The first call's output summary of a layer, if it was captured."""
+        return self.activations.get(layer, {}).get("activation")
+
+    def calls(self, layer: str) -> list[tuple[str, Summary]]:
+        """(capture point, output summary) for every call of a layer: `layer`, `layer:1`, ..."""
+        found = []
+        for point, kinds in self.activations.items():
+            if (point == layer or point.rsplit(":", 1)[0] == layer) and "activation" in kinds:
+                found.append((point, kinds["activation"]))
+        return found

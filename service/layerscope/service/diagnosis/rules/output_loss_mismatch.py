@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from layerscope.service.diagnosis import layers as lay
+from layerscope.service.diagnosis.graph import Graph
+from layerscope.service.diagnosis.rules.base import StaticRule
+from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity
+
+CROSS_ENTROPY = frozenset(
+    {
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+        "binary_focal_crossentropy",
+        "categorical_focal_crossentropy",
+    }
+)
+CATEGORICAL = frozenset(
+    {"categorical_crossentropy", "sparse_categorical_crossentropy", "categorical_focal_crossentropy"}
+)
+BINARY = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
+REGRESSION = frozenset(
+    {
+        "mean_squared_error",
+        "mean_absolute_error",
+        "mean_absolute_percentage_error",
+        "mean_squared_logarithmic_error",
+        "huber",
+        "log_cosh",
+    }
+)
+ALIASES = {
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "mape": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error",
+    "bce": "binary_crossentropy",
+    "huber_loss": "huber",
+    "logcosh": "log_cosh",
+    "kld": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
+}
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    from_logits: bool
+
+
+def parse_loss(value: Any) -> Loss | None:
+    """One loss as Keras 3 writes it in a compile config: a name, or a serialized object or function."""
+    if isinstance(value, str):
+        return Loss(_canonical(value), False)
+    if isinstance(value, Mapping):
+        config = value.get("config")
+        if value.get("class_name") == "function" and isinstance(config, str):
+            return Loss(_canonical(config), False)
+        class_name = value.get("class_name")
+        if isinstance(class_name, str):
+            logits = bool(config.get("from_logits", False)) if isinstance(config, Mapping) else False
+            return Loss(_canonical(class_name), logits)
+    return None
+
+
+def _canonical(name: str) -> str:
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("cross_entropy", "crossentropy")
+    return ALIASES.get(snake, snake)
+
+
+class OutputLossMismatch(StaticRule):
+    """The last activation does not fit the compiled loss.
+
+    Symptom: the loss computes something other than intended: cross-entropy on values that are not
+    probabilities (logits without from_logits=True) gives NaN or meaningless gradients, probabilities
+    passed as logits squash gradients, sigmoid with categorical cross-entropy or softmax with binary
+    cross-entropy over several units optimises the wrong objective, categorical cross-entropy over one
+    unit is always 0, and a softmax output cannot follow a regression target.
+    Remedy: pair sigmoid with binary cross-entropy, softmax with (sparse) categorical cross-entropy, a
+    linear output with from_logits=True (or a regression loss), and set from_logits to match the output.
+    """
+
+    code = "output-loss-mismatch"
+    severity = Severity.ERROR
+
+    def check_static(self, description: ModelDescription) -> list[Finding]:
+        config = description.compile_config or {}
+        graph = Graph(description)
+        findings = []
+        for output, loss in _losses(config.get("loss"), description.outputs):
+            layer = _final(graph, graph.get(output))
+            problem = _problem(lay.activation(layer), lay.units(layer), loss)
+            if problem is None:
+                continue
+            expected, fix = problem
+            activation = lay.activation(layer) or "linear"
+            findings.append(
+                self.finding(
+                    [layer.name],
+                    f"Output layer '{layer.name}' ends in {activation} over {lay.units(layer)} unit(s) under loss "
+                    f"{loss.name}; expected {expected}, received {activation} with from_logits={loss.from_logits}.",
+                    fix,
+                    {
+                        "activation": activation,
+                        "units": lay.units(layer),
+                        "loss": loss.name,
+                        "from_logits": loss.from_logits,
+                    },
+                )
+            )
+        return findings
+
+
+def _losses(value: Any, outputs: tuple[str, ...]) -> list[tuple[str, Loss]]:
+    """(output layer, loss) pairs: one loss for all outputs, a list in output order, or a dict by name."""
+    if value is None or not outputs:
+        return []
+    pairs: Iterable[tuple[str, Loss | None]]
+    if isinstance(value, list):
+        pairs = zip(outputs, (parse_loss(v) for v in value), strict=False)
+    elif isinstance(value, Mapping) and "class_name" not in value:
+        by_name = {str(k): parse_loss(v) for k, v in value.items()}
+        pairs = ((o, by_name.get(o) or by_name.get(o.split("/")[0])) for o in outputs)
+    else:
+        loss = parse_loss(value)
+        pairs = ((o, loss) for o in outputs)
+    return [(o, loss) for o, loss in pairs if loss is not None]
+
+
+def _final(graph: Graph, layer: LayerInfo) -> LayerInfo:
+    """The layer that decides the output's activation: walk back over dropout, reshapes and flattening."""
+    while lay.is_transparent(layer) or layer.class_name in lay.RESHAPE_LAYERS | lay.FLATTENING_LAYERS:
+        before = graph.predecessors(layer)
+        if len(before) != 1:
+            break
+        layer = before[0]
+    return layer
+
+
+def _problem(activation: str | None, units: int | None, loss: Loss) -> tuple[str, str] | None:
+    """(what was expected, how to fix it), or None when the pair fits."""
+    probabilities = activation in lay.PROBABILITY
+    if loss.name in CATEGORICAL and units == 1:
+        return (
+            "at least 2 units for a categorical cross-entropy (over 1 unit it is always 0)",
+            "Use binary_crossentropy with one sigmoid unit, or one unit per class with softmax.",
+        )
+    if loss.name in CATEGORICAL and activation == "sigmoid":
+        return (
+            "softmax (or logits with from_logits=True) for a categorical cross-entropy",
+            "Use activation='softmax' on the output, or binary_crossentropy for independent labels.",
+        )
+    if loss.name in BINARY and activation == "softmax" and (units or 0) > 1:
+        return (
+            "sigmoid outputs for a binary cross-entropy over several units",
+            "Use categorical_crossentropy with softmax for one label per example, or sigmoid for multi-label.",
+        )
+    if loss.name in CROSS_ENTROPY and not probabilities and not loss.from_logits:
+        return (
+            "probabilities (sigmoid/softmax) or from_logits=True, since the output is not a probability",
+            f"Compile with keras.losses.{_class(loss.name)}(from_logits=True), or end in sigmoid/softmax.",
+        )
+    if loss.name in CROSS_ENTROPY and probabilities and loss.from_logits:
+        return (
+            "logits (a linear output) when from_logits=True",
+            f"Drop the {activation} from the output layer, or compile with from_logits=False.",
+        )
+    if loss.name in REGRESSION and activation == "softmax":
+        return (
+            "an unbounded (linear) output for a regression loss; softmax forces outputs to sum to 1",
+            "Use a linear output for regression, or a cross-entropy loss for class probabilities.",
+        )
+    return None
+
+
+def _class(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")).replace("crossentropy", "Crossentropy")

@@ -1,0 +1,216 @@
+"""Pure conversions between protobuf messages and domain values; tested without a server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.json_format import ParseDict
+
+from layerscope.client import codec
+from layerscope.service.capture.selection import DEFAULT_KINDS, Selection
+from layerscope.service.compare import Comparison
+from layerscope.service.domain import (
+    Finding,
+    ModelInfo,
+    ModelRef,
+    RunQuery,
+    RunRecord,
+    Shape,
+    Summary,
+    jsonable,
+)
+from layerscope.service.errors import InvalidInput
+from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
+
+if TYPE_CHECKING:  # the engine imports TensorFlow; conversion only needs its result type
+    from layerscope.service.capture.engine import CaptureResult
+
+MAX_RUNS_PAGE = 500
+
+
+def model_ref(message: tensor_pb2.ModelRef) -> ModelRef:
+    if not message.name:
+        raise InvalidInput("Expected a model name in `model.name`; received an empty name.")
+    if message.version < 0:
+        raise InvalidInput(f"Expected a model version >= 1 (or 0 for the newest); received {message.version}.")
+    return ModelRef(message.name, message.version or None)
+
+
+def inputs(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(tensors):
+        name = tensor.name or f"input_{i}"
+        if name in arrays:
+            raise InvalidInput(f"Expected distinct input names; received '{name}' twice.")
+        try:
+            arrays[name] = codec.decode(tensor)
+        except codec.CodecError as exc:
+            raise InvalidInput(str(exc)) from exc
+    return arrays
+
+
+def tensors(arrays: Mapping[str, np.ndarray]) -> list[tensor_pb2.Tensor]:
+    return [codec.encode(name, array) for name, array in arrays.items()]
+
+
+def selection(request: capture_pb2.CaptureRequest) -> Selection:
+    return Selection(
+        layers=tuple(request.layers) or ("*",),
+        kinds=frozenset(request.kinds) or DEFAULT_KINDS,
+        full=tuple(request.full),
+    )
+
+
+def shape(dims: Iterable[int | None]) -> list[int]:
+    return [-1 if d is None else int(d) for d in dims]
+
+
+def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
+    return models_pb2.ModelInfo(
+        name=info.name,
+        version=info.version,
+        sha256=info.sha256,
+        parameters=info.parameters,
+        layers=list(info.layers),
+        inputs=[models_pb2.InputSpec(name=s.name, shape=shape(s.shape), dtype=s.dtype) for s in info.inputs],
+        outputs=list(info.outputs),
+        device=info.device,
+    )
+
+
+def summary(value: Summary) -> capture_pb2.Summary:
+    return capture_pb2.Summary(
+        count=value.count,
+        mean=value.mean,
+        std=value.std,
+        min=value.min,
+        max=value.max,
+        zero_fraction=value.zero_fraction,
+        nan=value.nan,
+        posinf=value.posinf,
+        neginf=value.neginf,
+        histogram=list(value.histogram),
+        histogram_low=value.histogram_range[0],
+        histogram_high=value.histogram_range[1],
+        unit_activity=list(value.unit_activity),
+    )
+
+
+def layer_summary(
+    layer: str, layer_class: str, kind: str, value: Summary, dims: Shape = ()
+) -> capture_pb2.LayerSummary:
+    return capture_pb2.LayerSummary(
+        layer=layer, layer_class=layer_class, kind=kind, shape=shape(dims), summary=summary(value)
+    )
+
+
+def capture_stream(run: RunRecord, result: CaptureResult, chunk_bytes: int) -> Iterator[capture_pb2.CaptureResponse]:
+    """Header, then every summary, then each full tensor in chunks; built lazily as the stream drains."""
+    yield capture_pb2.CaptureResponse(
+        header=capture_pb2.CaptureHeader(
+            run_id=run.run_id,
+            device=run.device,
+            batch_size=run.batch_size,
+            outputs=tensors(result.outputs),
+            duration_seconds=run.duration_seconds,
+        )
+    )
+    for point, kinds in result.summaries.items():
+        layer_class = result.classes.get(point, "")
+        for kind, value in kinds.items():
+            yield capture_pb2.CaptureResponse(summary=layer_summary(point, layer_class, kind, value))
+    for point, arrays in result.tensors.items():
+        for kind, array in arrays.items():
+            yield from tensor_chunks(point, kind, array, chunk_bytes)
+
+
+def tensor_chunks(layer: str, kind: str, array: np.ndarray, chunk_bytes: int) -> Iterator[capture_pb2.CaptureResponse]:
+    dtype, dims, payload = codec.to_view(array)
+    parts = list(codec.chunks(payload, chunk_bytes))
+    for i, part in enumerate(parts):
+        chunk = capture_pb2.TensorChunk(data=part.tobytes(), last=i == len(parts) - 1)
+        if i == 0:
+            chunk.layer, chunk.kind, chunk.dtype, chunk.total_bytes = layer, kind, dtype, len(payload)
+            chunk.shape.extend(dims)
+        yield capture_pb2.CaptureResponse(chunk=chunk)
+
+
+def evidence(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    ParseDict(jsonable(values), message)
+    return message
+
+
+def finding(value: Finding) -> diagnosis_pb2.Finding:
+    return diagnosis_pb2.Finding(
+        code=value.code,
+        severity=value.severity.value,
+        layers=list(value.layers),
+        message=value.message,
+        suggestion=value.suggestion,
+        evidence=evidence(value.evidence),
+    )
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(value.astimezone(UTC))
+    return message
+
+
+def run(value: RunRecord, with_summaries: bool = True) -> runs_pb2.Run:
+    return runs_pb2.Run(
+        run_id=value.run_id,
+        model_name=value.model_name,
+        model_version=value.model_version,
+        model_sha256=value.model_sha256,
+        kind=value.kind,
+        created_at=timestamp(value.created_at),
+        batch_size=value.batch_size,
+        inputs=value.inputs,
+        device=value.device,
+        duration_seconds=value.duration_seconds,
+        summaries=[layer_summary(s.layer, "", s.kind, s.summary) for s in value.summaries] if with_summaries else [],
+        findings=[finding(f) for f in value.findings],
+    )
+
+
+def run_query(request: runs_pb2.ListRunsRequest) -> RunQuery:
+    if request.limit < 0 or request.limit > MAX_RUNS_PAGE:
+        raise InvalidInput(f"Expected a limit between 1 and {MAX_RUNS_PAGE} (0 for 20); received {request.limit}.")
+    return RunQuery(
+        model_name=request.model_name or None,
+        model_version=request.model_version or None,
+        since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
+        until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
+        finding_code=request.finding_code or None,
+        limit=request.limit or 20,
+        page_token=request.page_token or None,
+    )
+
+
+def comparison(value: Comparison) -> runs_pb2.CompareRunsResponse:
+    return runs_pb2.CompareRunsResponse(
+        run_a=value.run_a,
+        run_b=value.run_b,
+        changes=[
+            runs_pb2.LayerChange(
+                layer=c.layer,
+                kind=c.kind,
+                mean_delta=c.mean_delta,
+                std_delta=c.std_delta,
+                zero_fraction_delta=c.zero_fraction_delta,
+                dead_unit_fraction_delta=c.dead_unit_fraction_delta,
+                histogram_distance=c.histogram_distance,
+            )
+            for c in value.changes
+        ],
+        only_in_a=list(value.only_in_a),
+        only_in_b=list(value.only_in_b),
+        new_findings=[finding(f) for f in value.new_findings],
+        resolved_findings=[finding(f) for f in value.resolved_findings],
+    )

@@ -1,0 +1,193 @@
+"""Cross-cutting concerns for every RPC: metrics, admission, and the mapping of errors to statuses.
+
+One interceptor wraps all four handler kinds, so no servicer repeats this code; streaming handlers are
+wrapped as async generators, so their latency covers the whole stream, not just its creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from grpc import StatusCode
+
+from layerscope.service.auth import TokenPolicy
+from layerscope.service.errors import ServiceError
+from layerscope.service.grpc.status import status_for
+from layerscope.service.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.code = StatusCode.OK
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, outcome: _Outcome) -> None:
+    """Answer with the mapped status; an unexpected error gets INTERNAL and a reference to the log."""
+    if isinstance(exc, ServiceError):
+        outcome.code = status_for(exc)
+        await context.abort(outcome.code, exc.message)
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unexpected error (incident %s)", incident, exc_info=exc)
+    outcome.code = StatusCode.INTERNAL
+    await context.abort(StatusCode.INTERNAL, f"Internal error; the server log has the details (incident {incident}).")
+
+
+def _code_after_abort(context: grpc.aio.ServicerContext, outcome: _Outcome) -> None:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, StatusCode) and outcome.code is StatusCode.OK:
+        outcome.code = code
+    elif outcome.code is StatusCode.OK:
+        outcome.code = StatusCode.UNKNOWN
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Counts and times every RPC by method and status code, bounds concurrency, maps domain errors."""
+
+    def __init__(self, telemetry: Telemetry, max_concurrent: int) -> None:
+        self._telemetry = telemetry
+        self._max_concurrent = max_concurrent
+        self._inflight = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        # Bidirectional streams (server reflection) pass through unmeasured.
+        return _rebuild(handler, lambda b: self._unary(method, b), lambda b: self._stream(method, b), None)
+
+    def _admit(self, method: str) -> bool:
+        if self._inflight >= self._max_concurrent:
+            self._telemetry.rejections.labels("concurrency").inc()
+            return False
+        self._inflight += 1
+        self._telemetry.inflight.set(self._inflight)
+        return True
+
+    def _release(self, method: str, started: float, outcome: _Outcome) -> None:
+        self._inflight -= 1
+        self._telemetry.inflight.set(self._inflight)
+        self._finish(method, started, outcome)
+
+    def _finish(self, method: str, started: float, outcome: _Outcome) -> None:
+        code = outcome.code.name
+        self._telemetry.rpcs.labels(method, code).inc()
+        self._telemetry.rpc_seconds.labels(method, code).observe(time.perf_counter() - started)
+
+    async def _refuse(self, method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+        outcome = _Outcome()
+        outcome.code = StatusCode.RESOURCE_EXHAUSTED
+        self._finish(method, started, outcome)
+        await context.abort(
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"Expected at most {self._max_concurrent} calls in flight; the server is at that limit. Retry later.",
+        )
+
+    @asynccontextmanager
+    async def _guard(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Admit, time and count one call; turn what escapes the handler into its status."""
+        started = time.perf_counter()
+        if not self._admit(method):
+            await self._refuse(method, context, started)
+        outcome = _Outcome()
+        try:
+            yield
+        except grpc.aio.AbortError:
+            _code_after_abort(context, outcome)
+            raise
+        except asyncio.CancelledError:
+            outcome.code = StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            await _fail(context, exc, outcome)
+        finally:
+            self._release(method, started, outcome)
+
+    def _unary(self, method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with self._guard(method, context):
+                return await behaviour(request, context)
+
+        return handle
+
+    def _stream(self, method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async with self._guard(method, context):
+                async for item in behaviour(request, context):
+                    yield item
+
+        return handle
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Checks the bearer token's role before the handler runs; refusals keep the handler's shape."""
+
+    def __init__(self, policy: TokenPolicy) -> None:
+        self._policy = policy
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not self._policy.enabled:
+            return handler
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        authorization = dict(details.invocation_metadata or ()).get("authorization")
+        try:
+            self._policy.check(service, method, authorization)
+        except ServiceError as exc:
+            return _refusing(handler, exc)
+        return handler
+
+
+def _refusing(handler: grpc.RpcMethodHandler, exc: ServiceError) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` that answers with the error's status and message."""
+    code = status_for(exc)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, exc.message)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, exc.message)
+        yield  # pragma: no cover - makes this an async generator
+
+    return _rebuild(handler, lambda _: unary, lambda _: stream, lambda _: stream)
+
+
+Behaviour = Callable[..., Any]
+
+
+def _rebuild(
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: Callable[[Behaviour], Behaviour],
+    wrap_stream: Callable[[Behaviour], Behaviour],
+    wrap_bidi: Callable[[Behaviour], Behaviour] | None,
+) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler`, its behaviour wrapped (single-response kinds by
+    `wrap_unary`, streamed responses by `wrap_stream`); a bidirectional one unchanged when `wrap_bidi` is None.
+    """
+    args = (handler.request_deserializer, handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary), *args)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), *args)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), *args)
+    if wrap_bidi is None:
+        return handler
+    return grpc.stream_stream_rpc_method_handler(wrap_bidi(handler.stream_stream), *args)

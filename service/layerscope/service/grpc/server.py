@@ -1,0 +1,78 @@
+"""The gRPC server factory: services, health, reflection; returns the bound port so tests can use port 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from layerscope.oip import grpc_predict_v2_pb2_grpc
+from layerscope.service.auth import TokenPolicy
+from layerscope.service.grpc.interceptors import AuthInterceptor, ServiceInterceptor
+from layerscope.service.grpc.oip import SERVICE_NAME as OIP_SERVICE
+from layerscope.service.grpc.oip import OpenInferenceServicer
+from layerscope.service.grpc.servicer import InspectorServicer
+from layerscope.service.inspector import Inspector
+from layerscope.service.settings import Settings
+from layerscope.service.telemetry import Telemetry
+from layerscope.v1 import inspector_pb2, inspector_pb2_grpc
+
+SERVICE_NAME = inspector_pb2.DESCRIPTOR.services_by_name["Inspector"].full_name
+
+
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def serving(self) -> None:
+        for name in ("", SERVICE_NAME, OIP_SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(settings: Settings, inspector: Inspector, telemetry: Telemetry) -> Running:
+    server = grpc.aio.server(
+        # Outermost first: metrics see every call, including those auth refuses.
+        interceptors=[
+            ServiceInterceptor(telemetry, settings.max_concurrent_rpcs),
+            AuthInterceptor(TokenPolicy(settings.tokens)),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
+    )
+    inspector_pb2_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector, settings.chunk_bytes), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        OpenInferenceServicer(inspector, version("layerscope")), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health_name, reflection.SERVICE_NAME), server)
+    address = f"{settings.host}:{settings.port}"
+    credentials = server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    for name in ("", SERVICE_NAME, OIP_SERVICE):  # not ready until the caller says so
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    return Running(server, port, health_servicer)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS when a client CA is too."""
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        return None
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError("Expected both tls_cert_file and tls_key_file for TLS; received only one of them.")
+    pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)

@@ -1,0 +1,262 @@
+"""The application core: every use case the transport exposes, with storage and metrics.
+
+Heavy work (TensorFlow, SQL) runs in worker threads so the event loop keeps answering other calls.
+Nothing here knows gRPC; domain errors carry the messages the transport passes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from layerscope.service import health, inspection
+from layerscope.service.capture.device import memory_in_use
+from layerscope.service.capture.engine import CaptureResult
+from layerscope.service.capture.selection import Selection
+from layerscope.service.compare import Comparison, compare
+from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.domain import (
+    Finding,
+    LayerSummaryRecord,
+    ModelInfo,
+    ModelRef,
+    RunPage,
+    RunQuery,
+    RunRecord,
+    RunStore,
+)
+from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
+from layerscope.service.models.registry import LoadedModel, ModelRegistry
+from layerscope.service.settings import Settings
+from layerscope.service.telemetry import ModelHealth, Telemetry
+
+
+@dataclass(frozen=True)
+class CaptureOutcome:
+    run: RunRecord
+    result: CaptureResult
+
+
+@dataclass(frozen=True)
+class DiagnoseOutcome:
+    run: RunRecord
+    findings: list[Finding]
+    inputs_used: str
+
+
+class ModelQueue:
+    """Bounds the calls waiting for or running on each model, so one hot model cannot take every thread."""
+
+    def __init__(self, limit: int, telemetry: Telemetry) -> None:
+        self._limit = limit
+        self._telemetry = telemetry
+        self._depth: dict[tuple[str, int], int] = {}
+
+    @contextmanager
+    def admit(self, model: LoadedModel) -> Iterator[None]:
+        key = (model.info.name, model.info.version)
+        depth = self._depth.get(key, 0)
+        if depth >= self._limit:
+            self._telemetry.rejections.labels("model_queue").inc()
+            raise Overloaded(
+                f"Model '{key[0]}' version {key[1]} has {depth} calls queued or running, its limit; "
+                "expected fewer concurrent calls. Retry later."
+            )
+        self._depth[key] = depth + 1
+        try:
+            yield
+        finally:
+            self._depth[key] -= 1
+
+
+class Inspector:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        store: RunStore,
+        diagnoser: Diagnoser,
+        telemetry: Telemetry,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._store = store
+        self._diagnoser = diagnoser
+        self._telemetry = telemetry
+        self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
+
+    # -- models -----------------------------------------------------------------------------------------
+
+    async def upload_model(
+        self, name: str, version: int | None, chunks: AsyncIterator[bytes], sha256: str, load: bool
+    ) -> ModelInfo:
+        """Stream an archive into the repository, then prove it loads; a refused archive leaves nothing."""
+        repository = self._registry.repository
+        upload = repository.begin_upload(name, version, self._settings.max_upload_bytes)
+        try:
+            async for chunk in chunks:
+                upload.write(chunk)
+            upload.commit(sha256)
+        except BaseException:
+            upload.abort()
+            raise
+        try:
+            loaded = await self._load(name, upload.version)
+        except Exception:
+            await asyncio.to_thread(repository.remove, name, upload.version)
+            raise
+        if not load:
+            self.unload_model(ModelRef(name, upload.version))
+        return loaded.info
+
+    async def load_model(self, ref: ModelRef) -> ModelInfo:
+        return (await self._load(ref.name, ref.version)).info
+
+    async def _load(self, name: str, version: int | None) -> LoadedModel:
+        started = time.perf_counter()
+        try:
+            loaded = await asyncio.to_thread(self._registry.load, name, version)
+        except Exception as exc:
+            self._telemetry.model_load_failures.labels(type(exc).__name__).inc()
+            raise
+        self._telemetry.model_load_seconds.observe(time.perf_counter() - started)
+        self._telemetry.models_loaded.set(len(self._registry.loaded()))
+        return loaded
+
+    def list_models(self) -> list[ModelInfo]:
+        return [m.info for m in self._registry.loaded()]
+
+    def unload_model(self, ref: ModelRef) -> ModelInfo:
+        info = self._registry.unload(ref).info
+        self._telemetry.models_loaded.set(len(self._registry.loaded()))
+        return info
+
+    def model_health(self) -> list[ModelHealth]:
+        return [m.health for m in self._registry.loaded()]
+
+    # -- running ----------------------------------------------------------------------------------------
+
+    async def predict(self, ref: ModelRef, inputs: Mapping[str, np.ndarray]) -> tuple[ModelInfo, dict[str, np.ndarray]]:
+        model = self._registry.get(ref)
+        self._check_batch(inputs)
+        with self._queue.admit(model):
+            return model.info, await asyncio.to_thread(model.engine.predict, inputs)
+
+    async def capture(
+        self,
+        ref: ModelRef,
+        inputs: Mapping[str, np.ndarray],
+        selection: Selection,
+        run_id: str,
+        max_bytes: int,
+    ) -> CaptureOutcome:
+        model = self._registry.get(ref)
+        self._check_batch(inputs)
+        limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
+        started = time.perf_counter()
+        with self._queue.admit(model):
+            result = await asyncio.to_thread(model.engine.capture, inputs, selection)
+        elapsed = time.perf_counter() - started
+        self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
+        for device, used in memory_in_use().items():
+            self._telemetry.device_memory.labels(device).set(used)
+        size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
+        if size > limit:
+            raise LimitExceeded(
+                f"Expected full tensors of at most {limit} bytes per capture; the layers asked for hold "
+                f"{size} bytes. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
+            )
+        self._telemetry.streamed_bytes.inc(size)
+        self._observe_health(model, result, findings=None)
+        run = self._record(model, "capture", run_id, result, [], inspection.describe_inputs(inputs), elapsed)
+        await self._save(run)
+        return CaptureOutcome(run, result)
+
+    async def diagnose(self, ref: ModelRef, inputs: Mapping[str, np.ndarray] | None, run_id: str) -> DiagnoseOutcome:
+        model = self._registry.get(ref)
+        if inputs:
+            self._check_batch(inputs)
+        started = time.perf_counter()
+        with self._queue.admit(model):
+            diagnosis = await asyncio.to_thread(inspection.diagnose, model, self._diagnoser, inputs)
+        elapsed = time.perf_counter() - started
+        for finding in diagnosis.findings:
+            self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
+        self._observe_health(model, diagnosis.capture, diagnosis.findings)
+        run = self._record(
+            model, "diagnose", run_id, diagnosis.capture, diagnosis.findings, diagnosis.inputs_used, elapsed
+        )
+        await self._save(run)
+        return DiagnoseOutcome(run, diagnosis.findings, diagnosis.inputs_used)
+
+    # -- runs -------------------------------------------------------------------------------------------
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        return await asyncio.to_thread(self._store.list_runs, query)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await asyncio.to_thread(self._store.get_run, run_id)
+
+    async def compare_runs(self, run_a: str, run_b: str) -> Comparison:
+        a, b = await asyncio.gather(self.get_run(run_a), self.get_run(run_b))
+        return compare(a, b)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _check_batch(self, inputs: Mapping[str, np.ndarray]) -> None:
+        if not inputs:
+            raise InvalidInput("Expected at least one input tensor; received none.")
+        for name, array in inputs.items():
+            batch = array.shape[0] if array.ndim else 0
+            if batch > self._settings.max_batch_size:
+                raise LimitExceeded(
+                    f"Expected a batch of at most {self._settings.max_batch_size} for input '{name}'; received {batch}."
+                )
+
+    def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
+        activations = inspection.activation_summaries(result)
+        layers = health.layer_health(model.description, activations) if activations else model.health.layers
+        current = ModelHealth(model.info.name, model.info.version, layers, model.health.findings)
+        model.health = current if findings is None else health.with_findings(current, findings)
+
+    def _record(
+        self,
+        model: LoadedModel,
+        kind: str,
+        run_id: str,
+        result: CaptureResult,
+        findings: list[Finding],
+        inputs: str,
+        elapsed: float,
+    ) -> RunRecord:
+        summaries = tuple(
+            LayerSummaryRecord(point, k, summary)
+            for point, kinds in result.summaries.items()
+            for k, summary in kinds.items()
+        )
+        return RunRecord(
+            run_id=run_id or uuid.uuid4().hex,
+            model_name=model.info.name,
+            model_version=model.info.version,
+            model_sha256=model.info.sha256,
+            kind=kind,
+            created_at=datetime.now(UTC),
+            batch_size=result.batch_size,
+            inputs=inputs,
+            device=model.engine.device,
+            duration_seconds=elapsed,
+            summaries=summaries,
+            findings=tuple(findings),
+        )
+
+    async def _save(self, run: RunRecord) -> None:
+        started = time.perf_counter()
+        await asyncio.to_thread(self._store.save_run, run)
+        self._telemetry.db_write_seconds.observe(time.perf_counter() - started)

@@ -1,0 +1,61 @@
+"""Safe loading: scan the archive as data, then let Keras load it with safe_mode and without compiling.
+
+The compile config is never executed: it is read from the archive's config.json by the scanner and handed
+to the diagnosis rules as plain JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from layerscope.service.domain import ModelDescription
+from layerscope.service.errors import InvalidInput, UnsafeModel
+from layerscope.service.models.describe import describe
+from layerscope.service.models.isolation import trial_load
+from layerscope.service.models.scanner import ScanLimits, scan_archive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedArchive:
+    model: keras.Model
+    description: ModelDescription
+    sha256: str
+    compile_config: dict[str, Any] | None
+
+
+def load_archive(
+    path: Path,
+    name: str,
+    limits: ScanLimits | None = None,
+    trial_timeout: float | None = None,
+    allow_custom: bool = False,
+) -> LoadedArchive:
+    """Scan, optionally load once in a child process, then load; refusals say what was expected and found."""
+    report = scan_archive(path, limits or ScanLimits(), allow_custom=allow_custom)
+    if trial_timeout is not None:
+        trial_load(path, trial_timeout)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except UnsafeModel:
+        raise
+    except Exception as exc:  # Keras raises many types for a broken archive; the caller needs one
+        log.info("Keras could not load %s: %s", path, exc)
+        raise InvalidInput(
+            f"Expected a loadable Keras 3 archive for model '{name}'; Keras refused it: {_first_line(exc)}"
+        ) from exc
+    if not isinstance(model, keras.Model):
+        raise InvalidInput(f"Expected a keras.Model in the archive; received {type(model).__name__}.")
+    compile_config = report.compile_config
+    return LoadedArchive(model, describe(model, compile_config, name=name), report.sha256, compile_config)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:400]

@@ -1,0 +1,95 @@
+"""The models loaded now, by name and version, each with its capture engine and description."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from layerscope.service.capture.engine import CaptureEngine
+from layerscope.service.domain import ModelDescription, ModelInfo, ModelRef
+from layerscope.service.errors import NotFound
+from layerscope.service.models.loader import load_archive
+from layerscope.service.models.repository import ModelRepository
+from layerscope.service.models.scanner import ScanLimits
+from layerscope.service.telemetry import ModelHealth
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    engine: CaptureEngine
+    description: ModelDescription
+    health: ModelHealth = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = ModelHealth(self.info.name, self.info.version)
+
+
+def open_model(
+    path: Path,
+    name: str,
+    version: int,
+    limits: ScanLimits | None = None,
+    trial_timeout: float | None = None,
+    allow_custom: bool = False,
+) -> LoadedModel:
+    """Load one archive into a ready engine: shared by the server and local audits."""
+    archive = load_archive(path, name, limits, trial_timeout, allow_custom)
+    engine = CaptureEngine(archive.model)
+    info = ModelInfo(
+        name=name,
+        version=version,
+        sha256=archive.sha256,
+        parameters=archive.description.parameters,
+        layers=tuple(p for p, _ in engine.layers),
+        inputs=engine.inputs,
+        outputs=tuple(engine.output_names),
+        device=engine.device,
+        output_specs=engine.output_specs,
+    )
+    return LoadedModel(info, engine, archive.description)
+
+
+class ModelRegistry:
+    def __init__(
+        self, repository: ModelRepository, limits: ScanLimits | None = None, trial_timeout: float | None = None
+    ) -> None:
+        self.repository = repository
+        self._limits = limits
+        self._trial_timeout = trial_timeout
+        self._models: dict[tuple[str, int], LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def load(self, name: str, version: int | None = None) -> LoadedModel:
+        chosen, path = self.repository.locate(name, version)
+        with self._lock:
+            if (name, chosen) in self._models:
+                return self._models[(name, chosen)]
+        loaded = open_model(path, name, chosen, self._limits, self._trial_timeout)
+        with self._lock:
+            return self._models.setdefault((name, chosen), loaded)
+
+    def get(self, ref: ModelRef) -> LoadedModel:
+        with self._lock:
+            versions = sorted(v for n, v in self._models if n == ref.name)
+            if not versions:
+                raise NotFound(
+                    f"Expected a loaded model named '{ref.name}'; received a name that is not loaded "
+                    f"(loaded: {sorted({n for n, _ in self._models}) or 'none'})."
+                )
+            version = versions[-1] if ref.version is None else ref.version
+            if version not in versions:
+                raise NotFound(
+                    f"Model '{ref.name}' is loaded at versions {versions}; received a request for version {version}."
+                )
+            return self._models[(ref.name, version)]
+
+    def unload(self, ref: ModelRef) -> LoadedModel:
+        loaded = self.get(ref)
+        with self._lock:
+            return self._models.pop((loaded.info.name, loaded.info.version))
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return sorted(self._models.values(), key=lambda m: (m.info.name, m.info.version))

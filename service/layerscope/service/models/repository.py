@@ -1,0 +1,113 @@
+"""The model repository on disk: `<root>/<name>/<version>/model.keras`, the TF Serving / Triton layout.
+
+Callers name a model and a version, never a path: names are checked against a strict pattern before
+they touch the file system, so no request can point the server at a file outside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from layerscope.service.errors import InvalidInput, LimitExceeded, NotFound
+
+ARCHIVE = "model.keras"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidInput(
+            "Expected a model name of 1-128 letters, digits, '.', '_' or '-' (starting with a letter or "
+            f"digit); received {name!r}."
+        )
+    return name
+
+
+class ModelRepository:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / check_name(name)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            int(p.name) for p in folder.iterdir() if p.name.isdigit() and int(p.name) > 0 and (p / ARCHIVE).is_file()
+        )
+
+    def locate(self, name: str, version: int | None = None) -> tuple[int, Path]:
+        """The archive of `name` at `version` (newest when None)."""
+        versions = self.versions(name)
+        if not versions:
+            raise NotFound(f"Expected model '{name}' in the repository; received a name with no versions.")
+        chosen = versions[-1] if version is None else version
+        if chosen not in versions:
+            raise NotFound(f"Model '{name}' has versions {versions}; received a request for version {chosen}.")
+        return chosen, self.root / name / str(chosen) / ARCHIVE
+
+    def begin_upload(self, name: str, version: int | None, max_bytes: int) -> Upload:
+        """Start writing an uploaded archive; nothing is visible until `Upload.commit`."""
+        check_name(name)
+        existing = self.versions(name)
+        chosen = version or (existing[-1] + 1 if existing else 1)
+        if chosen <= 0:
+            raise InvalidInput(f"Expected a positive model version; received {chosen}.")
+        if chosen in existing:
+            raise InvalidInput(f"Model '{name}' already has version {chosen}; expected a new version.")
+        folder = self.root / name / str(chosen)
+        folder.mkdir(parents=True, exist_ok=True)
+        return Upload(folder, chosen, max_bytes)
+
+    def remove(self, name: str, version: int) -> None:
+        """Take back a stored archive that failed to load, so the repository holds only loadable models."""
+        folder = self.root / check_name(name) / str(version)
+        (folder / ARCHIVE).unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+class Upload:
+    """An archive being written: a temporary file renamed into place only when complete and verified."""
+
+    def __init__(self, folder: Path, version: int, max_bytes: int) -> None:
+        self.folder = folder
+        self.version = version
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self._size = 0
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise LimitExceeded(
+                f"Expected an archive of at most {self._max_bytes} bytes; received {self._size} bytes so far."
+            )
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self, sha256: str = "") -> Path:
+        self._file.close()
+        if self._size == 0:
+            raise InvalidInput("Expected the bytes of a .keras archive after the header; received none.")
+        if sha256 and self._digest.hexdigest() != sha256.lower():
+            raise InvalidInput(f"Expected sha256 {sha256}; received an archive with {self._digest.hexdigest()}.")
+        target = self.folder / ARCHIVE
+        os.replace(self._tmp, target)
+        return target
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()

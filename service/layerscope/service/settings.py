@@ -1,0 +1,48 @@
+"""The one typed configuration of the service, read once by the composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field also reads `LAYERSCOPE_<FIELD>` from the environment; explicit arguments win."""
+
+    model_config = SettingsConfigDict(env_prefix="LAYERSCOPE_", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 picks one.")
+    model_repository: Path = Field(Path("models"), description="<dir>/<name>/<version>/model.keras")
+    database_url: str = Field("sqlite:///layerscope.db", description="SQLAlchemy URL of the run store.")
+
+    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request message.")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest uploaded archive.")
+    max_batch_size: int = Field(1024, gt=0, description="Largest batch a Predict/Capture may send.")
+    max_tensor_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Largest total of full tensors one Capture may stream."
+    )
+    chunk_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=3 * 1024 * 1024, description="Bytes per tensor chunk.")
+    max_concurrent_rpcs: int = Field(64, gt=0, description="RPCs in flight before new ones are refused.")
+    max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
+    isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
+    load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
+    max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
+    histogram_bins: int = Field(32, gt=1, le=256)
+    grace_seconds: float = Field(10.0, ge=0, description="Time in-flight calls get on shutdown.")
+
+    tokens: dict[str, Literal["reader", "auditor", "admin"]] = Field(
+        default_factory=dict,
+        description='Bearer tokens and their roles, as JSON: {"<token>": "admin"}. Empty: no authentication.',
+    )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS when set.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: require client certificates (mTLS).")
+    spool_dir: Path = Field(Path("layerscope-spool"), description="Where finished runs wait while the DB is down.")
+    spool_max_runs: int = Field(1000, gt=0, description="Runs the spool holds before captures are refused.")
+    spool_replay_seconds: float = Field(5.0, gt=0, description="How often spooled runs are retried.")
+    retention_days: float | None = Field(None, gt=0, description="Prune runs older than this; None keeps all.")

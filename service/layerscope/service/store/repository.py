@@ -1,0 +1,408 @@
+"""The run store: one transaction per run, idempotent by run id, domain dataclasses in and out.
+
+Database connection failures become `StoreUnavailable`, the spool's cue to keep the run until the
+database returns; rows never leave this module.
+
+Conventions, the same on SQLite and PostgreSQL:
+
+- Datetimes are stored and returned in UTC. A naive datetime given to the store (a run's `created_at`,
+  a query's `since`/`until`, `prune`'s cutoff) is taken as UTC.
+- A retried run stores nothing and returns False; the first write wins. A retry is recognised by what the
+  run asked for (model name, version and sha256, kind, batch size, inputs, the captured layers and
+  kinds in order), not by what it measured: a capture retried by its client is computed again, with
+  another time and duration. The same run id asking for something else is refused (InvalidInput).
+- `get_run` returns the run with its summaries and findings; `list_runs` returns findings but no
+  summaries (a page of 500 runs of 200 layers would be 100,000 rows), so use `get_run` for those.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, contains_eager, sessionmaker
+
+from layerscope.service.domain import (
+    Finding,
+    LayerSummaryRecord,
+    RunPage,
+    RunQuery,
+    RunRecord,
+    Severity,
+    Summary,
+    jsonable,
+)
+from layerscope.service.errors import InvalidInput, NotFound, StoreUnavailable
+from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, RunRow
+
+MAX_PAGE = 1000
+"""The most runs one `list_runs` page may ask for; the transport may allow fewer."""
+
+_INT32 = 2**31 - 1
+_INT64 = 2**63 - 1
+_SUPPORTED = ("sqlite", "postgresql")
+
+
+class RunStore:
+    """Runs in a SQL database (SQLite or PostgreSQL), migrated beforehand by `migrations.migrate`."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        if engine.dialect.name not in _SUPPORTED:
+            raise ValueError(f"Expected a database of {_SUPPORTED}; received {engine.dialect.name!r}.")
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        """Commit or roll back in one place; an unreachable database becomes StoreUnavailable."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise StoreUnavailable(f"The run database is unreachable: {_first_line(exc)}") from exc
+        except sa_exc.TimeoutError as exc:  # every pooled connection busy: the database is too slow to answer
+            raise StoreUnavailable(f"The run database is unreachable: no connection free ({exc})") from exc
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"The run database connection was lost: {_first_line(exc)}") from exc
+            raise
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def save_run(self, run: RunRecord) -> bool:
+        """Store a run with its summaries and findings in one transaction.
+
+        Returns True if stored now, False if the same run was already stored (a retry, by a client or
+        by the spool after a write whose answer was lost); raises InvalidInput if another payload holds
+        this run id, or if a value does not fit a column.
+        """
+        _validate(run)
+        with self._session() as session:
+            if (existing := session.get(RunRow, run.run_id)) is not None:
+                return _check_retry(session, existing, run)
+            model_id = _model_id(session, run)
+            if not _insert_run(session, run, model_id):  # a concurrent writer stored this id meanwhile
+                return _check_retry(session, _run_row(session, run.run_id), run)
+            if run.summaries:
+                session.execute(sa.insert(LayerSummaryRow), _summary_rows(run))
+            if run.findings:
+                session.execute(sa.insert(FindingRow), _finding_rows(run))
+            return True
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete runs created before `older_than`, with their summaries and findings; returns how many.
+
+        Deletes by subquery, not by a list of ids, so a first prune of a year of runs stays one statement
+        per table (SQLite caps the number of bound parameters).
+        """
+        cutoff = _as_utc(older_than)
+        old = sa.select(RunRow.run_id).where(RunRow.created_at < cutoff)
+        with self._session() as session:
+            connection = session.connection()
+            for table in (LayerSummaryRow, FindingRow):
+                connection.execute(sa.delete(table).where(table.run_id.in_(old)))
+            return connection.execute(sa.delete(RunRow).where(RunRow.created_at < cutoff)).rowcount
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with its summaries (in capture order) and findings; NotFound if no such run."""
+        with self._session() as session:
+            row = _run_row(session, run_id)
+            return _record(row, _summaries(session, run_id))
+
+    def list_runs(self, query: RunQuery) -> RunPage:
+        """Newest first (ties by run id), with findings but without summaries; keyset-paginated.
+
+        `since` is inclusive, `until` exclusive. The page token is opaque to callers and holds the
+        position of the last run returned, so runs saved meanwhile neither repeat nor shift a page.
+        """
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise InvalidInput(f"Expected a page limit between 1 and {MAX_PAGE}; received {query.limit}.")
+        statement = _filtered(query).order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+        with self._session() as session:
+            rows = list(session.scalars(statement.limit(query.limit + 1)))
+            token = _encode_token(rows[query.limit - 1]) if len(rows) > query.limit else None
+            return RunPage(tuple(_record(r, ()) for r in rows[: query.limit]), token)
+
+
+# -- writing helpers -------------------------------------------------------------------------------------
+
+
+def _validate(run: RunRecord) -> None:
+    """Refuse what PostgreSQL would refuse, on SQLite too, with a message naming the field.
+
+    Without this a too-long layer name fails only on PostgreSQL, as a DataError the transport cannot map.
+    """
+    _text("run_id", run.run_id, RunRow.run_id, empty=False)
+    _text("model_name", run.model_name, ModelRow.name, empty=False)
+    _text("model_sha256", run.model_sha256, ModelRow.sha256)
+    _text("kind", run.kind, RunRow.kind)
+    _text("device", run.device, RunRow.device)
+    _text("inputs", run.inputs, RunRow.inputs)
+    _integer("model_version", run.model_version, _INT32)
+    _integer("batch_size", run.batch_size, _INT32)
+    for s in run.summaries:
+        _text("summary layer", s.layer, LayerSummaryRow.layer)
+        _text("summary kind", s.kind, LayerSummaryRow.kind)
+        for name in ("count", "nan", "posinf", "neginf"):
+            _integer(f"summary {name} of {s.layer!r}", getattr(s.summary, name), _INT64)
+    for f in run.findings:
+        _text("finding code", f.code, FindingRow.code, empty=False)
+        if f.severity not in tuple(Severity):
+            raise InvalidInput(f"Expected a finding severity of {[str(s) for s in Severity]}; received {f.severity!r}.")
+        for text in (*f.layers, f.message, f.suggestion):
+            _text(f"finding {f.code!r}", text, FindingRow.message)
+
+
+def _text(label: str, value: str, column: Any, *, empty: bool = True) -> None:
+    limit: int | None = column.type.length
+    if not isinstance(value, str) or (not empty and not value):
+        raise InvalidInput(f"Expected {label} as a non-empty string; received {value!r}.")
+    if limit is not None and len(value) > limit:
+        raise InvalidInput(f"Expected {label} of at most {limit} characters; received {len(value)}: {value[:40]!r}...")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise InvalidInput(f"Expected {label} without NUL characters; received {value[:40]!r}.")
+
+
+def _integer(label: str, value: int, limit: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise InvalidInput(f"Expected {label} as an integer between 0 and {limit}; received {value!r}.")
+
+
+def _insert(session: Session, table: type[Any]) -> Any:
+    """INSERT with ON CONFLICT support: both dialects spell it alike, through different constructs."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _model_id(session: Session, run: RunRecord) -> int:
+    """The model row's id, created if needed; a concurrent creator of the same model is no error."""
+    values = {"name": run.model_name, "version": run.model_version, "sha256": run.model_sha256}
+    lookup = sa.select(ModelRow.id).filter_by(**values)
+    if (found := session.scalar(lookup)) is not None:
+        return found
+    session.execute(_insert(session, ModelRow).values(**values).on_conflict_do_nothing())
+    return session.scalars(lookup).one()
+
+
+def _insert_run(session: Session, run: RunRecord, model_id: int) -> bool:
+    """Insert the run row unless its id is taken; False if it was (a race with a retry)."""
+    statement = _insert(session, RunRow).values(
+        run_id=run.run_id,
+        model_id=model_id,
+        kind=run.kind,
+        created_at=_as_utc(run.created_at),
+        batch_size=run.batch_size,
+        inputs=run.inputs,
+        device=run.device,
+        duration_seconds=run.duration_seconds,
+    )
+    # RETURNING, not rowcount: SQLAlchemy reports -1 rows for an INSERT through psycopg 3.
+    inserted = statement.on_conflict_do_nothing(index_elements=["run_id"]).returning(RunRow.run_id)
+    return session.execute(inserted).scalar_one_or_none() is not None
+
+
+def _check_retry(session: Session, row: RunRow, offered: RunRecord) -> bool:
+    """False when `offered` asks for what the stored run asked for; InvalidInput naming what differs."""
+    layers = session.execute(
+        sa.select(LayerSummaryRow.layer, LayerSummaryRow.kind)
+        .where(LayerSummaryRow.run_id == row.run_id)
+        .order_by(LayerSummaryRow.position)
+    )
+    stored = _request(row.model.name, row.model.version, row.model.sha256, row, [tuple(t) for t in layers])
+    received = _request(
+        offered.model_name,
+        offered.model_version,
+        offered.model_sha256,
+        offered,
+        [(s.layer, s.kind) for s in offered.summaries],
+    )
+    differing = [name for name in stored if stored[name] != received[name]]
+    if differing:
+        raise InvalidInput(
+            f"Run '{offered.run_id}' is already stored for {stored['model']} ({row.kind}, batch "
+            f"{row.batch_size}); expected a retry of that run, received another {', '.join(differing)}: "
+            f"{received['model']} ({offered.kind}, batch {offered.batch_size}). Choose a new run id."
+        )
+    return False
+
+
+def _request(name: str, version: int, sha256: str, run: RunRow | RunRecord, layers: list[Any]) -> dict[str, Any]:
+    """What a run asked for, which a retry repeats; its times and measurements may differ and are not compared.
+
+    A retried capture is computed again (a lost answer, a client retrying with its run id), so it has
+    another `created_at` and duration, and on a GPU its statistics may differ in the last bits.
+    """
+    return {
+        "model": f"{name}:{version}",
+        "model_sha256": sha256,
+        "kind": run.kind,
+        "batch_size": run.batch_size,
+        "inputs": run.inputs,
+        "layers": [tuple(pair) for pair in layers],
+    }
+
+
+def _summary_rows(run: RunRecord) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run.run_id,
+            "position": i,
+            "layer": s.layer,
+            "kind": s.kind,
+            "count": int(s.summary.count),
+            "mean": float(s.summary.mean),
+            "std": float(s.summary.std),
+            "min": float(s.summary.min),
+            "max": float(s.summary.max),
+            "zero_fraction": float(s.summary.zero_fraction),
+            "nan": int(s.summary.nan),
+            "posinf": int(s.summary.posinf),
+            "neginf": int(s.summary.neginf),
+            "histogram": [int(h) for h in s.summary.histogram],
+            "histogram_low": float(s.summary.histogram_range[0]),
+            "histogram_high": float(s.summary.histogram_range[1]),
+            "unit_activity": [_json_float(a) for a in s.summary.unit_activity],
+        }
+        for i, s in enumerate(run.summaries)
+    ]
+
+
+def _json_float(value: float) -> float | None:
+    """PostgreSQL's json refuses NaN and Infinity; unit activity is a fraction, so None marks a broken one."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _finding_rows(run: RunRecord) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run.run_id,
+            "position": i,
+            "code": f.code,
+            "severity": Severity(f.severity).value,
+            "layers": list(f.layers),
+            "message": f.message,
+            "suggestion": f.suggestion,
+            "evidence": jsonable(f.evidence),
+        }
+        for i, f in enumerate(run.findings)
+    ]
+
+
+# -- reading helpers -------------------------------------------------------------------------------------
+
+
+def _run_row(session: Session, run_id: str) -> RunRow:
+    row = session.get(RunRow, run_id, populate_existing=True)
+    if row is None:
+        raise NotFound(f"Expected a stored run with id '{run_id}'; received an id that is not stored.")
+    return row
+
+
+def _summaries(session: Session, run_id: str) -> tuple[LayerSummaryRecord, ...]:
+    rows = session.scalars(
+        sa.select(LayerSummaryRow).where(LayerSummaryRow.run_id == run_id).order_by(LayerSummaryRow.position)
+    )
+    return tuple(_summary(s) for s in rows)
+
+
+def _filtered(query: RunQuery) -> sa.Select[RunRow]:
+    """The runs a query selects, before ordering and paging."""
+    statement = sa.select(RunRow).join(RunRow.model).options(contains_eager(RunRow.model))
+    if query.model_name is not None:
+        statement = statement.where(ModelRow.name == query.model_name)
+    if query.model_version is not None:
+        statement = statement.where(ModelRow.version == query.model_version)
+    if query.since is not None:
+        statement = statement.where(RunRow.created_at >= _as_utc(query.since))
+    if query.until is not None:
+        statement = statement.where(RunRow.created_at < _as_utc(query.until))
+    if query.finding_code is not None:
+        has_code = sa.select(FindingRow.run_id).where(FindingRow.code == query.finding_code)
+        statement = statement.where(RunRow.run_id.in_(has_code))
+    if query.page_token:
+        created, run_id = _decode_token(query.page_token)
+        # The first condition is implied by the second; it gives the planner a range on the index.
+        statement = statement.where(
+            RunRow.created_at <= created,
+            sa.or_(RunRow.created_at < created, RunRow.run_id < run_id),
+        )
+    return statement
+
+
+def _summary(row: LayerSummaryRow) -> LayerSummaryRecord:
+    return LayerSummaryRecord(
+        row.layer,
+        row.kind,
+        Summary(
+            count=row.count,
+            mean=row.mean,
+            std=row.std,
+            min=row.min,
+            max=row.max,
+            zero_fraction=row.zero_fraction,
+            nan=row.nan,
+            posinf=row.posinf,
+            neginf=row.neginf,
+            histogram=tuple(int(h) for h in row.histogram),
+            histogram_range=(row.histogram_low, row.histogram_high),
+            unit_activity=tuple(math.nan if a is None else float(a) for a in row.unit_activity),
+        ),
+    )
+
+
+def _record(row: RunRow, summaries: tuple[LayerSummaryRecord, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row.run_id,
+        model_name=row.model.name,
+        model_version=row.model.version,
+        model_sha256=row.model.sha256,
+        kind=row.kind,
+        created_at=_as_utc(row.created_at),
+        batch_size=row.batch_size,
+        inputs=row.inputs,
+        device=row.device,
+        duration_seconds=row.duration_seconds,
+        summaries=summaries,
+        findings=tuple(_finding(f) for f in row.findings),
+    )
+
+
+def _finding(row: FindingRow) -> Finding:
+    evidence: Mapping[str, Any] = dict(row.evidence)
+    return Finding(row.code, Severity(row.severity), tuple(row.layers), row.message, row.suggestion, evidence)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """UTC, tz-aware. Naive values are UTC already: SQLite hands them back so, and callers are told so.
+
+    SQLite stores a datetime as text without its offset, so an aware value in another zone must be
+    converted before it is written or compared, or 14:00+02:00 would sort as 14:00 UTC.
+    """
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _encode_token(row: RunRow) -> str:
+    return base64.urlsafe_b64encode(f"{_as_utc(row.created_at).isoformat()}|{row.run_id}".encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        created, run_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
+        return _as_utc(datetime.fromisoformat(created)), run_id
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidInput(f"Expected a page token from a previous ListRuns answer; received {token!r}.") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

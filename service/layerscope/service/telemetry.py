@@ -1,0 +1,148 @@
+"""Prometheus metrics on an injected registry.
+
+Service metrics are declared together in `Telemetry`; per-model, per-layer health comes from
+`ModelHealthCollector`, which reads the loaded models at scrape time, so an unloaded model's series vanish
+without bookkeeping and the number of series stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# 1 ms to 60 s: a tiny MLP captures in milliseconds, a big CNN at batch 128 on CPU in tens of seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Telemetry:
+    """Every service metric, bound to the registry it is given (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.rpcs = Counter(
+            "layerscope_rpcs",
+            "RPCs handled, by method and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.rpc_seconds = Histogram(
+            "layerscope_rpc_duration_seconds",
+            "RPC latency, by method and status code.",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inflight = Gauge("layerscope_inflight_rpcs", "RPCs being handled now.", registry=registry)
+        self.rejections = Counter(
+            "layerscope_rejected_rpcs",
+            "RPCs refused before running, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.capture_seconds = Histogram(
+            "layerscope_capture_duration_seconds",
+            "Forward pass plus capture, on the device, by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.streamed_bytes = Counter(
+            "layerscope_streamed_tensor_bytes", "Full-tensor bytes streamed to callers.", registry=registry
+        )
+        self.model_load_seconds = Histogram(
+            "layerscope_model_load_duration_seconds",
+            "Time to scan and load a model.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "layerscope_model_load_failures",
+            "Models that failed to load, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.models_loaded = Gauge("layerscope_models_loaded", "Model versions loaded now.", registry=registry)
+        self.db_write_seconds = Histogram(
+            "layerscope_db_write_duration_seconds",
+            "Time to store one run.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "layerscope_spool_depth",
+            "Finished runs waiting in the spool for the database.",
+            registry=registry,
+        )
+        self.device_memory = Gauge(
+            "layerscope_device_memory_bytes", "Accelerator memory in use.", ["device"], registry=registry
+        )
+        self.findings = Counter(
+            "layerscope_findings",
+            "Findings reported by diagnoses, by model, code and severity.",
+            ["model", "code", "severity"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    layer: str
+    dead_unit_fraction: float
+    saturated_fraction: float
+    non_finite: int
+    activation_rms: float
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """The latest health of one loaded model version, as the application last observed it."""
+
+    model: str
+    version: int
+    layers: tuple[LayerHealth, ...] = ()
+    findings: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(code, severity) -> count in the latest diagnosis."""
+
+
+class ModelHealthCollector(Collector):
+    """Per-layer gauges of the loaded models, read at scrape time and capped per model."""
+
+    def __init__(self, source: Callable[[], Iterable[ModelHealth]], max_layer_series: int) -> None:
+        self._source = source
+        self._max_layer_series = max_layer_series
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "version", "layer"]
+        dead = GaugeMetricFamily(
+            "layerscope_layer_dead_unit_fraction",
+            "Units that never activated in the latest capture.",
+            labels=labels,
+        )
+        saturated = GaugeMetricFamily(
+            "layerscope_layer_saturated_fraction", "Sigmoid/tanh outputs at their bounds.", labels=labels
+        )
+        non_finite = GaugeMetricFamily(
+            "layerscope_layer_nonfinite_values", "NaN and Inf values in the latest capture.", labels=labels
+        )
+        rms = GaugeMetricFamily("layerscope_layer_activation_rms", "Root mean square of activations.", labels=labels)
+        findings = GaugeMetricFamily(
+            "layerscope_model_findings",
+            "Findings in the latest diagnosis of a loaded model.",
+            labels=["model", "version", "code", "severity"],
+        )
+        for health in self._source():
+            version = str(health.version)
+            for layer in islice(health.layers, self._max_layer_series):
+                key = [health.model, version, layer.layer]
+                dead.add_metric(key, layer.dead_unit_fraction)
+                saturated.add_metric(key, layer.saturated_fraction)
+                non_finite.add_metric(key, layer.non_finite)
+                rms.add_metric(key, layer.activation_rms)
+            for (code, severity), count in health.findings.items():
+                findings.add_metric([health.model, version, code, severity], count)
+        yield from (dead, saturated, non_finite, rms, findings)

@@ -1,0 +1,85 @@
+"""Every finding code fires on its zoo models, naming the right layers, and stays silent on the near misses."""
+
+from __future__ import annotations
+
+import pytest
+
+from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
+from layerscope.service.domain import Finding, Severity
+from layerscope.service.models.describe import describe
+from tests.diagnosis.harness import evidence_for
+from tests.diagnosis.zoo import CASES, Case
+
+RULES: dict[str, type[Rule]] = {cls.code: cls for cls in RULE_CLASSES}
+
+
+def run_case(case: Case) -> list[Finding]:
+    model = case.build()
+    config = None
+    if case.compile:
+        model.compile(optimizer="adam", **case.compile)
+        config = model.get_compile_config()
+    description = describe(model, config)
+    rule = RULES[case.code]()
+    evidence = None
+    if rule.kind == "runtime":
+        evidence = evidence_for(model, description, case.inputs(model) if case.inputs else None)
+    return rule.check(description, evidence)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_rule_fires_on_its_models_and_is_silent_on_near_misses(case: Case) -> None:
+    findings = run_case(case)
+    if not case.fires:
+        assert findings == [], [f.message for f in findings]
+        return
+    assert findings, f"{case.code} did not fire on {case.build.__name__}"
+    matching = [f for f in findings if set(case.layers) <= set(f.layers)]
+    assert matching, f"expected a finding naming {case.layers}; got {[f.layers for f in findings]}"
+    finding = matching[0]
+    assert finding.code == case.code
+    assert finding.severity == RULES[case.code].severity
+    assert case.message in finding.message, finding.message
+    assert "expected" in finding.message and "received" in finding.message
+    assert any(f"'{name}'" in finding.message for name in finding.layers), finding.message
+    assert finding.suggestion
+    assert finding.evidence["rule"] == RULES[case.code]().get_config()
+
+
+def test_every_code_has_two_firing_models_and_a_near_miss() -> None:
+    for code in RULES:
+        firing = {c.build.__name__ for c in CASES if c.code == code and c.fires}
+        silent = [c for c in CASES if c.code == code and not c.fires]
+        assert len(firing) >= 2, code
+        assert silent, code
+
+
+def test_severities_follow_the_contract() -> None:
+    expected = {
+        "softmax-single-unit": Severity.ERROR,
+        "output-loss-mismatch": Severity.ERROR,
+        "dense-on-spatial": Severity.ERROR,
+        "image-without-conv": Severity.WARNING,
+        "conv-after-flatten": Severity.WARNING,
+        "parameter-explosion": Severity.WARNING,
+        "missing-nonlinearity": Severity.WARNING,
+        "redundant-activation": Severity.WARNING,
+        "saturating-deep-stack": Severity.WARNING,
+        "constant-init": Severity.ERROR,
+        "bias-before-batchnorm": Severity.INFO,
+        "dropout-placement": Severity.WARNING,
+        "feature-map-too-small": Severity.ERROR,
+        "cnn-design-smell": Severity.INFO,
+        "non-finite": Severity.ERROR,
+        "dead-units": Severity.WARNING,
+        "saturated-units": Severity.WARNING,
+        "exploding-activations": Severity.WARNING,
+        "vanishing-activations": Severity.WARNING,
+        "constant-output": Severity.ERROR,
+        "unscaled-input": Severity.WARNING,
+        "dead-weights": Severity.WARNING,
+    }
+    assert {code: cls.severity for code, cls in RULES.items()} == expected
+    runtime = {"non-finite", "dead-units", "saturated-units", "exploding-activations", "vanishing-activations"}
+    runtime |= {"constant-output", "unscaled-input", "dead-weights"}
+    assert {code for code, cls in RULES.items() if cls.kind == "runtime"} == runtime

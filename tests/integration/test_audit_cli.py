@@ -1,0 +1,192 @@
+"""`layerscope audit`: the table people read, the JSON document tools read, and the exit codes CI reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import pytest
+from typer.testing import CliRunner
+
+from layerscope.client.cli import app
+from tests.conftest import ServerHandle
+from tests.support import models
+
+RUNNER = CliRunner()
+
+
+def healthy_mlp() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="hidden"),
+            keras.layers.Dense(3, name="out"),
+        ],
+        name="healthy_mlp",
+    )
+
+
+def dense_on_image() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    image = keras.Input((12, 12, 3), name="image")
+    conv = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(image)
+    return keras.Model(image, keras.layers.Dense(2, activation="softmax", name="head")(conv), name="dense_on_image")
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("zoo")
+    models.save(healthy_mlp(), folder)
+    (folder / "nested").mkdir()
+    models.save(dense_on_image(), folder / "nested")  # folders are searched recursively
+    return folder
+
+
+def audit(*args: str) -> tuple[int, str]:
+    result = RUNNER.invoke(app, ["audit", *args], env={"COLUMNS": "200"})
+    return result.exit_code, result.stdout
+
+
+def test_json_report_follows_the_contract_and_errors_fail_the_gate(zoo: Path) -> None:
+    code, output = audit(str(zoo), "--format", "json")
+    assert code == 1
+    doc = json.loads(output)
+    assert doc["schema"] == "layerscope.audit/v1"
+    by_name = {Path(m["source"]).stem: m for m in doc["models"]}
+    assert set(by_name) == {"healthy_mlp", "dense_on_image"}
+    bad = by_name["dense_on_image"]
+    assert len(bad["sha256"]) == 64 and bad["parameters"] > 0 and bad["error"] is None
+    finding = next(f for f in bad["findings"] if f["code"] == "dense-on-spatial")
+    assert finding["severity"] == "error" and finding["layers"] == ["head"]
+    assert {"message", "suggestion", "evidence"} <= set(finding)
+    conv = next(layer for layer in bad["layers"] if layer["name"] == "conv")
+    assert conv["class"] == "Conv2D" and conv["output_shape"] == [None, 10, 10, 4]
+    assert {"mean", "std", "min", "max", "zero_fraction", "nan", "inf"} == set(conv["activation"])
+    assert not [f for f in by_name["healthy_mlp"]["findings"] if f["severity"] in ("error", "warning")]
+
+
+def test_exit_codes_follow_fail_on(zoo: Path) -> None:
+    healthy = str(zoo / "healthy_mlp.keras")
+    assert audit(healthy)[0] == 0
+    assert audit(str(zoo), "--fail-on", "never")[0] == 0
+    assert audit(str(zoo), "--fail-on", "error")[0] == 1
+
+
+def test_a_corrupt_file_is_reported_and_the_rest_still_audited(zoo: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "broken.keras").write_bytes(b"not a zip")
+    (folder / "healthy_mlp.keras").write_bytes((zoo / "healthy_mlp.keras").read_bytes())
+    code, output = audit(str(folder), "--format", "json", "--fail-on", "never")
+    assert code == 2
+    doc = json.loads(output)
+    errors = {Path(m["source"]).name: m["error"] for m in doc["models"]}
+    assert errors["healthy_mlp.keras"] is None
+    assert "zip" in errors["broken.keras"]["message"]
+
+
+def test_the_table_names_model_code_and_layer(zoo: Path) -> None:
+    code, output = audit(str(zoo))
+    assert code == 1
+    assert "dense-on-spatial" in output and "head" in output and "dense_on_image" in output
+
+
+def test_explain_prints_what_a_code_means(zoo: Path) -> None:
+    code, output = audit("--explain", "dense-on-spatial")
+    assert code == 0 and "Flatten" in output
+    assert audit("--explain", "no-such-code")[0] == 2
+
+
+def findings_of(doc: dict) -> dict[str, list[tuple[str, tuple[str, ...]]]]:  # type: ignore[type-arg]
+    return {
+        Path(m["source"]).stem: sorted((f["code"], tuple(f["layers"])) for f in m["findings"]) for m in doc["models"]
+    }
+
+
+def test_shards_cover_every_model_exactly_once_and_merge_back(zoo: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        models.save(healthy_mlp(), zoo, f"extra_{i}")
+    everything = json.loads(audit(str(zoo), "--format", "json", "--fail-on", "never")[1])
+    reports = []
+    for i in range(3):
+        report = tmp_path / f"shard-{i}.json"
+        assert audit(str(zoo), "--shard", f"{i}/3", "--format", "json", "--output", str(report), "-q")[0] in (0, 1)
+        reports.append(report)
+    sources = [m["source"] for r in reports for m in json.loads(r.read_text())["models"]]
+    assert sorted(sources) == sorted(m["source"] for m in everything["models"])
+    merged = tmp_path / "merged.json"
+    assert audit("merge", *map(str, reports), "--output", str(merged))[0] == 0
+    assert findings_of(json.loads(merged.read_text())) == findings_of(everything)
+    assert audit("merge", str(reports[0]), str(reports[0]))[0] == 2  # a model in two shards is refused
+    assert audit(str(zoo), "--shard", "3/3")[0] == 2
+
+
+def test_two_workers_give_the_same_document_as_one(zoo: Path) -> None:
+    one = json.loads(audit(str(zoo), "--format", "json", "--jobs", "1")[1])
+    two = json.loads(audit(str(zoo), "--format", "json", "--jobs", "2")[1])
+    for doc in (one, two):
+        for m in doc["models"]:
+            m.pop("seconds")
+    assert one == two
+
+
+def test_an_audit_through_the_server_finds_what_a_local_audit_finds(zoo: Path, server: ServerHandle) -> None:
+    local = json.loads(audit(str(zoo), "--format", "json")[1])
+    remote = json.loads(audit(str(zoo), "--format", "json", "--server", server.target)[1])
+    assert findings_of(remote) == findings_of(local)
+    assert [m["sha256"] for m in remote["models"]] == [m["sha256"] for m in local["models"]]
+
+
+def test_sarif_has_one_rule_per_code_and_the_model_file_as_location(zoo: Path) -> None:
+    code, output = audit(str(zoo), "--format", "sarif")
+    assert code == 1
+    sarif = json.loads(output)
+    assert sarif["version"] == "2.1.0"
+    (run,) = sarif["runs"]
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    assert len(rule_ids) == len(set(rule_ids)) and "dense-on-spatial" in rule_ids
+    result = next(r for r in run["results"] if r["ruleId"] == "dense-on-spatial")
+    assert result["level"] == "error"
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("dense_on_image.keras")
+    assert result["locations"][0]["logicalLocations"] == [{"name": "head", "kind": "member"}]
+    assert rule_ids[result["ruleIndex"]] == "dense-on-spatial"
+
+
+def test_the_html_report_renders_in_a_real_browser_without_errors_or_requests(zoo: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the browser test: scripts/install_chromium.sh installs chromium")
+        pytest.skip("chromium is not installed (scripts/install_chromium.sh)")
+    from playwright.sync_api import sync_playwright
+
+    report = tmp_path / "audit.html"
+    assert audit(str(zoo), "--format", "html", "--output", str(report), "-q")[0] == 1
+    errors: list[str] = []
+    requests: list[str] = []
+    artifacts = Path(os.environ.get("LAYERSCOPE_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri())
+        assert "dense-on-spatial" in page.inner_text("body")
+        assert page.locator("svg[aria-label='layer graph']").count() == len(
+            json.loads(audit(str(zoo), "--format", "json")[1])["models"]
+        )
+        page.screenshot(path=str(artifacts / "audit-report.png"), full_page=True)
+        browser.close()
+    print(f"\nscreenshot: {artifacts / 'audit-report.png'}")
+    assert errors == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests

@@ -1,0 +1,81 @@
+"""The database goes away mid-stream: captures keep succeeding, and every run lands exactly once."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from layerscope.client import Client, UnavailableError
+from tests.conftest import ServerHandle, start_server
+from tests.support import models
+from tests.support.proxy import Proxy
+
+URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="needs LAYERSCOPE_TEST_DATABASE_URL (a real PostgreSQL)")
+
+
+@pytest.fixture()
+def fresh_database() -> Iterator[str]:
+    """A database of its own on the real server, so this test's runs are all that is in it."""
+    assert URL
+    name = f"layerscope_outage_{os.getpid()}"
+    admin = sa.create_engine(URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def stored_run_ids(url: str) -> list[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text("SELECT run_id FROM run"))]
+    finally:
+        engine.dispose()
+
+
+def test_captures_survive_a_database_outage_and_land_exactly_once(fresh_database: str, tmp_path: Path) -> None:
+    assert URL
+    parts = urlsplit(URL)
+    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.start()
+    through_proxy = f"postgresql://{parts.username}@127.0.0.1:{proxy.port}/{fresh_database}"
+    direct = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}/{fresh_database}"
+    server: ServerHandle = start_server(
+        tmp_path, database_url=through_proxy, spool_max_runs=4, spool_replay_seconds=0.5
+    )
+    try:
+        with Client(server.target, timeout=60) as c:
+            c.upload_model("m", models.save(models.dead_relu_model(), tmp_path))
+            x = np.ones((2, 4), "float32")
+            ids = [c.capture("m", x, run_id=f"before-{i}").run_id for i in range(2)]
+            proxy.stop()  # the database is unreachable from here on
+            ids += [c.capture("m", x, run_id=f"during-{i}").run_id for i in range(4)]
+            assert c.get_run("during-3").run_id == "during-3"  # a spooled run is still readable
+            with pytest.raises(UnavailableError, match="spool holds its limit of 4 runs"):
+                c.capture("m", x, run_id="refused")
+            assert c.health() == "SERVING"
+            proxy.start()  # the database is back
+            ids.append(c.capture("m", x, run_id="after-0").run_id)
+            ids.append(c.capture("m", x, run_id="before-0").run_id)  # a retried write is harmless
+            deadline = time.monotonic() + 30
+            while sorted(stored_run_ids(direct)) != sorted(set(ids)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+    finally:
+        server.stop()
+        proxy.stop()
+    stored = stored_run_ids(direct)
+    assert sorted(stored) == sorted(set(ids))
+    assert len(stored) == len(set(stored)) == 7
+    assert "refused" not in stored

@@ -1,0 +1,37 @@
+"""`layerscope runs` and `layerscope compare` read the history of a running server as tables."""
+
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from layerscope.client import Client
+from layerscope.client.cli import app
+from tests.conftest import ServerHandle
+from tests.support import models
+
+
+def test_runs_and_compare_show_a_layer_that_died(client: Client, server: ServerHandle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    healthy = models.dead_relu_model()
+    kernel, bias = healthy.get_layer("dead").get_weights()
+    healthy.get_layer("dead").set_weights([kernel, bias + 100.0])  # undo the dead bias: every unit fires
+    client.upload_model("history", models.save(healthy, tmp_path, "alive"))
+    client.upload_model("history", models.save(models.dead_relu_model(), tmp_path, "dead"))
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    client.capture("history", x, version=1, run_id="hist-alive")
+    client.diagnose("history", version=2, run_id="hist-dead")
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "history", "--server", server.target], env={"COLUMNS": "220"})
+    assert listed.exit_code == 0, listed.output
+    assert "hist-alive" in listed.output and "hist-dead" in listed.output and "dead-units" in listed.output
+
+    compared = runner.invoke(
+        app, ["compare", "hist-alive", "hist-dead", "--server", server.target], env={"COLUMNS": "220"}
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "new: dead-units" in compared.output
+    assert "+1.000" in compared.output  # the dead layer's dead-unit fraction went from 0 to 1
+
+    missing = runner.invoke(app, ["compare", "hist-alive", "nope", "--server", server.target])
+    assert missing.exit_code == 2 and "nope" in missing.output

@@ -1,0 +1,67 @@
+"""Model health on /metrics: per-layer series from real captures, gone when the model is unloaded."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope.client import Client, ResourceExhaustedError
+from tests.conftest import ServerHandle
+from tests.support import models
+
+
+def scrape(server: ServerHandle) -> dict[str, float]:
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        match = re.match(r"^(layerscope_[a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
+        if match:
+            samples[match[1]] = float(match[2])
+    return samples
+
+
+def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
+    client: Client, server: ServerHandle, tmp_path: Path
+) -> None:
+    client.upload_model("nan", models.save(models.nan_model(), tmp_path))
+    client.upload_model("dead", models.save(models.dead_relu_model(), tmp_path))
+    client.capture("nan", np.ones((4, 4), "float32"))
+    client.capture("dead", np.ones((4, 4), "float32"))
+    client.diagnose("dead")
+    samples = scrape(server)
+
+    # kernel[0, 0] is NaN: unit 0 of each of the 4 examples is NaN, units 1 and 2 stay finite
+    assert samples['layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}'] == 4
+    assert samples['layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}'] == 1.0
+    assert samples['layerscope_layer_dead_unit_fraction{layer="out",model="dead",version="1"}'] == 0.0
+    assert samples['layerscope_layer_activation_rms{layer="dead",model="dead",version="1"}'] == 0.0
+    findings = 'layerscope_model_findings{code="dead-units",model="dead",severity="warning",version="1"}'
+    assert samples[findings] == 1
+    assert samples['layerscope_findings_total{code="dead-units",model="dead",severity="warning"}'] >= 1
+    assert samples["layerscope_models_loaded"] >= 2
+
+    client.unload_model("nan")
+    after = scrape(server)
+    assert not any('model="nan"' in key and key.startswith("layerscope_layer_") for key in after)
+    assert 'layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}' in after
+
+
+def test_full_tensors_over_the_byte_limit_are_refused_naming_limit_and_size(
+    client: Client, server: ServerHandle, tmp_path: Path
+) -> None:
+    client.upload_model("limited", models.save(models.small_cnn(), tmp_path))
+    x = np.zeros((16, 8, 8, 1), "float32")
+    with pytest.raises(ResourceExhaustedError) as caught:
+        client.capture("limited", x, full="*", max_tensor_bytes=1000)
+    assert "at most 1000 bytes" in caught.value.message
+    assert re.search(r"hold \d{4,} bytes", caught.value.message)
+    assert client.capture("limited", x, full="conv", kinds=("activation",)).tensors["conv"]["activation"].shape == (
+        16,
+        6,
+        6,
+        4,
+    )

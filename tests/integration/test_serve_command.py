@@ -1,0 +1,39 @@
+"""`layerscope serve` as a user runs it: flags and environment, a free port, health, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from layerscope.client import Client
+
+
+def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LAYERSCOPE_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    command = [
+        sys.executable, "-m", "layerscope.client.cli", "serve",
+        "--port", "0", "--metrics-port", "0", "--model-repository", str(tmp_path / "models"),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"serving on 127\.0\.0\.1:(\d+) \(metrics on :(\d+)", line)
+        assert match, line + (process.stderr.read() if process.poll() is not None and process.stderr else "")
+        with Client(f"127.0.0.1:{match[1]}", timeout=30) as c:
+            assert c.health() == "SERVING"
+            assert c.list_models() == []
+        assert (tmp_path / "env.db").exists()  # the database URL came from the environment
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,181 @@
+"""From a .keras file to a stored, diagnosed capture over gRPC, against a real server on a free port."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import grpc
+import keras
+import numpy as np
+import pytest
+
+from layerscope.client import Client, InvalidArgumentError, NotFoundError
+from layerscope.service.domain import summarize
+from tests.conftest import ServerHandle
+from tests.support import models
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def cnn(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> keras.Model:
+    model = models.small_cnn()
+    path = models.save(model, tmp_path_factory.mktemp("archives"))
+    with Client(server.target) as c:
+        info = c.upload_model("cnn", path)
+    assert (info.name, info.version) == ("cnn", 1)
+    assert info.layers == ("conv", "pool", "flatten", "hidden", "probabilities")
+    return model
+
+
+def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
+    return {layer.name: np.asarray(out) for layer, out in zip(model.layers[1:], probe(x), strict=True)}
+
+
+def test_full_capture_equals_what_keras_computes(client: Client, cnn: keras.Model) -> None:
+    x = RNG.normal(size=(5, 8, 8, 1)).astype("float32")
+    cap = client.capture("cnn", x, layers="*", kinds=("activation", "kernel", "bias"), full="*")
+
+    expected = layer_outputs(cnn, x)
+    assert set(cap.tensors) == set(expected)
+    for name, activation in expected.items():
+        np.testing.assert_allclose(cap.tensors[name]["activation"], activation, rtol=1e-5, atol=1e-6)
+    for layer in (cnn.get_layer("conv"), cnn.get_layer("hidden"), cnn.get_layer("probabilities")):
+        kernel, bias = layer.get_weights()
+        np.testing.assert_array_equal(cap.tensors[layer.name]["kernel"], kernel)
+        np.testing.assert_array_equal(cap.tensors[layer.name]["bias"], bias)
+    np.testing.assert_allclose(cap.outputs["probabilities"], cnn(x), rtol=1e-5, atol=1e-6)
+
+
+def test_summaries_equal_numpy_statistics_of_the_tensors(client: Client, cnn: keras.Model) -> None:
+    x = RNG.normal(size=(7, 8, 8, 1)).astype("float32")
+    cap = client.capture("cnn", x, full="*", kinds=("activation", "kernel", "bias"))
+    for layer, kinds in cap.tensors.items():
+        for kind, tensor in kinds.items():
+            got, want = cap.summaries[layer][kind], summarize(tensor, per_unit=kind == "activation")
+            assert got.count == want.count
+            assert (got.nan, got.posinf, got.neginf) == (want.nan, want.posinf, want.neginf)
+            np.testing.assert_allclose(
+                [got.mean, got.std, got.min, got.max, got.zero_fraction],
+                [want.mean, want.std, want.min, want.max, want.zero_fraction],
+                rtol=1e-5,
+                atol=1e-6,
+            )
+            assert sum(got.histogram) == sum(want.histogram) == want.count
+            # Bin edges are float32 on the device: a value on an edge may land one bin over.
+            assert np.abs(np.subtract(got.histogram, want.histogram)).sum() <= 2
+            np.testing.assert_allclose(got.unit_activity, want.unit_activity, atol=1e-6)
+
+
+def test_only_the_layers_asked_for_come_back_in_full(client: Client, cnn: keras.Model) -> None:
+    cap = client.capture("cnn", RNG.normal(size=(2, 8, 8, 1)), full=["conv"])
+    assert set(cap.tensors) == {"conv"}
+    assert set(cap.summaries) == {"conv", "pool", "flatten", "hidden", "probabilities"}
+
+
+def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
+    client: Client, cnn: keras.Model, server: ServerHandle
+) -> None:
+    from layerscope.service.store.engine import create_engine
+    from layerscope.service.store.repository import RunStore
+
+    cap = client.capture("cnn", RNG.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
+    engine = create_engine(server.database_url)
+    try:
+        stored = RunStore(engine).get_run("skeleton-run-1")
+    finally:
+        engine.dispose()
+    assert cap.run_id == stored.run_id == "skeleton-run-1"
+    assert (stored.model_name, stored.model_version, stored.kind, stored.batch_size) == (
+        "cnn",
+        1,
+        "capture",
+        3,
+    )
+    stored_summaries = {(s.layer, s.kind): s.summary for s in stored.summaries}
+    assert stored_summaries[("conv", "activation")].mean == pytest.approx(cap.summaries["conv"]["activation"].mean)
+    assert len(stored_summaries) == sum(len(k) for k in cap.summaries.values())
+    assert client.get_run("skeleton-run-1").summaries["hidden"]["kernel"].count == 36 * 6
+
+
+def test_a_diagnosis_is_stored_with_its_findings(client: Client, server: ServerHandle, tmp_path: Path) -> None:
+    client.upload_model("dead", models.save(models.dead_relu_model(), tmp_path))
+    report = client.diagnose("dead", run_id="diagnosis-1")
+    dead = report.by_code("dead-units")
+    assert dead and dead[0].layers == ("dead",)
+    assert "probe" in report.inputs_used
+    stored = client.get_run("diagnosis-1")
+    assert stored.kind == "diagnose"
+    assert [f.code for f in stored.findings] == [f.code for f in report.findings]
+    assert [r.run_id for r in client.runs("dead")] == ["diagnosis-1"]
+
+
+def test_metrics_expose_rpc_counts_and_latency_by_method_and_code(
+    client: Client, cnn: keras.Model, server: ServerHandle
+) -> None:
+    client.predict("cnn", RNG.normal(size=(1, 8, 8, 1)))
+    with pytest.raises(NotFoundError):
+        client.predict("no-such-model", RNG.normal(size=(1, 8, 8, 1)))
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    assert 'layerscope_rpcs_total{code="OK",method="Predict"}' in text
+    assert 'layerscope_rpcs_total{code="NOT_FOUND",method="Predict"}' in text
+    assert 'layerscope_rpc_duration_seconds_bucket{code="OK",le="0.001",method="Predict"}' in text
+    assert 'layerscope_rpc_duration_seconds_count{code="OK",method="Capture"}' in text
+
+
+# -- bad input: a clear error, the right status, and the server keeps serving ---------------------------
+
+
+def still_serving(client: Client) -> None:
+    assert client.health() == "SERVING"
+    assert client.predict("cnn", np.zeros((1, 8, 8, 1), "float32"))["probabilities"].shape == (1, 3)
+
+
+def test_an_unknown_model_is_not_found(client: Client, cnn: keras.Model) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        client.capture("ghost", np.zeros((1, 4)))
+    assert caught.value.code is grpc.StatusCode.NOT_FOUND
+    assert "ghost" in caught.value.message
+    still_serving(client)
+
+
+def test_a_wrong_input_shape_names_expected_and_received(client: Client, cnn: keras.Model) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.capture("cnn", np.zeros((2, 9, 8, 1), "float32"))
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "(None, 8, 8, 1)" in caught.value.message and "(2, 9, 8, 1)" in caught.value.message
+    still_serving(client)
+
+
+def test_a_wrong_input_dtype_is_refused(client: Client, cnn: keras.Model) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.predict("cnn", np.zeros((1, 8, 8, 1), "uint8"))
+    assert "expects dtype float32; received uint8" in caught.value.message
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.predict("cnn", {"image": np.zeros((1, 8, 8, 1)), "extra": np.zeros((1, 2))})
+    assert "['image']" in caught.value.message and "'extra'" in caught.value.message
+    still_serving(client)
+
+
+def test_a_file_that_is_not_a_keras_archive_is_refused(client: Client, cnn: keras.Model, tmp_path: Path) -> None:
+    path = tmp_path / "notes.keras"
+    path.write_text("this is not a zip archive")
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.upload_model("notes", path)
+    assert "zip" in caught.value.message.lower()
+    with pytest.raises(NotFoundError):
+        client.load_model("notes")  # nothing was left behind in the repository
+    still_serving(client)
+
+
+def test_a_lambda_layer_is_refused_and_never_executed(client: Client, cnn: keras.Model, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    path = models.save(models.lambda_model(marker), tmp_path)
+    marker.unlink(missing_ok=True)  # building the model ran the payload once, here in the test
+    with pytest.raises(InvalidArgumentError) as caught:
+        client.upload_model("trojan", path)
+    assert "Lambda" in caught.value.message
+    assert not marker.exists()
+    still_serving(client)

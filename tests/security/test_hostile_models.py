@@ -1,0 +1,174 @@
+"""Hostile archives, built here, are refused before Keras sees them; nothing runs; the server keeps serving."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import keras
+import numpy as np
+import pytest
+
+from layerscope.client import Client, InvalidArgumentError
+from tests.conftest import ServerHandle
+from tests.support import models
+
+
+def healthy_archive(folder: Path) -> Path:
+    return models.save(models.dead_relu_model(), folder, "healthy")
+
+
+def rewrite(source: Path, target: Path, edit: Callable[[dict[str, bytes]], None]) -> Path:
+    """Copy an archive member by member, letting `edit` change, add or remove members."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    edit(members)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+def edit_config(edit: Callable[[dict], None]) -> Callable[[dict[str, bytes]], None]:  # type: ignore[type-arg]
+    def apply(members: dict[str, bytes]) -> None:
+        config = json.loads(members["config.json"])
+        edit(config)
+        members["config.json"] = json.dumps(config).encode()
+
+    return apply
+
+
+def first_layer(config: dict) -> dict:  # type: ignore[type-arg]
+    return config["config"]["layers"][-1]  # type: ignore[no-any-return]
+
+
+def lambda_archive(folder: Path, marker: Path) -> Path:
+    path = models.save(models.lambda_model(marker), folder, "lambda")
+    marker.unlink(missing_ok=True)  # building the model in this test ran the payload once
+    return path
+
+
+def custom_object_archive(folder: Path, marker: Path) -> Path:
+    @keras.saving.register_keras_serializable(package="evil")
+    class Payload(keras.layers.Layer):
+        def call(self, x):  # type: ignore[no-untyped-def, override]
+            marker.write_text("executed")
+            return x
+
+    x = keras.Input((4,))
+    path = models.save(keras.Model(x, Payload(name="payload")(x), name="custom"), folder, "custom")
+    marker.unlink(missing_ok=True)
+    return path
+
+
+def tfsm_archive(folder: Path) -> Path:
+    def make_tfsm(config: dict) -> None:  # type: ignore[type-arg]
+        layer = first_layer(config)
+        layer["class_name"] = "TFSMLayer"
+        layer["config"]["filepath"] = "/etc/evil_saved_model"
+
+    return rewrite(healthy_archive(folder), folder / "tfsm.keras", edit_config(make_tfsm))
+
+
+def url_archive(folder: Path) -> Path:
+    def point_at_url(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["config"]["kernel_initializer"] = {
+            "module": "keras.initializers",
+            "class_name": "Constant",
+            "config": {"value": "https://evil.example/weights.bin"},
+            "registered_name": None,
+        }
+
+    return rewrite(healthy_archive(folder), folder / "url.keras", edit_config(point_at_url))
+
+
+def traversal_archive(folder: Path) -> Path:
+    return rewrite(healthy_archive(folder), folder / "traversal.keras", lambda m: m.update({"../../evil.py": b"x"}))
+
+
+def zip_bomb(folder: Path) -> Path:
+    return rewrite(healthy_archive(folder), folder / "bomb.keras", lambda m: m.update({"pad.bin": bytes(64 << 20)}))
+
+
+def oversized_config(folder: Path) -> Path:
+    def pad(config: dict) -> None:  # type: ignore[type-arg]
+        config["padding"] = os.urandom(9 << 20).hex()  # 18 MiB that does not compress: not a bomb, just big
+
+    return rewrite(healthy_archive(folder), folder / "big.keras", edit_config(pad))
+
+
+def deep_config(folder: Path) -> Path:
+    def nest(members: dict[str, bytes]) -> None:
+        members["config.json"] = b'{"class_name": "Sequential", "config": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+    return rewrite(healthy_archive(folder), folder / "deep.keras", nest)
+
+
+def truncated_archive(folder: Path) -> Path:
+    data = healthy_archive(folder).read_bytes()
+    target = folder / "truncated.keras"
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def not_an_archive(folder: Path) -> Path:
+    target = folder / "text.keras"
+    target.write_bytes(io.BytesIO(b"#!/bin/sh\nrm -rf /\n").getvalue())
+    return target
+
+
+CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "tfsm-layer": (tfsm_archive, "TFSMLayer"),
+    "url-in-config": (url_archive, "https://evil.example"),
+    "path-traversal": (traversal_archive, "../../evil.py"),
+    "zip-bomb": (zip_bomb, "zip bomb"),
+    "oversized-config": (oversized_config, "config.json of at most"),
+    "deep-config": (deep_config, "nested at most"),
+    "truncated": (truncated_archive, "archive"),
+    "not-an-archive": (not_an_archive, "zip archive"),
+}
+
+
+def assert_still_serving(client: Client) -> None:
+    assert client.health() == "SERVING"
+    assert [m.name for m in client.list_models()] == ["healthy"]
+    assert client.predict("healthy", np.zeros((1, 4), "float32"))["out"].shape == (1, 2)
+
+
+@pytest.fixture(scope="module")
+def guarded_client(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    c = Client(server.target, timeout=60)
+    c.upload_model("healthy", healthy_archive(tmp_path_factory.mktemp("healthy")))
+    return c
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_hostile_archives_are_refused_with_a_clear_message(
+    case: str, guarded_client: Client, server: ServerHandle, tmp_path: Path
+) -> None:
+    build, expected = CORPUS[case]
+    with pytest.raises(InvalidArgumentError) as caught:
+        guarded_client.upload_model(case, build(tmp_path))
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in caught.value.message
+    assert not (server.repository / case).exists() or not any((server.repository / case).rglob("*.keras"))
+    assert_still_serving(guarded_client)
+
+
+@pytest.mark.parametrize("build", [lambda_archive, custom_object_archive], ids=["lambda", "custom-object"])
+def test_code_in_an_archive_is_never_executed(
+    build: Callable[[Path, Path], Path], guarded_client: Client, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.txt"
+    path = build(tmp_path, marker)
+    with pytest.raises(InvalidArgumentError) as caught:
+        guarded_client.upload_model("trojan", path)
+    message = caught.value.message.lower()
+    assert "expected" in message and ("lambda" in message or "custom objects" in message)
+    assert not marker.exists()
+    assert_still_serving(guarded_client)

@@ -25,28 +25,18 @@ from layerscope.service.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 
-class _Outcome:
-    def __init__(self) -> None:
-        self.code = StatusCode.OK
-
-
-async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, outcome: _Outcome) -> None:
-    """Answer with the mapped status; an unexpected error gets INTERNAL and a reference to the log."""
+def _answer_for(exc: Exception) -> tuple[StatusCode, str]:
+    """The status and message for an error; an unexpected one gets INTERNAL and a reference to the log."""
     if isinstance(exc, ServiceError):
-        outcome.code = status_for(exc)
-        await context.abort(outcome.code, exc.message)
+        return status_for(exc), exc.message
     incident = uuid.uuid4().hex[:12]
     log.exception("unexpected error (incident %s)", incident, exc_info=exc)
-    outcome.code = StatusCode.INTERNAL
-    await context.abort(StatusCode.INTERNAL, f"Internal error; the server log has the details (incident {incident}).")
+    return StatusCode.INTERNAL, f"Internal error; the server log has the details (incident {incident})."
 
 
-def _code_after_abort(context: grpc.aio.ServicerContext, outcome: _Outcome) -> None:
+def _code_after_abort(context: grpc.aio.ServicerContext) -> StatusCode:
     code = context.code() if hasattr(context, "code") else None
-    if isinstance(code, StatusCode) and outcome.code is StatusCode.OK:
-        outcome.code = code
-    elif outcome.code is StatusCode.OK:
-        outcome.code = StatusCode.UNKNOWN
+    return code if isinstance(code, StatusCode) else StatusCode.UNKNOWN
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
@@ -77,20 +67,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         self._telemetry.inflight.set(self._inflight)
         return True
 
-    def _release(self, method: str, started: float, outcome: _Outcome) -> None:
+    def _release(self, method: str, started: float, code: StatusCode) -> None:
         self._inflight -= 1
         self._telemetry.inflight.set(self._inflight)
-        self._finish(method, started, outcome)
+        self._finish(method, started, code)
 
-    def _finish(self, method: str, started: float, outcome: _Outcome) -> None:
-        code = outcome.code.name
-        self._telemetry.rpcs.labels(method, code).inc()
-        self._telemetry.rpc_seconds.labels(method, code).observe(time.perf_counter() - started)
+    def _finish(self, method: str, started: float, code: StatusCode) -> None:
+        self._telemetry.rpcs.labels(method, code.name).inc()
+        self._telemetry.rpc_seconds.labels(method, code.name).observe(time.perf_counter() - started)
 
     async def _refuse(self, method: str, context: grpc.aio.ServicerContext, started: float) -> None:
-        outcome = _Outcome()
-        outcome.code = StatusCode.RESOURCE_EXHAUSTED
-        self._finish(method, started, outcome)
+        self._finish(method, started, StatusCode.RESOURCE_EXHAUSTED)
         await context.abort(
             StatusCode.RESOURCE_EXHAUSTED,
             f"Expected at most {self._max_concurrent} calls in flight; the server is at that limit. Retry later.",
@@ -98,23 +85,32 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
 
     @asynccontextmanager
     async def _guard(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        """Admit, time and count one call; turn what escapes the handler into its status."""
+        """Admit, time and count one call; turn what escapes the handler into its status.
+
+        A call is counted before its error status goes out: `abort` sends the status at once, and a
+        client that reads the metrics right after its refusal must find the refusal counted.
+        """
         started = time.perf_counter()
         if not self._admit(method):
             await self._refuse(method, context, started)
-        outcome = _Outcome()
+        code = StatusCode.OK
+        counted = False
         try:
             yield
         except grpc.aio.AbortError:
-            _code_after_abort(context, outcome)
+            code = _code_after_abort(context)
             raise
         except asyncio.CancelledError:
-            outcome.code = StatusCode.CANCELLED
+            code = StatusCode.CANCELLED
             raise
         except Exception as exc:
-            await _fail(context, exc, outcome)
+            code, message = _answer_for(exc)
+            self._release(method, started, code)
+            counted = True
+            await context.abort(code, message)
         finally:
-            self._release(method, started, outcome)
+            if not counted:
+                self._release(method, started, code)
 
     def _unary(self, method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from layerscope.client import Client, PermissionDeniedError, UnauthenticatedError, UnavailableError
+from layerscope.oip import grpc_predict_v2_pb2 as oip
+from layerscope.oip import grpc_predict_v2_pb2_grpc as oip_grpc
 from tests.conftest import ServerHandle, start_server
 from tests.support import models
 
@@ -51,6 +53,21 @@ def test_no_token_or_an_unknown_token_is_unauthenticated_but_health_stays_open(g
             anonymous.list_models()
     with Client(guarded.target, token="guess") as guesser, pytest.raises(UnauthenticatedError):
         guesser.list_models()
+
+
+def test_open_inference_probes_are_open_but_its_other_calls_need_a_token(guarded: ServerHandle) -> None:
+    """Kubernetes and KServe probe ServerLive/ServerReady without credentials; metadata is not theirs to read."""
+    with grpc.insecure_channel(guarded.target) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(oip.ServerLiveRequest()).live
+        assert stub.ServerReady(oip.ServerReadyRequest()).ready
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ServerMetadata(oip.ServerMetadataRequest())
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        metadata = stub.ServerMetadata(
+            oip.ServerMetadataRequest(), metadata=[("authorization", "Bearer reader-secret")]
+        )
+        assert metadata.name == "layerscope"
 
 
 def openssl(*args: str) -> None:

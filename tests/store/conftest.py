@@ -1,9 +1,10 @@
 """Fixtures for the store suite: every test runs on SQLite and on PostgreSQL, each on an empty schema.
 
 PostgreSQL comes from LAYERSCOPE_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test); its
-parameters are skipped when the variable is unset. Each PostgreSQL test gets a schema of its own, put
-first on the search path through the URL, so tests never see each other's rows (or the tables other
-suites leave in that database) and a schema costs milliseconds where a database costs a second.
+parameters are skipped when the variable is unset, and fail under CI=true. Each PostgreSQL test gets a
+schema of its own, put first on the search path through the URL, so tests never see each other's rows
+(or the tables other suites leave in that database) and a schema costs milliseconds where a database
+costs a second.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ POSTGRES_URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
 def postgres_admin() -> Iterator[sa.Engine]:
     """One autocommit engine on the test server, to create and drop the per-test schemas."""
     if not POSTGRES_URL:
+        if os.environ.get("CI") == "true":  # CI must prove PostgreSQL, never skip it quietly
+            pytest.fail("CI must test PostgreSQL: set LAYERSCOPE_TEST_DATABASE_URL")
         pytest.skip("LAYERSCOPE_TEST_DATABASE_URL is not set")
     admin = create_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
     yield admin

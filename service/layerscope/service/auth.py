@@ -26,6 +26,11 @@ OPEN = frozenset(
 )
 """Services anyone may call: load balancers and grpcurl need them before they hold a token."""
 
+OPEN_METHODS = frozenset(
+    {("inference.GRPCInferenceService", "ServerLive"), ("inference.GRPCInferenceService", "ServerReady")}
+)
+"""Single methods anyone may call: the Open Inference Protocol's probes, which Kubernetes and KServe send bare."""
+
 REQUIRED: Mapping[str, Role] = {
     "UploadModel": Role.ADMIN,
     "LoadModel": Role.ADMIN,
@@ -60,7 +65,7 @@ class TokenPolicy:
         raise Unauthenticated("Expected a known bearer token; received one this server does not accept.")
 
     def check(self, service: str, method: str, authorization: str | None) -> None:
-        if service in OPEN:
+        if service in OPEN or (service, method) in OPEN_METHODS:
             return
         role = self.role_of(authorization)
         needed = REQUIRED.get(method, Role.READER)

@@ -139,6 +139,15 @@ def test_an_audit_through_the_server_finds_what_a_local_audit_finds(zoo: Path, s
     remote = json.loads(audit(str(zoo), "--format", "json", "--server", server.target)[1])
     assert findings_of(remote) == findings_of(local)
     assert [m["sha256"] for m in remote["models"]] == [m["sha256"] for m in local["models"]]
+    assert [m["parameters"] for m in remote["models"]] == [m["parameters"] for m in local["models"]]
+    for near, far in zip(local["models"], remote["models"], strict=True):
+        assert [(r["name"], r["class"], r["output_shape"]) for r in far["layers"]] == [
+            (r["name"], r["class"], r["output_shape"]) for r in near["layers"]
+        ], near["source"]
+        for here, there in zip(near["layers"], far["layers"], strict=True):
+            assert (here["activation"] is None) == (there["activation"] is None), here["name"]
+            if here["activation"] and there["activation"]:  # the same probes, so the same statistics
+                assert there["activation"]["mean"] == pytest.approx(here["activation"]["mean"], rel=1e-4, abs=1e-6)
 
 
 def test_sarif_has_one_rule_per_code_and_the_model_file_as_location(zoo: Path) -> None:

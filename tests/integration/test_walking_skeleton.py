@@ -29,6 +29,13 @@ def cnn(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> keras
     return model
 
 
+def test_model_info_describes_each_layer_with_its_class_and_output_shape(client: Client, cnn: keras.Model) -> None:
+    (info,) = [m for m in client.list_models() if m.name == "cnn"]
+    described = {d.name: (d.class_name, d.output_shape, d.parameters) for d in info.layer_details}
+    for layer in cnn.layers[1:]:
+        assert described[layer.name] == (type(layer).__name__, tuple(layer.output.shape), layer.count_params())
+
+
 def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
     return {layer.name: np.asarray(out) for layer, out in zip(model.layers[1:], probe(x), strict=True)}

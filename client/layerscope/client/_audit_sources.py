@@ -91,9 +91,10 @@ def _remote_one(client: Any, path: Path, inputs: Arrays, failure: type[Exception
         for f in report.findings
     ]  # fmt: skip
     entry["layers"] = [
-        {"name": layer, "class": None, "output_shape": None, "activation": _stats(run.summaries.get(layer, {}))}
-        for layer in info.layers
-    ]
+        {"name": d.name, "class": d.class_name, "output_shape": list(d.output_shape),
+         "activation": _stats(run.summaries.get(d.name, {}))}
+        for d in info.layer_details
+    ]  # fmt: skip
     entry["seconds"] = round(time.perf_counter() - started, 3)
     return entry
 

@@ -19,6 +19,7 @@ from layerscope.client.types import (
     Finding,
     InputSpec,
     LayerChange,
+    LayerDetail,
     ModelInfo,
     Report,
     Run,
@@ -155,10 +156,17 @@ def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
         sha256=m.sha256,
         parameters=m.parameters,
         layers=tuple(m.layers),
-        inputs=tuple(InputSpec(s.name, tuple(None if d < 0 else d for d in s.shape), s.dtype) for s in m.inputs),
+        inputs=tuple(InputSpec(s.name, _dims(s.shape), s.dtype) for s in m.inputs),
         outputs=tuple(m.outputs),
         device=m.device,
+        layer_details=tuple(
+            LayerDetail(d.name, d.class_name, _dims(d.output_shape), d.parameters) for d in m.layer_details
+        ),
     )
+
+
+def _dims(shape: Iterable[int]) -> tuple[int | None, ...]:
+    return tuple(None if d < 0 else d for d in shape)
 
 
 def outputs(messages: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:

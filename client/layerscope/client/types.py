@@ -17,6 +17,16 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class LayerDetail:
+    """One layer of a model: real name (nested as `block/conv`), class, first output shape (None: free)."""
+
+    name: str
+    class_name: str
+    output_shape: tuple[int | None, ...]
+    parameters: int
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     version: int
@@ -26,6 +36,8 @@ class ModelInfo:
     inputs: tuple[InputSpec, ...] = ()
     outputs: tuple[str, ...] = ()
     device: str = ""
+    layer_details: tuple[LayerDetail, ...] = ()
+    """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
 
 
 @dataclass(frozen=True)

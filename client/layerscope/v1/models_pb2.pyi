@@ -17,8 +17,20 @@ class InputSpec(_message.Message):
     dtype: str
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ...) -> None: ...
 
+class LayerDetail(_message.Message):
+    __slots__ = ("name", "class_name", "output_shape", "parameters")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    class_name: str
+    output_shape: _containers.RepeatedScalarFieldContainer[int]
+    parameters: int
+    def __init__(self, name: _Optional[str] = ..., class_name: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[int] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "sha256", "parameters", "layers", "inputs", "outputs", "device")
+    __slots__ = ("name", "version", "sha256", "parameters", "layers", "inputs", "outputs", "device", "layer_details")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +39,7 @@ class ModelInfo(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LAYER_DETAILS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     sha256: str
@@ -35,7 +48,8 @@ class ModelInfo(_message.Message):
     inputs: _containers.RepeatedCompositeFieldContainer[InputSpec]
     outputs: _containers.RepeatedScalarFieldContainer[str]
     device: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ..., parameters: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ...) -> None: ...
+    layer_details: _containers.RepeatedCompositeFieldContainer[LayerDetail]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ..., parameters: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., layer_details: _Optional[_Iterable[_Union[LayerDetail, _Mapping]]] = ...) -> None: ...
 
 class UploadModelRequest(_message.Message):
     __slots__ = ("header", "chunk")

@@ -198,6 +198,12 @@ class ModelDescription:
     def successors(self, name: str) -> list[LayerInfo]:
         return [layer for layer in self.layers if name in layer.inbound]
 
+    def layer_details(self) -> tuple[LayerDetail, ...]:
+        return tuple(
+            LayerDetail(x.name, x.class_name, x.output_shapes[0] if x.output_shapes else (), x.parameters)
+            for x in self.layers
+        )
+
 
 LayerSummaries = Mapping[str, Mapping[str, Summary]]
 """Captured summaries: layer capture name -> kind (activation, input, kernel, bias, ...) -> Summary."""
@@ -208,6 +214,16 @@ class ModelRef:
     name: str
     version: int | None = None
     """None means the newest loaded version."""
+
+
+@dataclass(frozen=True)
+class LayerDetail:
+    """One layer as a caller sees it: real name (nested as `block/conv`), class, first output shape."""
+
+    name: str
+    class_name: str
+    output_shape: Shape
+    parameters: int
 
 
 @dataclass(frozen=True)
@@ -222,6 +238,8 @@ class ModelInfo:
     device: str = "CPU"
     output_specs: tuple[InputSpec, ...] = ()
     """Name, dtype and shape of each output, in the order of `outputs`."""
+    layer_details: tuple[LayerDetail, ...] = ()
+    """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,12 @@ def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
         inputs=[models_pb2.InputSpec(name=s.name, shape=shape(s.shape), dtype=s.dtype) for s in info.inputs],
         outputs=list(info.outputs),
         device=info.device,
+        layer_details=[
+            models_pb2.LayerDetail(
+                name=d.name, class_name=d.class_name, output_shape=shape(d.output_shape), parameters=d.parameters
+            )
+            for d in info.layer_details
+        ],
     )
 
 

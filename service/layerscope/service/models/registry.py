@@ -47,6 +47,7 @@ def open_model(
         outputs=tuple(engine.output_names),
         device=engine.device,
         output_specs=engine.output_specs,
+        layer_details=archive.description.layer_details(),
     )
     return LoadedModel(info, engine, archive.description)
 

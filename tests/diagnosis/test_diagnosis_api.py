@@ -95,7 +95,7 @@ def test_catalog_explains_every_code() -> None:
         assert entry.summary and entry.why and entry.fix, code
     text = explain("dense-on-spatial")
     assert text.startswith("dense-on-spatial (error, static rule)")
-    assert "Flatten" in text and "Default thresholds: min_rank=4" in text
+    assert "Flatten" in text and "Default thresholds: min_rank=3, min_image_rank=4" in text
     with pytest.raises(KeyError):
         explain("no-such-code")
     assert CATALOG["bias-before-batchnorm"].severity is Severity.INFO

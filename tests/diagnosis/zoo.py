@@ -159,6 +159,106 @@ def cnn_global_pool_then_dense() -> keras.Model:
     return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="cnn_global_pool_then_dense")
 
 
+def sequential_conv1d_pool_then_dense() -> keras.Model:
+    """A 1D signal CNN that forgot Flatten: Dense on the (None, 15, 8) pooled map, a rank-3 input."""
+    seeded()
+    return keras.Sequential(
+        [
+            keras.Input((32, 1)),
+            L.Conv1D(8, 3, activation="relu", name="conv"),
+            L.MaxPooling1D(2, name="pool"),
+            L.Dense(16, activation="relu", name="hidden"),
+            L.Dense(1, activation="sigmoid", name="out"),
+        ],
+        name="sequential_conv1d_pool_then_dense",
+    )
+
+
+def functional_conv2d_reshape_dense() -> keras.Model:
+    """A (6, 6, 4) map reshaped to (36, 4) positions: Dense still works per position, not on the map."""
+    seeded()
+    image = keras.Input((8, 8, 1), name="image")
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(image)
+    x = L.Reshape((36, 4), name="reshape")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="functional_conv2d_reshape_dense")
+
+
+def nested_conv1d_block_then_dense() -> keras.Model:
+    """A nested Conv1D + BatchNormalization + ReLU block, then Dropout and a Dense on its rank-3 output."""
+    seeded()
+    inner = keras.Input((20, 2), name="inner")
+    x = L.Conv1D(4, 3, use_bias=False, name="conv")(inner)
+    x = L.BatchNormalization(name="bn")(x)
+    block = keras.Model(inner, L.Activation("relu", name="act")(x), name="block")
+    signal = keras.Input((20, 2), name="signal")
+    x = L.Dropout(0.2, name="drop")(block(signal))
+    return keras.Model(signal, L.Dense(2, name="head")(x), name="nested_conv1d_block_then_dense")
+
+
+def embedding_dense_per_token() -> keras.Model:
+    """Dense on (None, 10, 8) embeddings: per token on purpose, a sequence path."""
+    seeded()
+    tokens = keras.Input((10,), dtype="int32", name="tokens")
+    x = L.Embedding(50, 8, name="embed")(tokens)
+    return keras.Model(tokens, L.Dense(4, activation="softmax", name="per_token")(x), name="embedding_dense_per_token")
+
+
+def lstm_sequences_then_dense() -> keras.Model:
+    """A sequence tagger: LSTM(return_sequences=True) then a Dense per time step."""
+    seeded()
+    steps = keras.Input((12, 6), name="steps")
+    x = L.LSTM(8, return_sequences=True, name="lstm")(steps)
+    return keras.Model(steps, L.Dense(3, activation="softmax", name="tags")(x), name="lstm_sequences_then_dense")
+
+
+def cnn_gru_sequence_tagger() -> keras.Model:
+    """Conv1D features feed a GRU with return_sequences: the Dense after it is on a sequence path."""
+    seeded()
+    steps = keras.Input((24, 3), name="steps")
+    x = L.Conv1D(8, 3, activation="relu", name="conv")(steps)
+    x = L.MaxPooling1D(2, name="pool")(x)
+    x = L.GRU(8, return_sequences=True, name="gru")(x)
+    x = L.Dropout(0.2, name="drop")(x)
+    return keras.Model(steps, L.Dense(3, activation="softmax", name="tags")(x), name="cnn_gru_sequence_tagger")
+
+
+def conv1d_global_pool_then_dense() -> keras.Model:
+    seeded()
+    signal = keras.Input((32, 2), name="signal")
+    x = L.Conv1D(8, 3, activation="relu", name="conv")(signal)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(signal, L.Dense(1, activation="sigmoid", name="head")(x), name="conv1d_global_pool_then_dense")
+
+
+def conv1d_pool_flatten_then_dense() -> keras.Model:
+    seeded()
+    return keras.Sequential(
+        [
+            keras.Input((32, 1)),
+            L.Conv1D(8, 3, activation="relu", name="conv"),
+            L.MaxPooling1D(2, name="pool"),
+            L.Flatten(name="flatten"),
+            L.Dense(1, activation="sigmoid", name="out"),
+        ],
+        name="conv1d_pool_flatten_then_dense",
+    )
+
+
+def conv_patches_attention_block() -> keras.Model:
+    """Conv2D patch embedding reshaped to tokens, one attention block with a residual, then a per-token
+    MLP: a transformer on purpose, although the residual reaches back to the Conv2D."""
+    seeded()
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 4, strides=4, name="patches")(image)
+    tokens = L.Reshape((4, 8), name="tokens")(x)
+    attended = L.MultiHeadAttention(2, 4, name="attention")(tokens, tokens)
+    x = L.Add(name="residual")([tokens, attended])
+    x = L.LayerNormalization(name="norm")(x)
+    x = L.Dense(16, activation="gelu", name="mlp")(x)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="conv_patches_attention_block")
+
+
 # -- image-without-conv --------------------------------------------------------------------------------
 
 
@@ -903,6 +1003,15 @@ CASES: tuple[Case, ...] = (
     Case("dense-on-spatial", nested_conv_block_then_dense, True, ("head",), "Conv2D 'block/conv'"),
     Case("dense-on-spatial", sequence_dense_per_step, False),
     Case("dense-on-spatial", cnn_global_pool_then_dense, False),
+    Case("dense-on-spatial", sequential_conv1d_pool_then_dense, True, ("hidden",), "MaxPooling1D 'pool'"),
+    Case("dense-on-spatial", functional_conv2d_reshape_dense, True, ("head",), "received rank 3"),
+    Case("dense-on-spatial", nested_conv1d_block_then_dense, True, ("head",), "Conv1D 'block/conv'"),
+    Case("dense-on-spatial", embedding_dense_per_token, False),
+    Case("dense-on-spatial", lstm_sequences_then_dense, False),
+    Case("dense-on-spatial", cnn_gru_sequence_tagger, False),
+    Case("dense-on-spatial", conv1d_global_pool_then_dense, False),
+    Case("dense-on-spatial", conv1d_pool_flatten_then_dense, False),
+    Case("dense-on-spatial", conv_patches_attention_block, False),
     Case("image-without-conv", mlp_on_rgb_image, True, ("flatten",), "expected a convolution"),
     Case("image-without-conv", functional_rescaled_image_mlp, True, ("flat",), "Image input 'image'"),
     Case("image-without-conv", small_cnn, False),

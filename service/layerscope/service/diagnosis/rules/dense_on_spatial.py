@@ -3,23 +3,35 @@ from __future__ import annotations
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule, check_count
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity
+from layerscope.service.domain import Finding, InputSpec, LayerInfo, ModelDescription, Severity, Shape
+
+SEQUENCE_MARKERS = ("Embedding", "RNN", "LSTM", "GRU", "Bidirectional", "Attention")
+"""Class-name fragments of the layers that make a path a sequence path (Embedding, SimpleRNN, LSTM, GRU,
+Bidirectional, MultiHeadAttention, ...): a Dense behind them works per time step on purpose."""
 
 
 class DenseOnSpatial(StaticRule):
-    """Dense applied to a spatial (rank >= 4) tensor from an image, Conv or Pool path.
+    """Dense applied to a rank >= 3 tensor (batch axis included) from an image, Conv or Pool path, with no
+    Flatten or global pooling in between.
 
     Symptom: Keras 3 does not flatten a Dense input of higher rank: it applies the kernel on the last axis
     only, at every position, so the layer never sees the spatial arrangement and the output keeps the
-    spatial axes (often silently reduced later, or mismatched with the labels).
-    Remedy: put Flatten or GlobalAveragePooling2D between the convolutional part and the Dense layers.
+    spatial axes (often silently reduced later, or mismatched with the labels). This holds for 1D maps
+    (Conv1D/MaxPooling1D output of rank 3, or a map reshaped to rank 3) as much as for 2D and 3D ones. A
+    Dense on a sequence (after an Embedding, a recurrent or an attention layer, or straight on a rank-3
+    model input) works per time step on purpose and is left alone.
+    Remedy: put Flatten or global pooling (GlobalAveragePooling1D/2D/3D) between the convolutional part and
+    the Dense layers.
     """
 
     code = "dense-on-spatial"
     severity = Severity.ERROR
 
-    def __init__(self, min_rank: int = 4) -> None:
+    def __init__(self, min_rank: int = 3, min_image_rank: int = 4) -> None:
+        # Smallest Dense input rank (batch axis included) that counts as spatial behind a Conv/Pool layer.
         self.min_rank = check_count("min_rank", min_rank, 3)
+        # Smallest model input rank read as an image: a rank-3 input may just as well be a sequence.
+        self.min_image_rank = check_count("min_image_rank", min_image_rank, 3)
 
     def check_static(self, description: ModelDescription) -> list[Finding]:
         graph = Graph(description)
@@ -30,34 +42,63 @@ class DenseOnSpatial(StaticRule):
                 continue
             if all(d == 1 for d in lay.spatial(shape)):  # a 1x1 map: per position is the whole map
                 continue
-            source = _spatial_source(graph, layer)
+            source = self._spatial_source(graph, layer)
             if source is None:
                 continue
+            text, source_shape = source
+            pool = f"GlobalAveragePooling{min(max(len(source_shape) - 2, 1), 3)}D"
             findings.append(
                 self.finding(
                     [layer.name],
-                    f"Dense '{layer.name}' receives shape {lay.shape_text(shape)} from {source}; expected rank 2 "
+                    f"Dense '{layer.name}' receives shape {lay.shape_text(shape)} from {text}; expected rank 2 "
                     f"after Flatten or global pooling, received rank {len(shape)}: the kernel is applied on "
                     f"the last axis at every position.",
-                    f"Insert Flatten() or GlobalAveragePooling2D() before '{layer.name}'.",
-                    {"input_rank": len(shape), "input_shape": list(shape), "source": source},
+                    f"Insert Flatten() or {pool}() between {text} and '{layer.name}'.",
+                    {
+                        "input_rank": len(shape),
+                        "input_shape": list(shape),
+                        "source": text,
+                        "source_shape": list(source_shape),
+                    },
                 )
             )
         return findings
 
+    def _spatial_source(self, graph: Graph, layer: LayerInfo) -> tuple[str, Shape] | None:
+        """The Conv/Pool layer or image input feeding `layer` with no Flatten or global pooling in between,
+        with its output shape; None when there is none, or when a sequence path feeds `layer` too."""
 
-def _spatial_source(graph: Graph, layer: LayerInfo) -> str | None:
-    """The Conv/Pool layer or image input feeding `layer` with no Flatten or global pooling in between."""
+        def keeps_map(node: LayerInfo) -> bool:
+            shape = lay.output_shape(node)
+            return shape is not None and len(shape) >= self.min_rank and not _ends_path(node)
 
-    def keeps_map(node: LayerInfo) -> bool:
-        shape = lay.output_shape(node)
-        return not (lay.is_conv(node) or lay.is_pool(node)) and shape is not None and len(shape) >= 4
+        reached = list(graph.upstream(layer, keeps_map))
+        if any(_is_sequence(node) for node in reached):
+            return None
+        for node in reached:
+            shape = lay.output_shape(node)
+            if (lay.is_conv(node) or lay.is_pool(node)) and shape is not None and len(shape) >= self.min_rank:
+                return f"{node.class_name} '{node.name}'", shape
+        images: list[InputSpec] = [
+            spec for spec in graph.reads_model_input(layer, keeps_map) if len(spec.shape) >= self.min_image_rank
+        ]
+        if images:
+            return f"image input '{images[0].name}'", images[0].shape
+        return None
 
-    for spec in graph.reads_model_input(layer, keeps_map):
-        if len(spec.shape) >= 4:
-            return f"image input '{spec.name}'"
-    for node in graph.upstream(layer, keeps_map):
-        shape = lay.output_shape(node)
-        if (lay.is_conv(node) or lay.is_pool(node)) and shape is not None and len(shape) >= 4:
-            return f"{node.class_name} '{node.name}'"
-    return None
+
+def _is_sequence(layer: LayerInfo) -> bool:
+    return any(marker in layer.class_name for marker in SEQUENCE_MARKERS)
+
+
+def _ends_path(layer: LayerInfo) -> bool:
+    """Layers the walk back from a Dense stops at: the spatial source itself, what removes the spatial axes
+    (Flatten, global pooling), another Dense (reported on its own) and sequence layers."""
+    return (
+        lay.is_conv(layer)
+        or lay.is_pool(layer)
+        or lay.is_global_pool(layer)
+        or lay.is_dense(layer)
+        or layer.class_name in lay.FLATTENING_LAYERS
+        or _is_sequence(layer)
+    )

@@ -61,15 +61,27 @@ class ModelRegistry:
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
 
     def load(self, name: str, version: int | None = None) -> LoadedModel:
+        """Load once: concurrent calls for one version wait for the first instead of loading it again."""
         chosen, path = self.repository.locate(name, version)
+        key = (name, chosen)
         with self._lock:
-            if (name, chosen) in self._models:
-                return self._models[(name, chosen)]
-        loaded = open_model(path, name, chosen, self._limits, self._trial_timeout)
-        with self._lock:
-            return self._models.setdefault((name, chosen), loaded)
+            if key in self._models:
+                return self._models[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            try:
+                loaded = open_model(path, name, chosen, self._limits, self._trial_timeout)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            with self._lock:
+                return self._models.setdefault(key, loaded)
 
     def get(self, ref: ModelRef) -> LoadedModel:
         with self._lock:

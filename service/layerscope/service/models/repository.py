@@ -15,6 +15,7 @@ from pathlib import Path
 from layerscope.service.errors import InvalidInput, LimitExceeded, NotFound
 
 ARCHIVE = "model.keras"
+_PARTIAL = ".upload-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -31,6 +32,15 @@ class ModelRepository:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._clear_interrupted_uploads()
+
+    def _clear_interrupted_uploads(self) -> None:
+        """At start-up no upload is in progress: a partial file or an empty version folder is a crash's."""
+        for partial in self.root.glob(f"*/*/{_PARTIAL}*"):
+            partial.unlink(missing_ok=True)
+        for folder in self.root.glob("*/*"):
+            if folder.is_dir() and folder.name.isdigit() and not any(folder.iterdir()):
+                folder.rmdir()
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
@@ -54,17 +64,31 @@ class ModelRepository:
         return chosen, self.root / name / str(chosen) / ARCHIVE
 
     def begin_upload(self, name: str, version: int | None, max_bytes: int) -> Upload:
-        """Start writing an uploaded archive; nothing is visible until `Upload.commit`."""
+        """Start writing an uploaded archive; nothing is visible until `Upload.commit`.
+
+        The version folder is created exclusively, so it is the reservation: two uploads in flight never
+        get the same version, whether they asked for it or were given the next free one.
+        """
         check_name(name)
-        existing = self.versions(name)
-        chosen = version or (existing[-1] + 1 if existing else 1)
-        if chosen <= 0:
-            raise InvalidInput(f"Expected a positive model version; received {chosen}.")
-        if chosen in existing:
-            raise InvalidInput(f"Model '{name}' already has version {chosen}; expected a new version.")
-        folder = self.root / name / str(chosen)
-        folder.mkdir(parents=True, exist_ok=True)
-        return Upload(folder, chosen, max_bytes)
+        if version is not None and version <= 0:
+            raise InvalidInput(f"Expected a positive model version; received {version}.")
+        (self.root / name).mkdir(exist_ok=True)
+        while True:
+            chosen = version or self._next_version(name)
+            folder = self.root / name / str(chosen)
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if version is None:
+                    continue  # another upload took this number a moment ago: take the next
+                state = "already has" if chosen in self.versions(name) else "is receiving another upload of"
+                raise InvalidInput(f"Model '{name}' {state} version {chosen}; expected a new version.") from None
+            return Upload(folder, chosen, max_bytes)
+
+    def _next_version(self, name: str) -> int:
+        """One past every version folder, committed or still being uploaded."""
+        taken = [int(p.name) for p in (self.root / name).iterdir() if p.name.isdigit()]
+        return max(taken, default=0) + 1
 
     def remove(self, name: str, version: int) -> None:
         """Take back a stored archive that failed to load, so the repository holds only loadable models."""
@@ -83,7 +107,7 @@ class Upload:
         self._max_bytes = max_bytes
         self._digest = hashlib.sha256()
         self._size = 0
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_PARTIAL)
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layerscope.service.domain import Finding, LayerSummaryRecord, RunQuery, RunRecord, Severity, summarize
-from layerscope.service.errors import StoreUnavailable
+from layerscope.service.errors import InvalidInput, StoreUnavailable
 from layerscope.service.spool import Spool, SpoolingStore, run_from_json, run_to_json
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
@@ -18,10 +18,10 @@ from layerscope.service.store.repository import RunStore
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def run(i: int) -> RunRecord:
+def run(i: int, run_id: str | None = None, model: str = "m") -> RunRecord:
     return RunRecord(
-        run_id=f"run-{i}",
-        model_name="m",
+        run_id=run_id or f"run-{i}",
+        model_name=model,
         model_version=1,
         model_sha256="f" * 64,
         kind="diagnose",
@@ -44,6 +44,9 @@ class Outage:
 
     def __init__(self, store: RunStore) -> None:
         self.store, self.down = store, False
+
+    def validate(self, r: RunRecord) -> None:
+        self.store.validate(r)
 
     def save_run(self, r: RunRecord) -> bool:
         if self.down:
@@ -91,3 +94,45 @@ def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: RunS
     assert not list((tmp_path / "spool").glob(".tmp-*"))
     assert reopened.replay(store) == 1 and store.get_run("run-1") == run(1)
     assert reopened.replay(store) == 0
+
+
+def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_rest(
+    store: RunStore, tmp_path: Path
+) -> None:
+    outage = Outage(store)
+    spool = Spool(tmp_path / "spool", max_runs=10)
+    spooling = SpoolingStore(outage, spool)
+    spooling.save_run(run(1, run_id="taken"))
+    outage.down = True
+    spooling.save_run(run(2, run_id="taken", model="other"))  # same id, another run: the database will refuse it
+    spooling.save_run(run(3))
+    outage.down = False
+    spooling.save_run(run(4))
+    assert spooling.depth == 0
+    assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["run-4", "run-3", "taken"]
+    (kept,) = spool.rejected()
+    assert run_from_json(kept.read_text()) == run(2, run_id="taken", model="other")
+    assert "already stored" in kept.with_name(kept.stem + ".reason.txt").read_text()
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "../../escape", "x" * 120, "tab\there", "ünïcode-id"])
+def test_client_chosen_ids_never_become_paths(store: RunStore, tmp_path: Path, run_id: str) -> None:
+    outage = Outage(store)
+    spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
+    outage.down = True
+    spooling.save_run(run(1, run_id=run_id))
+    assert [p.parent for p in (tmp_path / "spool").rglob("*.json")] == [tmp_path / "spool"]
+    assert spooling.get_run(run_id).run_id == run_id
+    outage.down = False
+    assert spooling.replay() == 1 and store.get_run(run_id).run_id == run_id
+
+
+def test_a_run_that_could_never_be_stored_is_refused_before_it_is_spooled(store: RunStore, tmp_path: Path) -> None:
+    outage = Outage(store)
+    spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
+    outage.down = True
+    with pytest.raises(InvalidInput, match="at most 128 characters"):
+        spooling.save_run(run(1, run_id="y" * 300))
+    with pytest.raises(InvalidInput, match="NUL"):
+        spooling.save_run(run(1, run_id="nul\x00id"))
+    assert spooling.depth == 0

@@ -1,14 +1,19 @@
 """A bounded, durable spool: finished runs wait here, in order, while the database is unreachable.
 
-Runs are written as one JSON file each (atomically: temp file, fsync, rename) named by a sequence number,
-replayed oldest first when the database answers again, and removed only after the store accepted them.
-The store's writes are idempotent by run id, so a crash between "stored" and "removed" replays harmlessly.
-When the spool is full a new run is refused with `StoreUnavailable`, never silently dropped.
+Runs are written as one JSON file each (atomically: temp file, fsync, rename) named by a sequence number
+and a digest of the run id (never the id itself, which the client chose), replayed oldest first when the
+database answers again, and removed only after the store accepted them. The store's writes are
+idempotent by run id, so a crash between "stored" and "removed" replays harmlessly. A run the store
+refuses for good (its id was meanwhile taken by another run) is moved to `rejected/` with the reason,
+kept for an operator, and never blocks the runs behind it. When the spool is full a new run is refused
+with `StoreUnavailable`, never silently dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -27,7 +32,9 @@ from layerscope.service.domain import (
     Severity,
     Summary,
 )
-from layerscope.service.errors import NotFound, StoreUnavailable
+from layerscope.service.errors import NotFound, ServiceError, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def run_to_json(run: RunRecord) -> str:
@@ -91,7 +98,7 @@ class Spool:
                     f"The database is unreachable and the spool holds its limit of {self.max_runs} runs; "
                     "expected the database back before more runs are accepted. Retry later."
                 )
-            target = self.folder / f"{self._next:012d}-{run.run_id}.json"
+            target = self.folder / f"{self._next:012d}-{_digest(run.run_id)}.json"
             self._next += 1
             tmp = self.folder / f".tmp-{target.name}"
             with tmp.open("w") as f:
@@ -101,13 +108,17 @@ class Spool:
             os.replace(tmp, target)
 
     def find(self, run_id: str) -> RunRecord | None:
-        for path in self.pending():
-            if path.name.split("-", 1)[1] == f"{run_id}.json":
-                return run_from_json(path.read_text())
+        name = f"{_digest(run_id)}.json"
+        with self._lock:  # replay removes files; under the lock a listed file is still there
+            for path in self.pending():
+                if path.name.split("-", 1)[1] == name:
+                    run = run_from_json(path.read_text())
+                    if run.run_id == run_id:
+                        return run
         return None
 
     def replay(self, store: RunStore) -> int:
-        """Write spooled runs oldest first; stop at the first failure. Returns how many were stored."""
+        """Write spooled runs oldest first; stop while the database is unreachable. Returns how many were stored."""
         stored = 0
         with self._lock:
             for path in self.pending():
@@ -115,9 +126,28 @@ class Spool:
                     store.save_run(run_from_json(path.read_text()))
                 except StoreUnavailable:
                     break
+                except (ServiceError, ValueError, KeyError, TypeError) as exc:
+                    self._reject(path, exc)
+                    continue
                 path.unlink()
                 stored += 1
         return stored
+
+    def rejected(self) -> list[Path]:
+        return sorted((self.folder / "rejected").glob("*.json"))
+
+    def _reject(self, path: Path, exc: BaseException) -> None:
+        """Keep a run the store will never take where an operator finds it, with the reason beside it."""
+        folder = self.folder / "rejected"
+        folder.mkdir(exist_ok=True)
+        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        (folder / f"{path.stem}.reason.txt").write_text(reason + "\n")
+        os.replace(path, folder / path.name)
+        log.error("spooled run %s refused by the store and kept in %s: %s", path.name, folder, reason)
+
+
+def _digest(run_id: str) -> str:
+    return hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 class SpoolingStore:
@@ -129,7 +159,12 @@ class SpoolingStore:
         self._on_depth = on_depth
         on_depth(spool.depth)
 
+    def validate(self, run: RunRecord) -> None:
+        self._store.validate(run)
+
     def save_run(self, run: RunRecord) -> bool:
+        # Refuse now what the database would refuse later: a spooled run must be one it can take.
+        self._store.validate(run)
         # While older runs wait, a new one queues behind them, so runs reach the database in order.
         if self._spool.depth:
             self.replay()
@@ -158,9 +193,10 @@ class SpoolingStore:
             return self._store.get_run(run_id)
         except (NotFound, StoreUnavailable):
             waiting = self._spool.find(run_id)
-            if waiting is None:
-                raise
-            return waiting
+            if waiting is not None:
+                return waiting
+        # Not in the spool either: a replay may have moved it to the database in between.
+        return self._store.get_run(run_id)
 
     def list_runs(self, query: RunQuery) -> RunPage:
         return self._store.list_runs(query)

@@ -76,6 +76,10 @@ class RunStore:
 
     # -- writing ----------------------------------------------------------------------------------------
 
+    def validate(self, run: RunRecord) -> None:
+        """Refuse a run whose values do not fit the schema (InvalidInput), without touching the database."""
+        _validate(run)
+
     def save_run(self, run: RunRecord) -> bool:
         """Store a run with its summaries and findings in one transaction.
 
@@ -126,6 +130,9 @@ class RunStore:
         """
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidInput(f"Expected a page limit between 1 and {MAX_PAGE}; received {query.limit}.")
+        for label, value in (("model name", query.model_name), ("finding code", query.finding_code)):
+            if value is not None and "\x00" in value:
+                raise InvalidInput(f"Expected a {label} without NUL characters; received {value[:40]!r}.")
         statement = _filtered(query).order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
         with self._session() as session:
             rows = list(session.scalars(statement.limit(query.limit + 1)))
@@ -302,7 +309,8 @@ def _finding_rows(run: RunRecord) -> list[dict[str, Any]]:
 
 
 def _run_row(session: Session, run_id: str) -> RunRow:
-    row = session.get(RunRow, run_id, populate_existing=True)
+    # An id PostgreSQL could not even compare (NUL) names no stored run.
+    row = None if "\x00" in run_id else session.get(RunRow, run_id, populate_existing=True)
     if row is None:
         raise NotFound(f"Expected a stored run with id '{run_id}'; received an id that is not stored.")
     return row
@@ -399,7 +407,7 @@ def _decode_token(token: str) -> tuple[datetime, str]:
     try:
         created, run_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
         return _as_utc(datetime.fromisoformat(created)), run_id
-    except (ValueError, UnicodeError) as exc:
+    except (ValueError, UnicodeError, OverflowError) as exc:
         raise InvalidInput(f"Expected a page token from a previous ListRuns answer; received {token!r}.") from exc
 
 

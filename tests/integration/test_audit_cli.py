@@ -53,6 +53,17 @@ def audit(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
+def audit_failing(*args: str) -> str:
+    """Runs an audit that must stop with exit 2 and one line on stderr (no traceback); returns that line."""
+    result = RUNNER.invoke(app, ["audit", *args], env={"COLUMNS": "80"})
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # a clean exit, not an escaped error
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def test_json_report_follows_the_contract_and_errors_fail_the_gate(zoo: Path) -> None:
     code, output = audit(str(zoo), "--format", "json")
     assert code == 1
@@ -150,6 +161,57 @@ def test_an_audit_through_the_server_finds_what_a_local_audit_finds(zoo: Path, s
             assert (here["activation"] is None) == (there["activation"] is None), here["name"]
             if here["activation"] and there["activation"]:  # the same probes, so the same statistics
                 assert there["activation"]["mean"] == pytest.approx(here["activation"]["mean"], rel=1e-4, abs=1e-6)
+        # Evidence exactly as JSON writes it: an int stays an int through the server (not 4.0).
+        assert json.dumps(sorted_findings(far)) == json.dumps(sorted_findings(near)), near["source"]
+    assert any(isinstance(v, int) for m in remote["models"] for f in m["findings"] for v in f["evidence"].values())
+    assert [sorted(m) for m in remote["models"]] == [sorted(m) for m in local["models"]]  # the same keys
+
+
+def sorted_findings(model: dict) -> list[dict]:  # type: ignore[type-arg]
+    return sorted(model["findings"], key=lambda f: (f["code"], f["layers"]))
+
+
+def test_a_file_that_cannot_be_audited_has_the_same_error_code_locally_and_through_the_server(
+    zoo: Path, tmp_path: Path, server: ServerHandle
+) -> None:
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "broken.keras").write_bytes(b"not a zip")
+    (folder / "healthy_mlp.keras").write_bytes((zoo / "healthy_mlp.keras").read_bytes())
+    missing = str(tmp_path / "gone.keras")
+    runs = [audit(str(folder), missing, "--format", "json"),
+            audit(str(folder), missing, "--format", "json", "--server", server.target)]  # fmt: skip
+    assert [code for code, _ in runs] == [2, 2]
+    local, remote = (json.loads(output)["models"] for _, output in runs)
+    for near, far in zip(local, remote, strict=True):
+        assert sorted(near) == sorted(far) and far["seconds"] >= 0, near["source"]
+        assert (near["error"] or {}).get("code") == (far["error"] or {}).get("code"), (near["error"], far["error"])
+    errors = {Path(m["source"]).name: m["error"] for m in remote}
+    assert errors["healthy_mlp.keras"] is None
+    assert errors["broken.keras"]["code"] == "invalid-argument" and "zip" in errors["broken.keras"]["message"]
+    assert errors["gone.keras"]["code"] == "invalid-argument" and missing in errors["gone.keras"]["message"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_missing_custom_objects_file_is_a_one_line_usage_error(zoo: Path, tmp_path: Path, jobs: str) -> None:
+    missing = tmp_path / "no_such_layers.py"
+    line = audit_failing(str(zoo / "healthy_mlp.keras"), "--custom-objects", str(missing), "--jobs", jobs)
+    assert "--custom-objects" in line and str(missing) in line and "not there" in line
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_custom_objects_file_that_raises_on_import_is_a_one_line_error(zoo: Path, tmp_path: Path, jobs: str) -> None:
+    broken = tmp_path / "broken_layers.py"
+    broken.write_text("raise RuntimeError('custom layers need a licence\\nfile')\n")
+    line = audit_failing(str(zoo / "healthy_mlp.keras"), "--custom-objects", str(broken), "--jobs", jobs)
+    assert str(broken) in line and "failed on import: RuntimeError: custom layers need a licence" in line
+
+
+def test_a_worker_pool_that_breaks_is_exit_2_with_a_message(zoo: Path, tmp_path: Path) -> None:
+    killer = tmp_path / "exits_hard.py"
+    killer.write_text("import os\nos._exit(3)\n")  # in a worker: the process dies without a word
+    line = audit_failing(str(zoo / "healthy_mlp.keras"), "--custom-objects", str(killer), "--jobs", "2")
+    assert "worker process stopped abruptly" in line and "--jobs 1" in line
 
 
 def test_sarif_has_one_rule_per_code_and_the_model_file_as_location(zoo: Path) -> None:

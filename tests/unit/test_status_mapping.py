@@ -9,7 +9,9 @@ from layerscope.service import errors
 from layerscope.service.grpc.status import status_for
 
 EXPECTED = {
+    errors.ServiceError: grpc.StatusCode.INTERNAL,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.UnsafeModel: grpc.StatusCode.INVALID_ARGUMENT,
     errors.LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -24,8 +26,16 @@ def all_subclasses(cls: type) -> set[type]:
     return {cls} | {s for c in cls.__subclasses__() for s in all_subclasses(c)}
 
 
-@pytest.mark.parametrize("cls", sorted(all_subclasses(errors.ServiceError) - {errors.ServiceError}, key=str))
+@pytest.mark.parametrize("cls", sorted(all_subclasses(errors.ServiceError), key=str))
 def test_every_domain_error_has_its_status_and_keeps_its_message(cls: type[errors.ServiceError]) -> None:
     error = cls("expected X; received Y")
     assert status_for(error) == EXPECTED[cls]
     assert error.message == "expected X; received Y"
+
+
+@pytest.mark.parametrize("cls", sorted(all_subclasses(errors.ServiceError), key=str))
+def test_the_status_name_on_each_class_is_a_real_grpc_code_in_the_audit_spelling(
+    cls: type[errors.ServiceError],
+) -> None:
+    # A typo would silently fall back to INTERNAL; audit reports write the name as it stands here.
+    assert cls.status == EXPECTED[cls].name.lower().replace("_", "-")

@@ -10,6 +10,7 @@ from layerscope.client._async import AsyncClient
 from layerscope.client._sync import Client
 from layerscope.client.errors import (
     AlreadyExistsError,
+    DataLossError,
     DeadlineExceededError,
     InternalError,
     InvalidArgumentError,
@@ -40,6 +41,7 @@ __all__ = [
     "Capture",
     "Client",
     "Comparison",
+    "DataLossError",
     "DeadlineExceededError",
     "Finding",
     "InputSpec",

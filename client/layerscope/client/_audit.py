@@ -84,6 +84,7 @@ def run(
     quiet: bool = False,
 ) -> int:
     console = Console(stderr=True, quiet=quiet)
+    errors = Console(stderr=True, soft_wrap=True)  # --quiet hides progress, never why the audit stopped
     if len(paths) >= 1 and str(paths[0]) == "merge" and not paths[0].exists():
         return merge(paths[1:], output)
     try:
@@ -98,12 +99,23 @@ def run(
     if custom_objects and server:
         console.print("[red]--custom-objects runs local code: it cannot be combined with --server[/red]")
         return 2
+    if custom_objects and not custom_objects.is_file():
+        what = "a folder" if custom_objects.is_dir() else "not there"
+        errors.print(
+            f"error: expected a Python file for --custom-objects; received {str(custom_objects)!r}, which is {what}",
+            markup=False,
+        )
+        return 2
     entries = (
         sources.remote(files, arrays, server, token)
         if server
         else sources.local(files, arrays, jobs, str(custom_objects) if custom_objects else None)
     )
-    doc = {"schema": "layerscope.audit/v1", "models": list(_with_progress(entries, len(files), console))}
+    try:
+        doc = {"schema": "layerscope.audit/v1", "models": list(_with_progress(entries, len(files), console))}
+    except sources.AuditAborted as exc:
+        errors.print(f"error: {exc.message}", markup=False, highlight=False)
+        return 2
     write_report(doc, fmt, output)
     render_summary(doc, console)
     return exit_status(doc, fail_on)

@@ -14,37 +14,80 @@ from typing import Any
 
 import numpy as np
 
+
+class AuditAborted(Exception):
+    """The whole audit cannot go on (a --custom-objects file that does not import, a worker pool that broke):
+    the CLI prints the one-line message and exits 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[AuditAborted], tuple[str]]:
+        return type(self), (self.message,)
+
+
 Arrays = dict[str, np.ndarray] | None
 _diagnoser: Any = None  # one per worker process, built by the initializer
+_worker_failure: AuditAborted | None = None  # why this worker could not start, told with its first model
 
 
 def _start_worker(custom_objects: str | None) -> None:
     """Import TensorFlow and build the rules once per worker, not once per model."""
     global _diagnoser
+    _load_custom_objects(custom_objects)  # first: a file that does not import fails before TensorFlow loads
     from layerscope.service.diagnosis.diagnoser import Diagnoser
 
-    _load_custom_objects(custom_objects)
     _diagnoser = Diagnoser()
 
 
-def _load_custom_objects(path: str | None) -> None:
-    if path:
-        import importlib.util
+def _start_pool_worker(custom_objects: str | None) -> None:
+    """The pool's initializer. It never raises: an initializer that fails breaks the pool without saying why,
+    so the reason is kept and raised by the first model this worker is given."""
+    global _worker_failure
+    try:
+        _start_worker(custom_objects)
+    except AuditAborted as exc:
+        _worker_failure = exc
+    except Exception as exc:
+        _worker_failure = AuditAborted(f"an audit worker could not start: {_one_line(exc)}")
 
-        spec = importlib.util.spec_from_file_location("layerscope_custom_objects", path)
-        if spec is None or spec.loader is None:
-            raise ValueError(f"Expected a Python file for --custom-objects; received {path!r}.")
-        module = importlib.util.module_from_spec(spec)
+
+def _load_custom_objects(path: str | None) -> None:
+    if not path:
+        return
+    import importlib.util
+
+    if not Path(path).is_file():
+        what = "a folder" if Path(path).is_dir() else "not there"
+        raise AuditAborted(f"expected a Python file for --custom-objects; received {path!r}, which is {what}")
+    spec = importlib.util.spec_from_file_location("layerscope_custom_objects", path)
+    if spec is None or spec.loader is None:
+        raise AuditAborted(f"expected a Python (.py) file for --custom-objects; received {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    try:
         spec.loader.exec_module(module)  # a trusted local file, by the user's choice (local audits only)
+    except (Exception, SystemExit) as exc:
+        raise AuditAborted(f"--custom-objects {path!r} failed on import: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _audit_one(path: str, inputs: Arrays, trusted: bool) -> dict[str, Any]:
+    if _worker_failure is not None:
+        raise _worker_failure
     from layerscope.service.audit import audit_file, model_entry
 
     return model_entry(audit_file(Path(path), _diagnoser, inputs, trusted=trusted))
 
 
 def local(files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: str | None) -> Iterator[dict[str, Any]]:
+    """Entries in the order of `files`; AuditAborted when the audit as a whole cannot go on."""
+    from concurrent.futures.process import BrokenProcessPool
+
     trusted = custom_objects is not None
     if jobs <= 1:
         _start_worker(custom_objects)
@@ -52,28 +95,45 @@ def local(files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: str 
             yield _audit_one(str(path), inputs, trusted)
         return
     context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(custom_objects,)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_pool_worker, initargs=(custom_objects,))
+    try:
         yield from pool.map(_audit_one, [str(p) for p in files], [inputs] * len(files), [trusted] * len(files))
+    except BrokenProcessPool as exc:
+        raise AuditAborted(
+            f"an audit worker process stopped abruptly ({_one_line(exc)}); expected --jobs {jobs} workers to "
+            "audit every model. --jobs 1 audits in this process and shows the error."
+        ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def remote(files: Sequence[Path], inputs: Arrays, target: str, token: str | None) -> Iterator[dict[str, Any]]:
     """The same audit through a running server: upload, diagnose with the same rules, unload."""
     from layerscope.client._sync import Client
-    from layerscope.client.errors import LayerscopeError
 
     with Client(target, token=token, timeout=600) as client:
         for path in files:
-            yield _remote_one(client, path, inputs, LayerscopeError)
+            yield _remote_one(client, path, inputs)
 
 
-def _remote_one(client: Any, path: Path, inputs: Arrays, failure: type[Exception]) -> dict[str, Any]:
+def _remote_one(client: Any, path: Path, inputs: Arrays) -> dict[str, Any]:
+    """One model's entry, as `layerscope.service.audit.model_entry` writes it for a local audit; a failure's
+    code is its gRPC status (`invalid-argument`), as the local audit names it."""
     import hashlib
     import time
 
+    from layerscope.client.errors import LayerscopeError
+
     started = time.perf_counter()
-    sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
     name = "audit-" + re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:100]
-    entry: dict[str, Any] = {"source": str(path), "sha256": sha, "parameters": 0, "error": None, "findings": []}
+    entry: dict[str, Any] = {"source": str(path), "sha256": "", "parameters": 0, "error": None, "findings": []}
+    try:
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        message = f"Expected a readable .keras file; received {str(path)!r}: {exc}"
+        entry.update(error={"code": "invalid-argument", "message": message}, layers=[])
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        return entry
     try:
         info = client.upload_model(name, path)
         try:
@@ -81,8 +141,9 @@ def _remote_one(client: Any, path: Path, inputs: Arrays, failure: type[Exception
             run = client.get_run(report.run_id)
         finally:
             client.unload_model(name, version=info.version)
-    except (failure, OSError) as exc:
-        entry.update(error={"code": type(exc).__name__, "message": getattr(exc, "message", str(exc))}, layers=[])
+    except LayerscopeError as exc:
+        entry.update(error={"code": exc.code_name, "message": exc.message}, layers=[])
+        entry["seconds"] = round(time.perf_counter() - started, 3)
         return entry
     entry["parameters"] = info.parameters
     entry["findings"] = [

@@ -13,6 +13,7 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from layerscope.client import codec
+from layerscope.client.errors import data_loss, invalid_argument
 from layerscope.client.types import (
     Capture,
     Comparison,
@@ -81,14 +82,45 @@ def ref(name: str, version: int | None) -> tensor_pb2.ModelRef:
 
 
 def tensors(x: Inputs) -> list[tensor_pb2.Tensor]:
+    """The inputs on the wire; an array the wire cannot carry is the caller's InvalidArgumentError."""
     if isinstance(x, Mapping):
-        return [codec.encode(name, np.asarray(a)) for name, a in x.items()]
-    return [codec.encode("", np.asarray(x))]
+        return [_tensor(str(name), a) for name, a in x.items()]
+    return [_tensor("", x)]
+
+
+def _tensor(name: str, value: Any) -> tensor_pb2.Tensor:
+    label = f"input {name!r}" if name else "the input"
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, say
+        raise invalid_argument(f"Expected {label} to be a NumPy array; received {type(value).__name__}: {exc}") from exc
+    if array.dtype.name not in codec.WIRE_DTYPES:
+        raise invalid_argument(
+            f"Expected {label} to have a dtype among {sorted(codec.WIRE_DTYPES)}; received {array.dtype.name} "
+            f"(shape {array.shape}). Convert it first, e.g. x.astype('float32')."
+        )
+    try:
+        return codec.encode(name, array)
+    except codec.CodecError as exc:
+        raise invalid_argument(f"Expected {label} to be sendable as a tensor: {exc}") from exc
 
 
 def upload_requests(name: str, path: Path, version: int | None, load: bool) -> Iterator[models_pb2.UploadModelRequest]:
+    """The header, then the file in chunks. A file that cannot be opened is the caller's
+    InvalidArgumentError before the call starts (inside the stream it would only cancel the call)."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise invalid_argument(
+            f"Expected a readable .keras file to upload; received {str(path)!r}: {exc.strerror or exc}."
+        ) from exc
     header = models_pb2.UploadHeader(name=name, version=version or 0, load=load)
-    yield models_pb2.UploadModelRequest(header=header)
+    return _upload_stream(models_pb2.UploadModelRequest(header=header), path)
+
+
+def _upload_stream(first: models_pb2.UploadModelRequest, path: Path) -> Iterator[models_pb2.UploadModelRequest]:
+    yield first
     with path.open("rb") as f:
         for block in iter(lambda: f.read(UPLOAD_CHUNK), b""):
             yield models_pb2.UploadModelRequest(chunk=block)
@@ -170,7 +202,10 @@ def _dims(shape: Iterable[int]) -> tuple[int | None, ...]:
 
 
 def outputs(messages: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
-    return {t.name: codec.decode(t) for t in messages}
+    try:
+        return {t.name: codec.decode(t) for t in messages}
+    except codec.CodecError as exc:
+        raise data_loss(f"The server sent an output tensor that does not decode: {exc}") from exc
 
 
 def summary(s: capture_pb2.Summary) -> Summary:
@@ -197,8 +232,25 @@ def finding(f: diagnosis_pb2.Finding) -> Finding:
         layers=tuple(f.layers),
         message=f.message,
         suggestion=f.suggestion,
-        evidence=MessageToDict(f.evidence),
+        evidence=evidence(f),
     )
+
+
+def evidence(f: diagnosis_pb2.Finding) -> dict[str, Any]:
+    """The JSON copy when the server sent one (it keeps ints as ints); else the Struct, where every number
+    is a float (an older server)."""
+    if f.evidence_json:
+        try:
+            value = json.loads(f.evidence_json)
+        except ValueError as exc:
+            raise data_loss(
+                f"Finding {f.code!r}: expected evidence as a JSON object; received bad JSON: {exc}."
+            ) from exc
+        if not isinstance(value, dict):
+            raise data_loss(f"Finding {f.code!r}: expected evidence as a JSON object; received {type(value).__name__}.")
+        return value
+    struct: dict[str, Any] = MessageToDict(f.evidence)
+    return struct
 
 
 def report(r: diagnosis_pb2.DiagnoseResponse) -> Report:
@@ -263,6 +315,7 @@ class CaptureAssembler:
         self._open: tuple[capture_pb2.TensorChunk, np.ndarray, int] | None = None
 
     def add(self, message: capture_pb2.CaptureResponse) -> None:
+        """Take the next message; a stream that does not fit together raises DataLossError."""
         item = message.WhichOneof("item")
         if item == "header":
             self._header = message.header
@@ -276,21 +329,45 @@ class CaptureAssembler:
     def _add_chunk(self, chunk: capture_pb2.TensorChunk) -> None:
         # One buffer of the announced size, filled in place: each byte is copied once on arrival.
         if self._open is None:
-            self._open = (chunk, np.empty(chunk.total_bytes, np.uint8), 0)
+            if not chunk.layer or not chunk.dtype:
+                raise data_loss(
+                    "The capture stream is corrupt: expected a tensor's first chunk (with layer, dtype and "
+                    f"size); received a chunk of {len(chunk.data)} bytes without them."
+                )
+            try:
+                buffer = np.empty(chunk.total_bytes, np.uint8)
+            except (MemoryError, ValueError) as exc:
+                raise data_loss(
+                    f"The capture stream is corrupt: tensor '{chunk.layer}' announces {chunk.total_bytes} bytes, "
+                    f"which cannot be allocated here ({type(exc).__name__})."
+                ) from exc
+            self._open = (chunk, buffer, 0)
         first, buffer, filled = self._open
         end = filled + len(chunk.data)
         if end > buffer.nbytes:
-            raise ValueError(f"Tensor '{first.layer}' sent more than the {buffer.nbytes} bytes it announced.")
+            raise data_loss(
+                f"The capture stream is corrupt: expected {buffer.nbytes} bytes for tensor '{first.layer}' "
+                f"({first.kind}), as announced; received at least {end}."
+            )
         buffer[filled:end] = np.frombuffer(chunk.data, np.uint8)
         self._open = (first, buffer, end)
         if chunk.last:
-            array = codec.from_buffer(first.dtype, list(first.shape), buffer[:end], first.layer)
+            try:
+                array = codec.from_buffer(first.dtype, list(first.shape), buffer[:end], first.layer)
+            except codec.CodecError as exc:
+                raise data_loss(f"The capture stream is corrupt: {exc}") from exc
             self._tensors.setdefault(first.layer, {})[first.kind] = array
             self._open = None
 
     def result(self) -> Capture:
-        if self._header is None or self._open is not None:
-            raise ValueError("The capture stream ended early: no header, or a tensor without its last chunk.")
+        if self._header is None:
+            raise data_loss("The capture stream ended early: expected a header first; received none.")
+        if self._open is not None:
+            first, _, filled = self._open
+            raise data_loss(
+                f"The capture stream ended early: expected {first.total_bytes} bytes for tensor '{first.layer}' "
+                f"({first.kind}) up to its last chunk; received {filled}."
+            )
         h = self._header
         return Capture(
             run_id=h.run_id,
@@ -307,5 +384,6 @@ class CaptureAssembler:
 def read_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"Expected a .keras file to upload; received {str(p)!r}, which is not a file.")
+        what = "a folder" if p.is_dir() else "not there"
+        raise invalid_argument(f"Expected a .keras file to upload; received {str(p)!r}, which is {what}.")
     return p

@@ -13,7 +13,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layerscope.client import _core
-from layerscope.client.errors import translate
+from layerscope.client.errors import LayerscopeError, translate
 from layerscope.client.types import Capture, Comparison, ModelInfo, Report, Run, RunPage
 from layerscope.v1 import inspector_pb2_grpc, models_pb2, runs_pb2
 
@@ -101,11 +101,15 @@ class Client:
         """Per-layer summaries of everything selected, plus the full tensors of the layers in `full`."""
         request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes)
         assembler = _core.CaptureAssembler()
+        stream = self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata)
         try:
-            for message in self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata):
+            for message in stream:
                 assembler.add(message)
         except grpc.RpcError as err:
             raise translate(err) from err
+        except LayerscopeError:
+            stream.cancel()  # a corrupt stream: stop the server sending the rest
+            raise
         return assembler.result()
 
     def diagnose(

@@ -3,13 +3,17 @@
 LayerscopeError                 any failed call; .code (grpc.StatusCode) and .message
 ├── InvalidArgumentError        the request does not fit the model or the protocol
 ├── NotFoundError               no such model, version or run
-├── AlreadyExistsError
+├── AlreadyExistsError          a model version that is already stored (or being uploaded)
 ├── PermissionDeniedError       the token's role does not allow the call
 ├── UnauthenticatedError        no token or a wrong one
 ├── ResourceExhaustedError      a request over a server limit, or the server at capacity
 ├── UnavailableError            the server (or its database) cannot be reached; safe to retry later
 ├── DeadlineExceededError       the call took longer than its timeout
+├── DataLossError               an answer from the server that does not decode (a corrupt or cut stream)
 └── InternalError               a server fault; the message names an incident in the server log
+
+Mistakes the client catches before sending (a missing file to upload, an input dtype the wire cannot
+carry) raise InvalidArgumentError too, with the path or dtype named, just as the server would.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ class LayerscopeError(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+    def __reduce__(self) -> tuple[type[LayerscopeError], tuple[StatusCode, str]]:
+        return type(self), (self.code, self.message)  # picklable, e.g. out of a worker process
+
+    @property
+    def code_name(self) -> str:
+        """The status code as audit reports write it: `invalid-argument`, `not-found`, `internal`."""
+        return str(self.code.name).lower().replace("_", "-")
 
 
 class InvalidArgumentError(LayerscopeError):
@@ -57,6 +69,10 @@ class DeadlineExceededError(LayerscopeError):
     pass
 
 
+class DataLossError(LayerscopeError):
+    pass
+
+
 class InternalError(LayerscopeError):
     pass
 
@@ -70,6 +86,7 @@ _BY_CODE: dict[StatusCode, type[LayerscopeError]] = {
     StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     StatusCode.UNAVAILABLE: UnavailableError,
     StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    StatusCode.DATA_LOSS: DataLossError,
     StatusCode.INTERNAL: InternalError,
 }
 
@@ -78,3 +95,13 @@ def translate(err: grpc.RpcError) -> LayerscopeError:
     code = err.code() if hasattr(err, "code") else StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
     return _BY_CODE.get(code, LayerscopeError)(code, details or "")
+
+
+def invalid_argument(message: str) -> InvalidArgumentError:
+    """A caller's mistake caught before anything was sent."""
+    return InvalidArgumentError(StatusCode.INVALID_ARGUMENT, message)
+
+
+def data_loss(message: str) -> DataLossError:
+    """An answer from the server that cannot be decoded."""
+    return DataLossError(StatusCode.DATA_LOSS, message)

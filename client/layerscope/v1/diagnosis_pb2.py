@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from layerscope.v1 import tensor_pb2 as layerscope_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/diagnosis.proto\x12\rlayerscope.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1alayerscope/v1/tensor.proto\"\x89\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsuggestion\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"p\n\x0f\x44iagnoseRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"a\n\x10\x44iagnoseResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x13\n\x0binputs_used\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/diagnosis.proto\x12\rlayerscope.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1alayerscope/v1/tensor.proto\"\xa0\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsuggestion\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\revidence_json\x18\x07 \x01(\t\"p\n\x0f\x44iagnoseRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"a\n\x10\x44iagnoseResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x13\n\x0binputs_used\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'layerscope.v1.diagnosis_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FINDING']._serialized_start=107
-  _globals['_FINDING']._serialized_end=244
-  _globals['_DIAGNOSEREQUEST']._serialized_start=246
-  _globals['_DIAGNOSEREQUEST']._serialized_end=358
-  _globals['_DIAGNOSERESPONSE']._serialized_start=360
-  _globals['_DIAGNOSERESPONSE']._serialized_end=457
+  _globals['_FINDING']._serialized_end=267
+  _globals['_DIAGNOSEREQUEST']._serialized_start=269
+  _globals['_DIAGNOSEREQUEST']._serialized_end=381
+  _globals['_DIAGNOSERESPONSE']._serialized_start=383
+  _globals['_DIAGNOSERESPONSE']._serialized_end=480
 # @@protoc_insertion_point(module_scope)

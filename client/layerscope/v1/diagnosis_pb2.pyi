@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Finding(_message.Message):
-    __slots__ = ("code", "severity", "layers", "message", "suggestion", "evidence")
+    __slots__ = ("code", "severity", "layers", "message", "suggestion", "evidence", "evidence_json")
     CODE_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SUGGESTION_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
     code: str
     severity: str
     layers: _containers.RepeatedScalarFieldContainer[str]
     message: str
     suggestion: str
     evidence: _struct_pb2.Struct
-    def __init__(self, code: _Optional[str] = ..., severity: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., suggestion: _Optional[str] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    evidence_json: str
+    def __init__(self, code: _Optional[str] = ..., severity: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., suggestion: _Optional[str] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_json: _Optional[str] = ...) -> None: ...
 
 class DiagnoseRequest(_message.Message):
     __slots__ = ("model", "inputs", "run_id")

@@ -17,7 +17,7 @@ import numpy as np
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import Finding, ModelDescription, Severity, Summary, jsonable
-from layerscope.service.errors import ServiceError
+from layerscope.service.errors import InvalidInput, ServiceError
 from layerscope.service.inspection import activation_summaries, diagnose
 from layerscope.service.models.registry import open_model
 from layerscope.service.models.scanner import sha256_of
@@ -44,13 +44,22 @@ class ModelAudit:
 def audit_file(
     path: Path, diagnoser: Diagnoser, inputs: Mapping[str, np.ndarray] | None = None, trusted: bool = False
 ) -> ModelAudit:
-    """Audit one file; a file that cannot be audited becomes an `error` entry, never an exception."""
+    """Audit one file; a file that cannot be audited becomes an `error` entry, never an exception.
+
+    The entry's error code is a gRPC status name (`invalid-argument`, `internal`, ...), as a `--server`
+    audit of the same file reports it.
+    """
     started = time.perf_counter()
     source = str(path)
+
+    def failed(sha: str, code: str, message: str) -> ModelAudit:
+        error = {"code": code, "message": message}
+        return ModelAudit(source, sha, error=error, seconds=time.perf_counter() - started)
+
     try:
         sha = sha256_of(path)
     except OSError as exc:
-        return ModelAudit(source, "", error={"code": "unreadable", "message": f"Expected a readable file: {exc}"})
+        return failed("", InvalidInput.status, f"Expected a readable .keras file; received {source!r}: {exc}")
     try:
         with warnings.catch_warnings():
             # Keras warns about some faults it notices while building (a softmax over one unit); the
@@ -59,9 +68,9 @@ def audit_file(
             model = open_model(path, path.stem, 1, allow_custom=trusted)
             diagnosis = diagnose(model, diagnoser, inputs)
     except ServiceError as exc:
-        return ModelAudit(source, sha, error={"code": type(exc).__name__, "message": exc.message})
+        return failed(sha, exc.status, exc.message)
     except Exception as exc:  # a model that breaks at run time is a finding about that model, not a crash
-        return ModelAudit(source, sha, error={"code": type(exc).__name__, "message": str(exc)[:500]})
+        return failed(sha, ServiceError.status, f"{type(exc).__name__}: {str(exc)[:500]}")
     return ModelAudit(
         source=source,
         sha256=sha,

@@ -1,21 +1,29 @@
-"""Domain errors. The transport maps each class to a status code in one table (grpc/status.py).
+"""Domain errors. Each class names its gRPC status code as plain text (`status`), the one source of truth:
+the transport turns it into a `grpc.StatusCode` (grpc/status.py) and audit reports use it as the error
+code, so a local audit and a `--server` one name a failure alike. Domain code never imports grpc.
 
-ServiceError
-├── NotFound            a model, version or run that does not exist
-├── InvalidInput        a request or a file that does not fit what was expected
-│   └── UnsafeModel     an archive refused by the scanner before Keras saw it
-├── LimitExceeded       a request larger than a configured bound
-├── PermissionDenied    the caller's role does not allow the call
-├── Unauthenticated     no valid token
-├── StoreUnavailable    the database cannot be reached and the spool is full
-└── Overloaded          too many calls in flight
+ServiceError            internal            a fault of the service itself
+├── NotFound            not-found           a model, version or run that does not exist
+├── InvalidInput        invalid-argument    a request or a file that does not fit what was expected
+│   └── UnsafeModel     invalid-argument    an archive refused by the scanner before Keras saw it
+├── AlreadyExists       already-exists      a model version that is stored or being uploaded
+├── LimitExceeded       resource-exhausted  a request larger than a configured bound
+├── PermissionDenied    permission-denied   the caller's role does not allow the call
+├── Unauthenticated     unauthenticated     no valid token
+├── StoreUnavailable    unavailable         the database cannot be reached and the spool is full
+└── Overloaded          resource-exhausted  too many calls in flight
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ServiceError(Exception):
     """Base class; its message says what was expected and what was received."""
+
+    status: ClassVar[str] = "internal"
+    """The gRPC status code, lower-case with dashes (`invalid-argument`)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,32 +31,36 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    pass
+    status = "not-found"
 
 
 class InvalidInput(ServiceError):
-    pass
+    status = "invalid-argument"
 
 
 class UnsafeModel(InvalidInput):
     pass
 
 
+class AlreadyExists(ServiceError):
+    status = "already-exists"
+
+
 class LimitExceeded(ServiceError):
-    pass
+    status = "resource-exhausted"
 
 
 class PermissionDenied(ServiceError):
-    pass
+    status = "permission-denied"
 
 
 class Unauthenticated(ServiceError):
-    pass
+    status = "unauthenticated"
 
 
 class StoreUnavailable(ServiceError):
-    pass
+    status = "unavailable"
 
 
 class Overloaded(ServiceError):
-    pass
+    status = "resource-exhausted"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import keras
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
-from layerscope.client import Client, InvalidArgumentError, NotFoundError
+from layerscope.client import AlreadyExistsError, Client, InvalidArgumentError, NotFoundError
 from layerscope.service.domain import summarize
 from tests.conftest import ServerHandle
 from tests.support import models
@@ -164,6 +167,45 @@ def test_a_wrong_input_dtype_is_refused(client: Client, cnn: keras.Model) -> Non
         client.predict("cnn", {"image": np.zeros((1, 8, 8, 1)), "extra": np.zeros((1, 2))})
     assert "['image']" in caught.value.message and "'extra'" in caught.value.message
     still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"run_id": "r" * 129}, "Expected a run id of at most 128 printable characters; received 129"),
+        ({"run_id": "line\nbreak"}, "Expected a run id of at most 128 printable characters"),
+        ({"max_tensor_bytes": -1}, "Expected max_tensor_bytes >= 0 (0: the server's limit); received -1"),
+    ],
+)
+def test_capture_options_that_cannot_work_are_refused_before_any_work(
+    client: Client, cnn: keras.Model, server: ServerHandle, options: dict[str, Any], expected: str
+) -> None:
+    before = stored_run_count(server)
+    with pytest.raises(InvalidArgumentError, match=re.escape(expected)):
+        client.capture("cnn", np.zeros((1, 8, 8, 1), "float32"), **options)
+    assert stored_run_count(server) == before
+    still_serving(client)
+
+
+def stored_run_count(server: ServerHandle) -> int:
+    engine = sa.create_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM run")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_uploading_a_version_that_exists_is_already_exists_and_keeps_the_stored_one(
+    client: Client, tmp_path: Path
+) -> None:
+    first = models.save(models.dead_relu_model(), tmp_path, "first")
+    second = models.save(models.small_cnn(), tmp_path, "second")
+    assert client.upload_model("versioned", first).version == 1
+    with pytest.raises(AlreadyExistsError, match="Model 'versioned' already has version 1; expected a new version"):
+        client.upload_model("versioned", second, version=1)
+    assert client.predict("versioned", np.zeros((1, 4), "float32"), version=1)["out"].shape == (1, 2)
+    assert client.upload_model("versioned", second, load=False).version == 2  # the next free one, unasked
 
 
 def test_a_file_that_is_not_a_keras_archive_is_refused(client: Client, cnn: keras.Model, tmp_path: Path) -> None:

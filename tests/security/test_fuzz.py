@@ -16,10 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from layerscope.oip import grpc_predict_v2_pb2 as oip_pb
 from layerscope.service.errors import InvalidInput
-from layerscope.service.grpc import convert
+from layerscope.service.grpc import convert, oip
 from layerscope.service.models.scanner import ScanLimits, scan_archive
-from layerscope.v1 import capture_pb2, tensor_pb2
+from layerscope.service.store.engine import create_engine
+from layerscope.service.store.migrations import migrate
+from layerscope.service.store.repository import RunStore
+from layerscope.v1 import capture_pb2, runs_pb2, tensor_pb2
 from tests.support import models
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -79,7 +83,8 @@ def test_arbitrary_json_configs_are_judged_cleanly(config: object, extra: dict[s
 @FUZZ
 @given(
     dtype=st.sampled_from(["float32", "float64", "int8", "uint16", "bool", "complex64", "", "object", "float32 "]),
-    shape=st.lists(st.integers(-3, 5), max_size=4),
+    shape=st.lists(st.integers(-3, 5), max_size=4)
+    | st.lists(st.integers(0, 2) | st.integers(2**31, 2**63 - 1), max_size=70),  # huge products, too many dims
     data=st.binary(max_size=64),
     name=st.text(max_size=8),
 )
@@ -113,3 +118,67 @@ def test_any_capture_request_converts_or_is_an_invalid_argument(
         convert.selection(request)
     except InvalidInput:
         pass
+
+
+@pytest.fixture(scope="module")
+def run_store(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz-store') / 'runs.db'}")
+    migrate(engine)
+    return RunStore(engine)
+
+
+timestamps = st.builds(
+    lambda seconds, nanos: {"seconds": seconds, "nanos": nanos},
+    st.integers(-(2**63), 2**63 - 1) | st.integers(-62_135_596_800, 253_402_300_799),
+    st.integers(-(2**31), 2**31 - 1) | st.integers(0, 999_999_999),
+)
+
+
+@FUZZ
+@given(
+    since=st.none() | timestamps,
+    until=st.none() | timestamps,
+    limit=st.integers(-(2**31), 2**31 - 1),
+    token=st.text(max_size=40)
+    | st.binary(max_size=40).map(lambda b: __import__("base64").urlsafe_b64encode(b).decode()),
+    text=st.text(max_size=12),
+)
+def test_any_list_runs_request_answers_or_is_an_invalid_argument(
+    since: dict[str, int] | None, until: dict[str, int] | None, limit: int, token: str, text: str, run_store: RunStore
+) -> None:
+    request = runs_pb2.ListRunsRequest(limit=limit, page_token=token, model_name=text, finding_code=text)
+    for field, value in (("since", since), ("until", until)):
+        if value is not None:
+            getattr(request, field).seconds, getattr(request, field).nanos = value["seconds"], value["nanos"]
+    with contextlib.suppress(InvalidInput):
+        run_store.list_runs(convert.run_query(request))
+
+
+@FUZZ
+@given(name=st.text(max_size=8), version=st.text(max_size=6))
+def test_any_open_inference_model_reference_converts_or_is_an_invalid_argument(name: str, version: str) -> None:
+    with contextlib.suppress(InvalidInput):
+        oip.model_ref(name, version)
+
+
+@FUZZ
+@given(
+    datatype=st.sampled_from(["FP32", "FP64", "INT8", "UINT64", "BOOL", "BYTES", "FP16", "", "fp32"]),
+    shape=st.lists(st.integers(-2, 4), max_size=4)
+    | st.lists(st.integers(0, 1) | st.integers(2**40, 2**62), max_size=70),
+    raw=st.none() | st.binary(max_size=64),
+    floats=st.lists(st.floats(width=32), max_size=8),
+    ints=st.lists(st.integers(-(2**31), 2**31 - 1), max_size=8),
+)
+def test_any_open_inference_input_decodes_or_is_an_invalid_argument(
+    datatype: str, shape: list[int], raw: bytes | None, floats: list[float], ints: list[int]
+) -> None:
+    request = oip_pb.ModelInferRequest(model_name="m")
+    tensor = request.inputs.add(name="x", datatype=datatype, shape=shape)
+    if raw is not None:
+        request.raw_input_contents.append(raw)
+    else:
+        tensor.contents.fp32_contents.extend(floats)
+        tensor.contents.int_contents.extend(ints)
+    with contextlib.suppress(InvalidInput):
+        oip.decode_inputs(request)

@@ -109,6 +109,33 @@ def test_repeated_calls_and_new_batch_sizes_never_retrace() -> None:
     assert engine.traces == 3
 
 
+def test_compiled_functions_are_kept_for_the_most_recent_selections_only() -> None:
+    engine = CaptureEngine(sequential(), max_traces=2)
+    x = {"x": RNG.normal(size=(2, 6)).astype("float32")}
+    for pattern in ("d1", "bn", "d1", "nothing-matches", "d1"):
+        engine.capture(x, Selection(layers=(pattern,)))
+    assert engine.traces == 3  # d1 stayed in use, so only bn and the new pattern were traced
+    engine.capture(x, Selection(layers=("bn",)))  # evicted by the unmatched pattern: traced again
+    assert engine.traces == 4
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        Selection(full=("*",)),
+        Selection(kinds=frozenset({"activation", "input", "other"}), full=("bn",)),
+        Selection(layers=("d*",), kinds=frozenset({"kernel"}), full=("*",)),
+        Selection(),
+    ],
+)
+def test_the_size_of_full_tensors_is_known_before_the_capture_runs(selection: Selection) -> None:
+    engine = CaptureEngine(sequential())
+    x = {"x": RNG.normal(size=(5, 6)).astype("float32")}
+    planned = engine.full_bytes(x, selection)
+    result = engine.capture(x, selection)
+    assert planned == sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
+
+
 def test_selection_by_glob_and_class_and_kind() -> None:
     engine = CaptureEngine(sequential())
     x = {"x": RNG.normal(size=(2, 6)).astype("float32")}

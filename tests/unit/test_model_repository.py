@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from layerscope.service.errors import InvalidInput, NotFound
+from layerscope.service.errors import AlreadyExists, InvalidInput, NotFound
 from layerscope.service.models.repository import ARCHIVE, ModelRepository
 
 
@@ -27,11 +27,11 @@ def test_uploads_in_flight_at_once_get_distinct_versions_and_both_are_kept(tmp_p
 def test_a_version_being_uploaded_cannot_be_asked_for_twice(tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path)
     pending = repository.begin_upload("digits", 3, 1024)
-    with pytest.raises(InvalidInput, match="is receiving another upload of version 3"):
+    with pytest.raises(AlreadyExists, match="is receiving another upload of version 3"):
         repository.begin_upload("digits", 3, 1024)
     pending.write(b"bytes")
     pending.commit()
-    with pytest.raises(InvalidInput, match="already has version 3"):
+    with pytest.raises(AlreadyExists, match="already has version 3"):
         repository.begin_upload("digits", 3, 1024)
     assert repository.begin_upload("digits", None, 1024).version == 4
 

@@ -6,6 +6,7 @@ dtypes raise instead of returning None.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ WIRE_DTYPES: dict[str, np.dtype[np.generic]] = {
         "bool",
     )
 }
+MAX_RANK = 32
+"""More dimensions than any model input has; NumPy itself stops at 64."""
 CHUNK_BYTES = 1024 * 1024
 """Well under gRPC's default 4 MiB message limit, large enough that per-message overhead is negligible."""
 
@@ -61,7 +64,7 @@ def from_buffer(dtype: str, shape: Sequence[int], buffer: np.ndarray, name: str 
     if dtype not in WIRE_DTYPES:
         raise CodecError(f"Tensor '{name}': expected a dtype among {sorted(WIRE_DTYPES)}; received {dtype!r}.")
     wire = WIRE_DTYPES[dtype].newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * wire.itemsize
+    expected = payload_bytes(name, dtype, shape)
     if buffer.nbytes != expected:
         raise CodecError(
             f"Tensor '{name}': expected {expected} bytes for {dtype} {tuple(shape)}; received {buffer.nbytes}."
@@ -72,15 +75,26 @@ def from_buffer(dtype: str, shape: Sequence[int], buffer: np.ndarray, name: str 
 def from_bytes(dtype: str, shape: Sequence[int], payload: bytes, name: str = "tensor") -> np.ndarray:
     if dtype not in WIRE_DTYPES:
         raise CodecError(f"Tensor '{name}': expected a dtype among {sorted(WIRE_DTYPES)}; received {dtype!r}.")
-    if any(d < 0 for d in shape):
-        raise CodecError(f"Tensor '{name}': expected non-negative dimensions; received shape {tuple(shape)}.")
     wire = WIRE_DTYPES[dtype].newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * wire.itemsize
+    expected = payload_bytes(name, dtype, shape)
     if len(payload) != expected:
         raise CodecError(
             f"Tensor '{name}': expected {expected} bytes for {dtype} {tuple(shape)}; received {len(payload)}."
         )
     return np.frombuffer(payload, wire).reshape(tuple(shape)).astype(WIRE_DTYPES[dtype], copy=True)
+
+
+def payload_bytes(name: str, dtype: str, shape: Sequence[int]) -> int:
+    """The payload size a shape asks for, in Python integers (a product of int64 could wrap around)."""
+    if len(shape) > MAX_RANK:
+        raise CodecError(f"Tensor '{name}': expected at most {MAX_RANK} dimensions; received {len(shape)}.")
+    if any(d < 0 for d in shape):
+        raise CodecError(f"Tensor '{name}': expected non-negative dimensions; received shape {tuple(shape)}.")
+    itemsize = WIRE_DTYPES[dtype].itemsize
+    # NumPy refuses a shape whose non-zero dimensions multiply past its index range, even with no elements.
+    if math.prod(d for d in shape if d) * itemsize > np.iinfo(np.intp).max:
+        raise CodecError(f"Tensor '{name}': expected dimensions an array can have; received shape {tuple(shape)}.")
+    return math.prod(shape) * itemsize
 
 
 def encode(name: str, array: np.ndarray) -> tensor_pb2.Tensor:

@@ -14,7 +14,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from layerscope.service.errors import InvalidInput
+
 HISTOGRAM_BINS = 32
+MAX_RUN_ID = 128
+"""The longest run id a caller may choose (the width of the stored column)."""
+
+
+def check_run_id(run_id: str) -> str:
+    """A caller's run id, checked before any work is done for it (empty: the server picks one)."""
+    if len(run_id) > MAX_RUN_ID or "\x00" in run_id or (run_id and not run_id.isprintable()):
+        raise InvalidInput(
+            f"Expected a run id of at most {MAX_RUN_ID} printable characters; "
+            f"received {len(run_id)} characters: {run_id[:40]!r}."
+        )
+    return run_id
+
+
 """Every histogram has this many equal-width bins between the finite minimum and maximum."""
 
 Shape = tuple[int | None, ...]
@@ -303,6 +319,9 @@ def jsonable(value: Any) -> Any:
 
 class RunStore(Protocol):
     """Where runs are kept: the SQL store, or the spool in front of it."""
+
+    def validate(self, run: RunRecord) -> None:
+        """Raise InvalidInput if `save_run` would refuse this run for its content (never for an outage)."""
 
     def save_run(self, run: RunRecord) -> bool: ...
     def get_run(self, run_id: str) -> RunRecord: ...

@@ -31,6 +31,7 @@ from layerscope.service.domain import (
     RunQuery,
     RunRecord,
     RunStore,
+    check_run_id,
 )
 from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
@@ -99,21 +100,25 @@ class Inspector:
     ) -> ModelInfo:
         """Stream an archive into the repository, then prove it loads; a refused archive leaves nothing."""
         repository = self._registry.repository
-        upload = repository.begin_upload(name, version, self._settings.max_upload_bytes)
+        upload = await asyncio.to_thread(repository.begin_upload, name, version, self._settings.max_upload_bytes)
         try:
             async for chunk in chunks:
-                upload.write(chunk)
-            upload.commit(sha256)
+                await asyncio.to_thread(upload.write, chunk)  # hashing and disk writes stay off the event loop
+            await asyncio.to_thread(upload.commit, sha256)
         except BaseException:
-            upload.abort()
+            await asyncio.shield(asyncio.to_thread(upload.abort))
             raise
+        # Once committed the archive is either proven loadable or taken back, even if the caller hangs up.
+        return await asyncio.shield(self._install(name, upload.version, load))
+
+    async def _install(self, name: str, version: int, load: bool) -> ModelInfo:
         try:
-            loaded = await self._load(name, upload.version)
+            loaded = await self._load(name, version)
         except Exception:
-            await asyncio.to_thread(repository.remove, name, upload.version)
+            await asyncio.to_thread(self._registry.repository.remove, name, version)
             raise
         if not load:
-            self.unload_model(ModelRef(name, upload.version))
+            self.unload_model(ModelRef(name, version))
         return loaded.info
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
@@ -157,22 +162,23 @@ class Inspector:
         run_id: str,
         max_bytes: int,
     ) -> CaptureOutcome:
+        check_run_id(run_id)
+        if max_bytes < 0:
+            raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
         model = self._registry.get(ref)
         self._check_batch(inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         started = time.perf_counter()
         with self._queue.admit(model):
+            # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
+            _check_size(await asyncio.to_thread(model.engine.full_bytes, inputs, selection), limit)
             result = await asyncio.to_thread(model.engine.capture, inputs, selection)
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for device, used in memory_in_use().items():
             self._telemetry.device_memory.labels(device).set(used)
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
-        if size > limit:
-            raise LimitExceeded(
-                f"Expected full tensors of at most {limit} bytes per capture; the layers asked for hold "
-                f"{size} bytes. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
-            )
+        _check_size(size, limit)
         self._telemetry.streamed_bytes.inc(size)
         self._observe_health(model, result, findings=None)
         run = self._record(model, "capture", run_id, result, [], inspection.describe_inputs(inputs), elapsed)
@@ -180,6 +186,7 @@ class Inspector:
         return CaptureOutcome(run, result)
 
     async def diagnose(self, ref: ModelRef, inputs: Mapping[str, np.ndarray] | None, run_id: str) -> DiagnoseOutcome:
+        check_run_id(run_id)
         model = self._registry.get(ref)
         if inputs:
             self._check_batch(inputs)
@@ -260,3 +267,11 @@ class Inspector:
         started = time.perf_counter()
         await asyncio.to_thread(self._store.save_run, run)
         self._telemetry.db_write_seconds.observe(time.perf_counter() - started)
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise LimitExceeded(
+            f"Expected full tensors of at most {limit} bytes per capture; the layers asked for hold "
+            f"{size} bytes. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
+        )

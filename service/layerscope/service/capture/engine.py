@@ -7,7 +7,9 @@ asked for) come back. The batch dimension is left free, so every batch size shar
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +52,8 @@ class _Compiled:
     function: Any
     points: list[CapturePoint] = field(default_factory=list)
     full_keys: list[tuple[str, str]] = field(default_factory=list)
+    full_specs: list[tuple[tuple[int | None, ...], int]] = field(default_factory=list)
+    """Traced shape (batch free) and item size of each full tensor, in the order of `full_keys`."""
     activity_sizes: list[int] = field(default_factory=list)
 
 
@@ -59,18 +63,24 @@ def default_device() -> str:
     return gpus[0].name if gpus else "/device:CPU:0"
 
 
+MAX_TRACES = 32
+"""Compiled capture functions kept per model; the least recently used goes first, so callers who vary
+selections or input shapes cannot grow the server's memory without bound."""
+
+
 class CaptureEngine:
     """Runs one Keras model with per-layer capture. Thread-safe; tracing is serialised per engine."""
 
-    def __init__(self, model: keras.Model, device: str | None = None) -> None:
+    def __init__(self, model: keras.Model, device: str | None = None, max_traces: int = MAX_TRACES) -> None:
         self.model = model
         self.device = device or default_device()
         self.layers = list(walk_layers(model))
         self.inputs = _input_specs(model)
         self.output_names = _output_names(model)
         self.output_specs = _output_specs(model, self.output_names)
-        self._compiled: dict[tuple[Any, ...], _Compiled] = {}
-        self._predictors: dict[tuple[Any, ...], Any] = {}
+        self._max_traces = max_traces
+        self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
+        self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
         self.traces = 0
@@ -113,7 +123,9 @@ class CaptureEngine:
                     outputs: list[tf.Tensor] = tf.nest.flatten(model(_model_args(model, xs), training=False))
                     return outputs
 
-                self._predictors[key] = tf.function(forward, input_signature=[_specs(arrays)], autograph=False)
+                function = tf.function(forward, input_signature=[_specs(arrays)], autograph=False)
+                _remember(self._predictors, key, function, self._max_traces)
+            self._predictors.move_to_end(key)
             return self._predictors[key]
 
     # -- capture ----------------------------------------------------------------------------------------
@@ -155,8 +167,26 @@ class CaptureEngine:
         key = (selection, _signature_key(arrays), masked)
         with self._lock:
             if key not in self._compiled:
-                self._compiled[key] = self._build(arrays, selection, masked)
+                _remember(self._compiled, key, self._build(arrays, selection, masked), self._max_traces)
+            self._compiled.move_to_end(key)
             return self._compiled[key]
+
+    def full_bytes(self, inputs: Arrays, selection: Selection) -> int:
+        """The bytes of the full tensors `capture` would return, from the traced shapes, before running it."""
+        arrays = self.prepare(inputs)
+        compiled = self._compile(arrays, selection, masked=False)
+        batch = int(arrays[0].shape[0])
+        activations = sum(
+            math.prod(batch if d is None else d for d in shape) * itemsize for shape, itemsize in compiled.full_specs
+        )
+        weights = sum(
+            math.prod(v.shape) * np.dtype(v.dtype).itemsize
+            for path, layer in self.layers
+            if not isinstance(layer, keras.Model) and selection.wants_full(path, type(layer).__name__)
+            for v in layer.weights
+            if selection.selects(path, type(layer).__name__) and selection.wants_variable(v.name)
+        )
+        return int(activations + weights)
 
     def _build(self, arrays: list[np.ndarray], selection: Selection, masked: bool) -> _Compiled:
         compiled = _Compiled(function=None)
@@ -168,6 +198,7 @@ class CaptureEngine:
             self.traces += 1
             compiled.points.clear()
             compiled.full_keys.clear()
+            compiled.full_specs.clear()
             with recording(chosen if wanted else [], take_inputs="input" in wanted) as records:
                 outputs = tf.nest.flatten(model(_model_args(model, xs), training=False))
             compiled.activity_sizes.clear()
@@ -191,8 +222,10 @@ class CaptureEngine:
                     summarized.append(record.tensors[kind])
                     compiled.activity_sizes.append(activity_size(record.tensors[kind]))
                     if full:
-                        fulls.append(tf.identity(record.tensors[kind]))
+                        tensor = record.tensors[kind]
+                        fulls.append(tf.identity(tensor))
                         compiled.full_keys.append((record.point, kind))
+                        compiled.full_specs.append((tuple(tensor.shape.as_list()), tensor.dtype.size))
             packed, all_finite = summarize_tensors(summarized, masked)
             return outputs, packed, fulls, all_finite
 
@@ -235,6 +268,12 @@ class CaptureEngine:
             if selection.wants_full(path, class_name):
                 values = self.weight_tensors(path)
                 result.tensors.setdefault(path, {}).update({k: values[k] for k in chosen})
+
+
+def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, limit: int) -> None:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
 
 
 def own_variables(layer: keras.Layer) -> dict[str, np.ndarray]:

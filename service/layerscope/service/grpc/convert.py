@@ -152,6 +152,9 @@ def evidence(values: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def finding(value: Finding) -> diagnosis_pb2.Finding:
+    import json
+
+    # The Struct is for generic tools (every number in it is a double); evidence_json keeps ints as ints.
     return diagnosis_pb2.Finding(
         code=value.code,
         severity=value.severity.value,
@@ -159,6 +162,7 @@ def finding(value: Finding) -> diagnosis_pb2.Finding:
         message=value.message,
         suggestion=value.suggestion,
         evidence=evidence(value.evidence),
+        evidence_json=json.dumps(jsonable(value.evidence), separators=(",", ":")),
     )
 
 
@@ -185,14 +189,25 @@ def run(value: RunRecord, with_summaries: bool = True) -> runs_pb2.Run:
     )
 
 
+def _moment(value: timestamp_pb2.Timestamp, label: str) -> datetime:
+    try:
+        moment: datetime = value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            f"Expected `{label}` between years 1 and 9999 with nanos in [0, 1e9); "
+            f"received seconds={value.seconds}, nanos={value.nanos}."
+        ) from exc
+    return moment
+
+
 def run_query(request: runs_pb2.ListRunsRequest) -> RunQuery:
     if request.limit < 0 or request.limit > MAX_RUNS_PAGE:
         raise InvalidInput(f"Expected a limit between 1 and {MAX_RUNS_PAGE} (0 for 20); received {request.limit}.")
     return RunQuery(
         model_name=request.model_name or None,
         model_version=request.model_version or None,
-        since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
-        until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
+        since=_moment(request.since, "since") if request.HasField("since") else None,
+        until=_moment(request.until, "until") if request.HasField("until") else None,
         finding_code=request.finding_code or None,
         limit=request.limit or 20,
         page_token=request.page_token or None,

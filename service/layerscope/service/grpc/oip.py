@@ -68,7 +68,7 @@ def model_ref(name: str, version: str) -> ModelRef:
     """KServe versions are strings; "" means the newest loaded version."""
     if not name:
         raise InvalidInput("Expected a model name; received an empty one.")
-    if version and not (version.isdigit() and int(version) > 0):
+    if version and not (version.isascii() and version.isdigit() and int(version) > 0):
         raise InvalidInput(f"Expected a positive integer model version, or none for the newest; received {version!r}.")
     return ModelRef(name, int(version) if version else None)
 
@@ -80,9 +80,15 @@ def input_dtype(datatype: str, tensor: str) -> np.dtype[Any]:
 
 
 def input_shape(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[int, ...]:
+    """The shape, refused unless an array of the tensor's datatype can have it (rank, sign, size).
+
+    Call after `input_dtype`, which proves the datatype known.
+    """
     shape = tuple(int(d) for d in tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"Input '{tensor.name}': expected non-negative dimensions; received shape {shape}.")
+    try:
+        codec.payload_bytes(tensor.name, DATATYPES[tensor.datatype], shape)
+    except codec.CodecError as exc:
+        raise InvalidInput(f"Input {str(exc).removeprefix('Tensor ')}") from exc
     return shape
 
 

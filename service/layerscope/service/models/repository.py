@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from layerscope.service.errors import InvalidInput, LimitExceeded, NotFound
+from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded, NotFound
 
 ARCHIVE = "model.keras"
 _PARTIAL = ".upload-"
@@ -82,7 +82,7 @@ class ModelRepository:
                 if version is None:
                     continue  # another upload took this number a moment ago: take the next
                 state = "already has" if chosen in self.versions(name) else "is receiving another upload of"
-                raise InvalidInput(f"Model '{name}' {state} version {chosen}; expected a new version.") from None
+                raise AlreadyExists(f"Model '{name}' {state} version {chosen}; expected a new version.") from None
             return Upload(folder, chosen, max_bytes)
 
     def _next_version(self, name: str) -> int:

@@ -37,3 +37,16 @@ def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_pa
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_serve_help_names_each_flag_with_its_variable_and_the_real_default() -> None:
+    from typer.testing import CliRunner
+
+    from layerscope.client.cli import app
+    from layerscope.service.settings import Settings
+
+    text = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "300"}).stdout.split())
+    for field in ("host", "port", "metrics_port", "model_repository", "database_url"):
+        default = Settings.model_fields[field].default
+        assert f"--{field.replace('_', '-')}" in text
+        assert f"(env LAYERSCOPE_{field.upper()}; default {default})" in text

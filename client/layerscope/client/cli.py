@@ -27,15 +27,20 @@ def _root() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [env LAYERSCOPE_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="gRPC port, 0 for any free one [LAYERSCOPE_PORT].")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port [LAYERSCOPE_METRICS_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env LAYERSCOPE_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port, 0 for any free one (env LAYERSCOPE_PORT; default 50051).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (env LAYERSCOPE_METRICS_PORT; default 9464).")
+    ] = None,
     model_repository: Annotated[
         Path | None,
-        typer.Option(help="Folder of <name>/<version>/model.keras [LAYERSCOPE_MODEL_REPOSITORY]."),
+        typer.Option(help="Folder of <name>/<version>/model.keras (env LAYERSCOPE_MODEL_REPOSITORY; default models)."),
     ] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL; SQLite by default [LAYERSCOPE_DATABASE_URL].")
+        str | None,
+        typer.Option(help="SQLAlchemy URL (env LAYERSCOPE_DATABASE_URL; default sqlite:///layerscope.db)."),
     ] = None,
 ) -> None:
     """Run the gRPC service until SIGTERM/SIGINT."""

@@ -21,7 +21,7 @@ from layerscope.service.models.describe import describe
 def layer_outputs(model: keras.Model, arrays: list[np.ndarray], description: ModelDescription) -> dict[str, np.ndarray]:
     """path -> output array of the layer's first call, for every layer (nested ones included)."""
     values: dict[str, np.ndarray] = {}
-    _run(model, arrays, "", description, values)
+    _run(model, arrays, "", description, values, {})
     return values
 
 
@@ -31,17 +31,22 @@ def _run(
     prefix: str,
     description: ModelDescription,
     values: dict[str, np.ndarray],
+    ops: dict[str, np.ndarray],
 ) -> None:
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    taps = keras.Model(model.inputs, [keras.tree.flatten(layer.output)[0] for layer in layers])
+    # A Functional model's operations include the Keras ops that join its layers (`x + y` is an `Add` op,
+    # not a layer) and that a nested model may be fed by (ConvNeXt's down-sampling blocks): their values go
+    # to `ops`, for feeding only.
+    operations = getattr(model, "operations", None) or model.layers
+    taken = [op for op in operations if not isinstance(op, keras.layers.InputLayer)]
+    taps = keras.Model(model.inputs, [keras.tree.flatten(op.output)[0] for op in taken])
     outputs = taps(list(arrays), training=False)
-    for layer, output in zip(layers, outputs, strict=True):
-        values[f"{prefix}{layer.name}"] = np.asarray(output)
-    for layer in layers:
+    for op, output in zip(taken, outputs, strict=True):
+        (values if isinstance(op, keras.layers.Layer) else ops)[f"{prefix}{op.name}"] = np.asarray(output)
+    for layer in taken:
         if isinstance(layer, keras.Model):
             path = f"{prefix}{layer.name}"
-            feeds = [values[name] for name in description.layer(path).inbound] or arrays
-            _run(layer, feeds, f"{path}/", description, values)
+            feeds = [values[name] if name in values else ops[name] for name in description.layer(path).inbound]
+            _run(layer, feeds or arrays, f"{path}/", description, values, ops)
 
 
 def evidence_for(

@@ -96,6 +96,21 @@ def test_nested_model_as_the_output_resolves_to_its_inner_layer() -> None:
     assert d.layer("head/probs").inbound == ("trunk",)
 
 
+def test_operations_without_a_layer_keep_the_graph_connected() -> None:
+    """`conv + image` is a keras.ops Add, not a layer: it is an entry, and the Dense after it is fed by it."""
+    image = keras.Input((4, 4, 3), name="image")
+    conv = L.Conv2D(3, 1, name="conv")(image)
+    residual = conv + image
+    model = keras.Model(image, L.Dense(2, name="head")(residual[..., :2]))
+    d = describe(model)
+    add = next(layer for layer in d.layers if layer.class_name == "Add")
+    sliced = next(layer for layer in d.layers if layer.inbound == (add.name,))
+    assert add.inbound == ("conv",)  # the model input is not a layer
+    assert add.output_shapes == ((None, 4, 4, 3),) and add.weights == () and add.parameters == 0
+    assert d.layer("head").inbound == (sliced.name,)
+    assert [layer.name for layer in d.layers if layer.weights] == ["conv", "head"]
+
+
 def test_identical_units() -> None:
     assert identical_units(np.ones((3, 4)))
     assert identical_units(np.tile(np.arange(9.0).reshape(3, 3, 1, 1), (1, 1, 1, 5)))

@@ -18,14 +18,18 @@ from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo
 from tests.diagnosis.harness import evidence_for
 
-APPLICATIONS = {
-    # name: input side. 64 keeps ResNet50/DenseNet121/MobileNetV2's last maps at 2x2, where a 3x3 kernel still
-    # trains every tap; EfficientNetB0 has 5x5 depthwise kernels at 1/32 resolution, so it needs 96.
-    "ResNet50": 64,
-    "MobileNetV2": 64,
-    "DenseNet121": 64,
-    "VGG16": 32,
-    "EfficientNetB0": 96,
+APPLICATIONS: dict[str, tuple[int, int]] = {
+    # name: (input side, classes). 64 keeps ResNet50/DenseNet121/MobileNetV2's last maps at 2x2, where a 3x3
+    # kernel still trains every tap; EfficientNetB0 has 5x5 depthwise kernels at 1/32 resolution, so it needs
+    # 96; ConvNeXtTiny has 7x7 depthwise kernels at 1/32 resolution (at 64 they run over a 2x2 map and rightly
+    # fire feature-map-too-small), so 128 keeps its last maps at 4x4. ConvNeXtTiny also holds Dense pointwise
+    # projections on rank-4 maps and LayerNormalization between linear layers: healthy on purpose.
+    "ResNet50": (64, 1000),
+    "MobileNetV2": (64, 1000),
+    "DenseNet121": (64, 1000),
+    "VGG16": (32, 1000),
+    "EfficientNetB0": (96, 1000),
+    "ConvNeXtTiny": (128, 10),
 }
 
 TUTORIALS: dict[str, tuple[Callable[[], keras.Model], object]] = {
@@ -39,6 +43,8 @@ TUTORIALS: dict[str, tuple[Callable[[], keras.Model], object]] = {
     ),
     "pointwise_linear_bottleneck": (zoo.pointwise_linear_bottleneck, "categorical_crossentropy"),
     "generator_upsampling": (zoo.generator_upsampling, None),
+    "convnext_like_block": (zoo.convnext_like_block, "categorical_crossentropy"),
+    "mlp_mixer_like": (zoo.mlp_mixer_like, "categorical_crossentropy"),
 }
 
 
@@ -49,9 +55,9 @@ def loud(findings: list[Finding]) -> list[str]:
 @pytest.fixture(scope="module", params=sorted(APPLICATIONS))
 def application(request: pytest.FixtureRequest) -> Iterator[tuple[keras.Model, ModelDescription]]:
     name = request.param
-    side = APPLICATIONS[name]
+    side, classes = APPLICATIONS[name]
     keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(side, side, 3))
+    model = getattr(keras.applications, name)(weights=None, input_shape=(side, side, 3), classes=classes)
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     yield model, describe(model, model.get_compile_config())
     keras.backend.clear_session()

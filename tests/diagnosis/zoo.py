@@ -119,6 +119,8 @@ def cnn_dense_on_conv() -> keras.Model:
 
 
 def sequential_dense_after_pool() -> keras.Model:
+    """A Dense on the pooled (3, 3, 4) map, then Flatten before the head: the Dense is a pointwise (1x1)
+    projection whose map is flattened before the output, the same as Conv2D(4, 1) there, so no error."""
     seeded()
     return keras.Sequential(
         [
@@ -257,6 +259,97 @@ def conv_patches_attention_block() -> keras.Model:
     x = L.Dense(16, activation="gelu", name="mlp")(x)
     x = L.GlobalAveragePooling1D(name="gap")(x)
     return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="conv_patches_attention_block")
+
+
+def cnn_dense_softmax_head() -> keras.Model:
+    """A classifier that forgot Flatten: Dense(10, softmax) straight on the conv map is the model output,
+    (None, 14, 14, 10) instead of (None, 10)."""
+    seeded()
+    image = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(8, 3, activation="relu", name="conv")(image)
+    return keras.Model(image, L.Dense(10, activation="softmax", name="head")(x), name="cnn_dense_softmax_head")
+
+
+def conv1d_pool_dense_output() -> keras.Model:
+    """A 1D signal classifier with no Flatten: the Dense output keeps the 15 pooled steps."""
+    seeded()
+    signal = keras.Input((32, 2), name="signal")
+    x = L.Conv1D(8, 3, activation="relu", name="conv")(signal)
+    x = L.MaxPooling1D(2, name="pool")(x)
+    return keras.Model(signal, L.Dense(3, activation="softmax", name="head")(x), name="conv1d_pool_dense_output")
+
+
+def pointwise_dense_two_heads() -> keras.Model:
+    """A pointwise Dense on the conv map feeds a pooled class head and a box head that forgot pooling: one
+    path reaches an output still at rank 4, so the pointwise Dense is reported, with that output."""
+    seeded()
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 3, activation="relu", name="conv")(image)
+    features = L.Dense(8, activation="relu", name="features")(x)
+    pooled = L.GlobalAveragePooling2D(name="gap")(features)
+    classes = L.Dense(3, activation="softmax", name="classes")(pooled)
+    boxes = L.Dense(4, name="boxes")(features)
+    return keras.Model(image, [classes, boxes], name="pointwise_dense_two_heads")
+
+
+def convnext_like_block() -> keras.Model:
+    """ConvNeXt in miniature: a patchify stem, a block (depthwise conv, LayerNormalization, Dense pointwise
+    expansion with gelu, Dense pointwise projection, residual Add), a LayerNormalization + strided-conv
+    down-sampling feeding the next block and its skip, then global pooling and the head. Healthy: the Dense
+    layers are pointwise projections reduced by the pooling, the LayerNormalizations are non-linear, the
+    down-sampling conv feeds a residual stream and a depthwise conv."""
+    seeded()
+    image = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(8, 2, strides=2, name="stem")(image)
+    x = L.LayerNormalization(epsilon=1e-6, name="stem_norm")(x)
+    for i, channels in enumerate((8, 16)):
+        if i:
+            x = L.LayerNormalization(epsilon=1e-6, name=f"down{i}_norm")(x)
+            x = L.Conv2D(channels, 2, strides=2, name=f"down{i}")(x)
+        y = L.Conv2D(channels, 3, padding="same", groups=channels, name=f"block{i}_dwconv")(x)
+        y = L.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm")(y)
+        y = L.Dense(4 * channels, name=f"block{i}_pw1")(y)
+        y = L.Activation("gelu", name=f"block{i}_gelu")(y)
+        y = L.Dense(channels, name=f"block{i}_pw2")(y)
+        x = L.Add(name=f"block{i}_residual")([x, y])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.LayerNormalization(epsilon=1e-6, name="head_norm")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="convnext_like_block")
+
+
+def mlp_mixer_like() -> keras.Model:
+    """MLP-Mixer in miniature: Conv2D patches reshaped to 16 tokens, a token-mixing MLP (Dense across the
+    tokens, between two Permutes) and a channel-mixing MLP (Dense on the channels), each behind a
+    LayerNormalization and with a residual Add, then GlobalAveragePooling1D and the head."""
+    seeded()
+    image = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(8, 4, strides=4, name="patches")(image)
+    x = L.Reshape((16, 8), name="tokens")(x)
+    y = L.LayerNormalization(name="token_norm")(x)
+    y = L.Permute((2, 1), name="to_channels_first")(y)
+    y = L.Dense(16, activation="gelu", name="token_mlp1")(y)
+    y = L.Dense(16, name="token_mlp2")(y)
+    y = L.Permute((2, 1), name="to_tokens_first")(y)
+    x = L.Add(name="token_residual")([x, y])
+    y = L.LayerNormalization(name="channel_norm")(x)
+    y = L.Dense(16, activation="gelu", name="channel_mlp1")(y)
+    y = L.Dense(8, name="channel_mlp2")(y)
+    x = L.Add(name="channel_residual")([x, y])
+    x = L.LayerNormalization(name="head_norm")(x)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="mlp_mixer_like")
+
+
+def conv_layernorm_dense() -> keras.Model:
+    """A linear Conv2D, LayerNormalization, then a Dense pointwise projection with relu and global pooling:
+    the LayerNormalization divides by each sample's statistics, a non-linearity; the Dense is reduced."""
+    seeded()
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 3, name="conv")(image)
+    x = L.LayerNormalization(name="norm")(x)
+    x = L.Dense(16, activation="relu", name="pointwise")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="conv_layernorm_dense")
 
 
 # -- image-without-conv --------------------------------------------------------------------------------
@@ -469,6 +562,69 @@ def pointwise_linear_bottleneck() -> keras.Model:
     x = L.ReLU(6.0, name="expand_relu")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(image, L.Dense(2, activation="softmax", name="out")(x), name="pointwise_linear_bottleneck")
+
+
+def conv_batchnorm_dense() -> keras.Model:
+    """conv_layernorm_dense's twin with BatchNormalization, an affine map at inference: the linear Conv2D
+    and the Dense pointwise projection are one linear map."""
+    seeded()
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 3, name="conv")(image)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Dense(16, activation="relu", name="pointwise")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="head")(x), name="conv_batchnorm_dense")
+
+
+def mlp_linear_trunk_two_heads() -> keras.Model:
+    """A linear trunk fanning out to two heads with no residual merge: each head and the trunk are one
+    linear map, so the fan-out alone does not excuse the missing activation."""
+    seeded()
+    x = keras.Input((6,), name="x")
+    trunk = L.Dense(8, name="trunk")(x)
+    first = L.Dense(2, activation="softmax", name="head_a")(trunk)
+    second = L.Dense(1, name="head_b")(trunk)
+    return keras.Model(x, [first, second], name="mlp_linear_trunk_two_heads")
+
+
+def depthwise_bn_depthwise() -> keras.Model:
+    """Two depthwise convs in a row with only BatchNormalization between: one depthwise conv with a larger
+    kernel; not a separable (depthwise + channel-mixing) pair."""
+    seeded()
+    image = keras.Input((12, 12, 4), name="image")
+    x = L.Conv2D(8, 1, activation="relu", name="stem")(image)
+    x = L.DepthwiseConv2D(3, name="dw_a")(x)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.DepthwiseConv2D(3, activation="relu", name="dw_b")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, L.Dense(2, activation="softmax", name="out")(x), name="depthwise_bn_depthwise")
+
+
+def preactivation_residual_stream() -> keras.Model:
+    """A linear strided conv whose output is the residual stream: it feeds a 3x3 conv branch and, through
+    the skip, the residual Add (the ConvNeXt down-sampling pattern, with ordinary convs)."""
+    seeded()
+    image = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(8, 3, activation="relu", name="stem")(image)
+    x = L.Conv2D(16, 2, strides=2, name="down")(x)
+    y = L.Conv2D(16, 3, padding="same", activation="relu", name="branch_a")(x)
+    y = L.Conv2D(16, 3, padding="same", name="branch_b")(y)
+    x = L.Add(name="residual")([x, y])
+    x = L.ReLU(name="relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="out")(x), name="preactivation_residual_stream")
+
+
+def separable_pair() -> keras.Model:
+    """A separable convolution spelled as two layers: a linear DepthwiseConv2D then a pointwise Conv2D, as
+    SeparableConv2D does inside with no activation between its steps."""
+    seeded()
+    image = keras.Input((12, 12, 3), name="image")
+    x = L.Conv2D(8, 3, activation="relu", name="stem")(image)
+    x = L.DepthwiseConv2D(3, name="depthwise")(x)
+    x = L.Conv2D(16, 1, activation="relu", name="pointwise")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, L.Dense(3, activation="softmax", name="out")(x), name="separable_pair")
 
 
 # -- redundant-activation ------------------------------------------------------------------------------
@@ -999,7 +1155,7 @@ CASES: tuple[Case, ...] = (
     Case("output-loss-mismatch", mlp_sigmoid_one_unit, False, compile={"loss": "binary_crossentropy"}),
     Case("output-loss-mismatch", cnn_global_pool_then_dense, False, compile=CCE),
     Case("dense-on-spatial", cnn_dense_on_conv, True, ("head",), "expected rank 2"),
-    Case("dense-on-spatial", sequential_dense_after_pool, True, ("dense",), "MaxPooling2D 'pool'"),
+    Case("dense-on-spatial", sequential_dense_after_pool, False),
     Case("dense-on-spatial", nested_conv_block_then_dense, True, ("head",), "Conv2D 'block/conv'"),
     Case("dense-on-spatial", sequence_dense_per_step, False),
     Case("dense-on-spatial", cnn_global_pool_then_dense, False),
@@ -1012,6 +1168,12 @@ CASES: tuple[Case, ...] = (
     Case("dense-on-spatial", conv1d_global_pool_then_dense, False),
     Case("dense-on-spatial", conv1d_pool_flatten_then_dense, False),
     Case("dense-on-spatial", conv_patches_attention_block, False),
+    Case("dense-on-spatial", cnn_dense_softmax_head, True, ("head",), "reaches output 'head' as (None, 14, 14, 10)"),
+    Case("dense-on-spatial", conv1d_pool_dense_output, True, ("head",), "MaxPooling1D 'pool'"),
+    Case("dense-on-spatial", pointwise_dense_two_heads, True, ("features",), "reaches output 'boxes'"),
+    Case("dense-on-spatial", convnext_like_block, False),
+    Case("dense-on-spatial", mlp_mixer_like, False),
+    Case("dense-on-spatial", conv_layernorm_dense, False),
     Case("image-without-conv", mlp_on_rgb_image, True, ("flatten",), "expected a convolution"),
     Case("image-without-conv", functional_rescaled_image_mlp, True, ("flat",), "Image input 'image'"),
     Case("image-without-conv", small_cnn, False),
@@ -1029,6 +1191,14 @@ CASES: tuple[Case, ...] = (
     Case("missing-nonlinearity", nested_linear_encoder, True, ("encoder/code", "decoder"), "'encoder/code'"),
     Case("missing-nonlinearity", mlp_relu, False),
     Case("missing-nonlinearity", pointwise_linear_bottleneck, False),
+    Case("missing-nonlinearity", conv_batchnorm_dense, True, ("conv", "pointwise"), "Dense 'pointwise'"),
+    Case("missing-nonlinearity", mlp_linear_trunk_two_heads, True, ("trunk", "head_a"), "'trunk'"),
+    Case("missing-nonlinearity", depthwise_bn_depthwise, True, ("dw_a", "dw_b"), "DepthwiseConv2D 'dw_a'"),
+    Case("missing-nonlinearity", conv_layernorm_dense, False),
+    Case("missing-nonlinearity", convnext_like_block, False),
+    Case("missing-nonlinearity", mlp_mixer_like, False),
+    Case("missing-nonlinearity", preactivation_residual_stream, False),
+    Case("missing-nonlinearity", separable_pair, False),
     Case("redundant-activation", mlp_relu_then_activation, True, ("hidden", "act"), "received two in a row"),
     Case("redundant-activation", cnn_fused_relu_then_relu_layer, True, ("conv", "relu"), "ReLU 'relu'"),
     Case("redundant-activation", mlp_hidden_softmax, True, ("mix",), "softmax in a hidden layer"),

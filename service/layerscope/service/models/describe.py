@@ -3,6 +3,9 @@
 Only public Keras API is used, plus the model's own `get_config()` read as data: a Functional config lists
 every layer's inbound nodes as `keras_history` triples `[layer, node, tensor]`; a Sequential is a chain.
 
+Operations that are not layers (a functional `x + y` is `keras.ops` Add) are entries too, by their own
+names and classes, with no weights, so the graph stays connected through them.
+
 Paths follow the project convention: top-level layers by their name, layers of a nested model as
 `sub/layer` (recursively `a/b/layer`), and the nested model itself as the entry `sub`. InputLayers are
 left out. `inbound` crosses nested-model boundaries both ways: a nested model's first layers (and the
@@ -103,7 +106,9 @@ class _GraphBuilder:
         prefix: str,
         feeds: Feeds,
     ) -> list[str]:
-        by_name = {layer.name: layer for layer in model.layers}
+        # `operations`, not `layers`: a functional `x + y` or `x[..., :3]` is an operation with no layer
+        # behind it, and leaving it out would cut the graph there (a residual Add would go unseen).
+        by_name = {op.name: op for op in getattr(model, "operations", None) or model.layers}
         input_names = [h[0] for h in _histories(config.get("input_layers"))]
         fed = {n: feeds[i] if i < len(feeds) else [] for i, n in enumerate(input_names)}
         parent = prefix.rstrip("/") or None
@@ -140,6 +145,11 @@ class _GraphBuilder:
 
 def _is_model(layer: keras.Layer) -> bool:
     return isinstance(layer, keras.Model)
+
+
+def _is_layer(op: Any) -> bool:
+    """A layer, as opposed to a bare operation (`x + y` in a functional model): only layers hold weights."""
+    return isinstance(op, keras.Layer)
 
 
 def _safe_config(model: keras.Model) -> Mapping[str, Any]:
@@ -181,8 +191,8 @@ def _layer_info(path: str, layer: keras.Layer, inbound: list[str], parent: str |
         input_shapes=_shapes(layer, "input"),
         output_shapes=_shapes(layer, "output"),
         inbound=tuple(inbound),
-        parameters=int(layer.count_params()) if layer.built else 0,
-        weights=() if _is_model(layer) else tuple(_weight_info(v) for v in layer.weights),
+        parameters=int(layer.count_params()) if _is_layer(layer) and layer.built else 0,
+        weights=() if _is_model(layer) or not _is_layer(layer) else tuple(_weight_info(v) for v in layer.weights),
         parent=parent,
     )
 

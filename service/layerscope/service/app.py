@@ -74,6 +74,9 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
     metrics_server, metrics_thread = start_http_server(settings.metrics_port, settings.host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
+    if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
+        loaded = await inspector.load_repository()
+        log.info("loaded at start: %s", ", ".join(f"{m.name}:{m.version}" for m in loaded) or "no models")
     await running.serving()
 
     def close_metrics() -> None:

@@ -7,6 +7,7 @@ Nothing here knows gRPC; domain errors carry the messages the transport passes o
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -37,6 +38,8 @@ from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import ModelHealth, Telemetry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,23 @@ class Inspector:
         if not load:
             self.unload_model(ModelRef(name, version))
         return loaded.info
+
+    async def load_repository(self) -> list[ModelInfo]:
+        """Load the newest version of every model in the repository, as TF Serving and Triton do at start.
+
+        A model that fails to load is logged and counted (layerscope_model_load_failures_total) and the
+        others still load: one broken archive must not keep a replica from serving the rest.
+        """
+        repository = self._registry.repository
+        loaded = []
+        for name in repository.names():
+            if not repository.versions(name):
+                continue
+            try:
+                loaded.append((await self._load(name, None)).info)
+            except Exception as exc:
+                log.warning("model %r was not loaded at start: %s", name, getattr(exc, "message", exc))
+        return loaded
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
         return (await self._load(ref.name, ref.version)).info

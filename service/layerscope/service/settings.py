@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     chunk_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=3 * 1024 * 1024, description="Bytes per tensor chunk.")
     max_concurrent_rpcs: int = Field(64, gt=0, description="RPCs in flight before new ones are refused.")
     max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
+    load_at_start: bool = Field(
+        True, description="Load the newest version of every model in the repository before reporting SERVING."
+    )
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")

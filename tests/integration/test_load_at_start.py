@@ -1,0 +1,53 @@
+"""A (re)started server loads the newest version of every model in its repository before it says SERVING."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from layerscope.client import Client
+from tests.conftest import start_server
+from tests.support import models
+
+
+def put(repository: Path, name: str, version: int, archive: Path) -> None:
+    folder = repository / name / str(version)
+    folder.mkdir(parents=True)
+    shutil.copy(archive, folder / "model.keras")
+
+
+def test_the_newest_version_of_each_model_is_loaded_and_a_broken_one_is_skipped(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    mlp = models.save(models.dead_relu_model(), tmp_path)
+    cnn = models.save(models.small_cnn(), tmp_path)
+    put(repository, "digits", 1, mlp)
+    put(repository, "digits", 2, cnn)
+    put(repository, "tiny", 1, mlp)
+    (repository / "broken" / "1").mkdir(parents=True)
+    (repository / "broken" / "1" / "model.keras").write_text("not an archive")
+    (repository / "empty").mkdir()
+    server = start_server(tmp_path)
+    try:
+        with Client(server.target) as c:
+            assert c.health() == "SERVING"
+            assert sorted((m.name, m.version) for m in c.list_models()) == [("digits", 2), ("tiny", 1)]
+            assert c.predict("digits", np.zeros((1, 8, 8, 1), "float32"))["probabilities"].shape == (1, 3)
+        metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        assert "layerscope_models_loaded 2.0" in metrics
+        assert 'layerscope_model_load_failures_total{reason="InvalidInput"} 1.0' in metrics
+    finally:
+        server.stop()
+
+
+def test_loading_at_start_can_be_switched_off(tmp_path: Path) -> None:
+    put(tmp_path / "repository", "tiny", 1, models.save(models.dead_relu_model(), tmp_path))
+    server = start_server(tmp_path, load_at_start=False)
+    try:
+        with Client(server.target) as c:
+            assert c.health() == "SERVING" and c.list_models() == []
+            assert c.load_model("tiny").version == 1
+    finally:
+        server.stop()

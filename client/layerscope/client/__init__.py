@@ -1,9 +1,15 @@
 """The layerscope client library.
 
-from layerscope.client import Client
-with Client("localhost:50051") as c:
-    c.load_model("digits")
-    cap = c.capture("digits", x, layers="*", full=["conv2d"])
+    import numpy as np
+    from layerscope.client import Client
+
+    with Client("localhost:50051") as c:
+        c.upload_model("digits", "examples/models/healthy_cnn.keras")
+        x = np.random.rand(32, 28, 28, 1).astype("float32")
+        cap = c.capture("digits", x, layers="*", full=["conv1"])
+        cap.tensors["conv1"]["activation"].shape  # (32, 26, 26, 8)
+
+Every failure raises a `LayerscopeError` subclass (see `layerscope.client.errors`).
 """
 
 from layerscope.client._async import AsyncClient

@@ -23,12 +23,16 @@ def runs(
     version: Annotated[int | None, typer.Option(help="Only this model version.")] = None,
     code: Annotated[str | None, typer.Option(help="Only runs with this finding code.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only runs at or after this time (UTC).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    until: Annotated[datetime | None, typer.Option(help="Only runs before this time (UTC).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Runs per page.")] = 20,
+    page_token: Annotated[str | None, typer.Option(help="The next page, as printed under a full page.")] = None,
 ) -> None:
     """List stored runs, newest first."""
     try:
         with Client(server, token=token) as c:
-            page = c.runs_page(model, limit, version=version, since=since, code=code)
+            page = c.runs_page(
+                model, limit, version=version, since=since, until=until, code=code, page_token=page_token
+            )
     except LayerscopeError as exc:
         Console(stderr=True).print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -49,7 +53,7 @@ def runs(
         )
     Console().print(table)
     if page.next_page_token:
-        Console().print(f"more runs: --since or a smaller filter (next page token {page.next_page_token})")
+        Console().print(f"more runs: add --page-token {page.next_page_token}")
 
 
 def compare(

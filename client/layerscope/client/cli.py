@@ -1,4 +1,4 @@
-"""The `layerscope` command: `serve` the gRPC service, `audit` model files.
+"""The `layerscope` command: `serve` the gRPC service, `audit` model files, read history (`runs`, `compare`).
 
 Heavy imports (TensorFlow, the service) happen inside the commands that need them, so `--help` is instant
 and `layerscope.client` stays light.
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Look inside Keras models: serve, capture, diagnose, audit.", no_args_is_help=True)
+app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare.", no_args_is_help=True)
 err = Console(stderr=True)
 
 

@@ -13,7 +13,8 @@ LayerscopeError                 any failed call; .code (grpc.StatusCode) and .me
 └── InternalError               a server fault; the message names an incident in the server log
 
 Mistakes the client catches before sending (a missing file to upload, an input dtype the wire cannot
-carry) raise InvalidArgumentError too, with the path or dtype named, just as the server would.
+carry) raise InvalidArgumentError too, with the path or dtype named, just as the server would. Any other
+status (CANCELLED, UNKNOWN, FAILED_PRECONDITION, ...) raises LayerscopeError itself.
 """
 
 from __future__ import annotations

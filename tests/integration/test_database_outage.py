@@ -18,7 +18,15 @@ from tests.support import models
 from tests.support.proxy import Proxy
 
 URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
-pytestmark = pytest.mark.skipif(not URL, reason="needs LAYERSCOPE_TEST_DATABASE_URL (a real PostgreSQL)")
+
+
+@pytest.fixture(autouse=True)
+def real_postgresql() -> None:
+    """Skipped locally without PostgreSQL; under CI=true its absence is a failure, never a quiet skip."""
+    if not URL:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the database outage test: set LAYERSCOPE_TEST_DATABASE_URL")
+        pytest.skip("needs LAYERSCOPE_TEST_DATABASE_URL (a real PostgreSQL)")
 
 
 @pytest.fixture()

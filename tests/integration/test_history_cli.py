@@ -31,7 +31,27 @@ def test_runs_and_compare_show_a_layer_that_died(client: Client, server: ServerH
     )
     assert compared.exit_code == 0, compared.output
     assert "new: dead-units" in compared.output
-    assert "+1.000" in compared.output  # the dead layer's dead-unit fraction went from 0 to 1
+    header = next(line for line in compared.output.splitlines() if "Δ dead units" in line)
+    row = next(line for line in compared.output.splitlines() if cells(line)[:2] == ["dead", "activation"])
+    assert dict(zip(cells(header), cells(row), strict=True))["Δ dead units"] == "+1.000"  # from 0 to every unit
+    change = next(
+        c for c in client.compare("hist-alive", "hist-dead").changes if (c.layer, c.kind) == ("dead", "activation")
+    )
+    assert change.dead_unit_fraction_delta == 1.0
+
+    first = runner.invoke(app, ["runs", "history", "--limit", "1", "--server", server.target], env={"COLUMNS": "220"})
+    assert "hist-dead" in first.output and "hist-alive" not in first.output  # newest first
+    token = first.output.split("--page-token", 1)[1].split()[0]
+    second = runner.invoke(
+        app,
+        ["runs", "history", "--limit", "1", "--page-token", token, "--server", server.target],
+        env={"COLUMNS": "220"},
+    )
+    assert second.exit_code == 0 and "hist-alive" in second.output and "hist-dead" not in second.output
 
     missing = runner.invoke(app, ["compare", "hist-alive", "nope", "--server", server.target])
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("│┃").split("│" if "│" in line else "┃")]

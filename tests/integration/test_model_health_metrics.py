@@ -27,6 +27,7 @@ def scrape(server: ServerHandle) -> dict[str, float]:
 def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     client: Client, server: ServerHandle, tmp_path: Path
 ) -> None:
+    before = scrape(server)
     client.upload_model("nan", models.save(models.nan_model(), tmp_path))
     client.upload_model("dead", models.save(models.dead_relu_model(), tmp_path))
     client.capture("nan", np.ones((4, 4), "float32"))
@@ -41,8 +42,9 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     assert samples['layerscope_layer_activation_rms{layer="dead",model="dead",version="1"}'] == 0.0
     findings = 'layerscope_model_findings{code="dead-units",model="dead",severity="warning",version="1"}'
     assert samples[findings] == 1
-    assert samples['layerscope_findings_total{code="dead-units",model="dead",severity="warning"}'] >= 1
-    assert samples["layerscope_models_loaded"] >= 2
+    counted = 'layerscope_findings_total{code="dead-units",model="dead",severity="warning"}'
+    assert samples[counted] - before.get(counted, 0.0) == 1  # one diagnosis, one finding, counted once
+    assert samples["layerscope_models_loaded"] - before["layerscope_models_loaded"] == 2
 
     client.unload_model("nan")
     after = scrape(server)

@@ -18,8 +18,6 @@ from layerscope.service.domain import summarize
 from tests.conftest import ServerHandle
 from tests.support import models
 
-RNG = np.random.default_rng(0)
-
 
 @pytest.fixture(scope="module")
 def cnn(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> keras.Model:
@@ -45,7 +43,8 @@ def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def test_full_capture_equals_what_keras_computes(client: Client, cnn: keras.Model) -> None:
-    x = RNG.normal(size=(5, 8, 8, 1)).astype("float32")
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    x = rng.normal(size=(5, 8, 8, 1)).astype("float32")
     cap = client.capture("cnn", x, layers="*", kinds=("activation", "kernel", "bias"), full="*")
 
     expected = layer_outputs(cnn, x)
@@ -60,7 +59,8 @@ def test_full_capture_equals_what_keras_computes(client: Client, cnn: keras.Mode
 
 
 def test_summaries_equal_numpy_statistics_of_the_tensors(client: Client, cnn: keras.Model) -> None:
-    x = RNG.normal(size=(7, 8, 8, 1)).astype("float32")
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    x = rng.normal(size=(7, 8, 8, 1)).astype("float32")
     cap = client.capture("cnn", x, full="*", kinds=("activation", "kernel", "bias"))
     for layer, kinds in cap.tensors.items():
         for kind, tensor in kinds.items():
@@ -80,7 +80,8 @@ def test_summaries_equal_numpy_statistics_of_the_tensors(client: Client, cnn: ke
 
 
 def test_only_the_layers_asked_for_come_back_in_full(client: Client, cnn: keras.Model) -> None:
-    cap = client.capture("cnn", RNG.normal(size=(2, 8, 8, 1)), full=["conv"])
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    cap = client.capture("cnn", rng.normal(size=(2, 8, 8, 1)), full=["conv"])
     assert set(cap.tensors) == {"conv"}
     assert set(cap.summaries) == {"conv", "pool", "flatten", "hidden", "probabilities"}
 
@@ -88,10 +89,11 @@ def test_only_the_layers_asked_for_come_back_in_full(client: Client, cnn: keras.
 def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
     client: Client, cnn: keras.Model, server: ServerHandle
 ) -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     from layerscope.service.store.engine import create_engine
     from layerscope.service.store.repository import RunStore
 
-    cap = client.capture("cnn", RNG.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
+    cap = client.capture("cnn", rng.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
     engine = create_engine(server.database_url)
     try:
         stored = RunStore(engine).get_run("skeleton-run-1")
@@ -125,14 +127,23 @@ def test_a_diagnosis_is_stored_with_its_findings(client: Client, server: ServerH
 def test_metrics_expose_rpc_counts_and_latency_by_method_and_code(
     client: Client, cnn: keras.Model, server: ServerHandle
 ) -> None:
-    client.predict("cnn", RNG.normal(size=(1, 8, 8, 1)))
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    ok, missing = '{code="OK",method="Predict"}', '{code="NOT_FOUND",method="Predict"}'
+    before = scrape(server)
+    client.predict("cnn", rng.normal(size=(1, 8, 8, 1)))
     with pytest.raises(NotFoundError):
-        client.predict("no-such-model", RNG.normal(size=(1, 8, 8, 1)))
-    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    assert 'layerscope_rpcs_total{code="OK",method="Predict"}' in text
-    assert 'layerscope_rpcs_total{code="NOT_FOUND",method="Predict"}' in text
-    assert 'layerscope_rpc_duration_seconds_bucket{code="OK",le="0.001",method="Predict"}' in text
-    assert 'layerscope_rpc_duration_seconds_count{code="OK",method="Capture"}' in text
+        client.predict("no-such-model", rng.normal(size=(1, 8, 8, 1)))
+    after = scrape(server)
+
+    def grew(series: str) -> float:
+        return after[series] - before.get(series, 0.0)
+
+    assert grew(f"layerscope_rpcs_total{ok}") == 1 and grew(f"layerscope_rpcs_total{missing}") == 1
+    assert grew(f"layerscope_rpc_duration_seconds_count{ok}") == 1
+    assert grew(f"layerscope_rpc_duration_seconds_count{missing}") == 1
+    assert grew(f"layerscope_rpc_duration_seconds_sum{ok}") > 0
+    buckets = [k for k in after if k.startswith('layerscope_rpc_duration_seconds_bucket{code="OK",') and "Predict" in k]
+    assert len(buckets) > 5 and max(grew(k) for k in buckets) == 1  # latency lands in the buckets too
 
 
 # -- bad input: a clear error, the right status, and the server keeps serving ---------------------------
@@ -185,6 +196,17 @@ def test_capture_options_that_cannot_work_are_refused_before_any_work(
         client.capture("cnn", np.zeros((1, 8, 8, 1), "float32"), **options)
     assert stored_run_count(server) == before
     still_serving(client)
+
+
+def scrape(server: ServerHandle) -> dict[str, float]:
+    """Every layerscope sample on /metrics, by series name with labels."""
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("layerscope_"):
+            series, _, value = line.rpartition(" ")
+            samples[series] = float(value)
+    return samples
 
 
 def stored_run_count(server: ServerHandle) -> int:

@@ -12,7 +12,6 @@ from layerscope.service.domain import summarize
 from layerscope.service.errors import InvalidInput
 
 ALL = Selection(kinds=frozenset({"activation", "input", "kernel", "bias", "other"}), full=("*",))
-RNG = np.random.default_rng(0)
 
 
 def sequential() -> keras.Model:
@@ -50,8 +49,9 @@ def nested_two_deep() -> keras.Model:
 
 
 def test_sequential_activations_inputs_and_every_variable_kind() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     model = sequential()
-    x = RNG.normal(size=(4, 6)).astype("float32")
+    x = rng.normal(size=(4, 6)).astype("float32")
     result = CaptureEngine(model).capture({"x": x}, ALL)
     d1 = model.get_layer("d1")(x)
     np.testing.assert_allclose(result.tensors["d1"]["activation"], d1, rtol=1e-5, atol=1e-6)
@@ -68,8 +68,9 @@ def test_sequential_activations_inputs_and_every_variable_kind() -> None:
 
 
 def test_a_layer_called_twice_is_two_capture_points_and_multi_io_works() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     model = shared_and_multi_io()
-    a, b = (RNG.normal(size=(3, 4)).astype("float32") for _ in range(2))
+    a, b = (rng.normal(size=(3, 4)).astype("float32") for _ in range(2))
     engine = CaptureEngine(model)
     result = engine.capture({"a": a, "b": b}, ALL)
     shared = model.get_layer("shared")
@@ -82,8 +83,9 @@ def test_a_layer_called_twice_is_two_capture_points_and_multi_io_works() -> None
 
 
 def test_layers_inside_a_model_nested_two_levels_deep() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     model = nested_two_deep()
-    x = RNG.normal(size=(5, 4)).astype("float32")
+    x = rng.normal(size=(5, 4)).astype("float32")
     result = CaptureEngine(model).capture({"x": x}, ALL)
     middle = model.get_layer("middle")
     inner = middle.get_layer("inner")
@@ -97,21 +99,23 @@ def test_layers_inside_a_model_nested_two_levels_deep() -> None:
 
 
 def test_repeated_calls_and_new_batch_sizes_never_retrace() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     engine = CaptureEngine(sequential())
     selection = Selection()
     for batch in (1, 4, 32, 4, 1):
-        engine.capture({"x": RNG.normal(size=(batch, 6)).astype("float32")}, selection)
+        engine.capture({"x": rng.normal(size=(batch, 6)).astype("float32")}, selection)
     assert engine.traces == 1
-    engine.capture({"x": RNG.normal(size=(2, 6)).astype("float32")}, Selection(layers=("d1",)))
+    engine.capture({"x": rng.normal(size=(2, 6)).astype("float32")}, Selection(layers=("d1",)))
     assert engine.traces == 2  # a new selection is a new function, traced once
     for _ in range(3):
-        engine.predict({"x": RNG.normal(size=(3, 6)).astype("float32")})
+        engine.predict({"x": rng.normal(size=(3, 6)).astype("float32")})
     assert engine.traces == 3
 
 
 def test_compiled_functions_are_kept_for_the_most_recent_selections_only() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     engine = CaptureEngine(sequential(), max_traces=2)
-    x = {"x": RNG.normal(size=(2, 6)).astype("float32")}
+    x = {"x": rng.normal(size=(2, 6)).astype("float32")}
     for pattern in ("d1", "bn", "d1", "nothing-matches", "d1"):
         engine.capture(x, Selection(layers=(pattern,)))
     assert engine.traces == 3  # d1 stayed in use, so only bn and the new pattern were traced
@@ -129,16 +133,18 @@ def test_compiled_functions_are_kept_for_the_most_recent_selections_only() -> No
     ],
 )
 def test_the_size_of_full_tensors_is_known_before_the_capture_runs(selection: Selection) -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     engine = CaptureEngine(sequential())
-    x = {"x": RNG.normal(size=(5, 6)).astype("float32")}
+    x = {"x": rng.normal(size=(5, 6)).astype("float32")}
     planned = engine.full_bytes(x, selection)
     result = engine.capture(x, selection)
     assert planned == sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
 
 
 def test_selection_by_glob_and_class_and_kind() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     engine = CaptureEngine(sequential())
-    x = {"x": RNG.normal(size=(2, 6)).astype("float32")}
+    x = {"x": rng.normal(size=(2, 6)).astype("float32")}
     assert set(engine.capture(x, Selection(layers=("d*",))).summaries) == {"d1", "d2"}
     assert set(engine.capture(x, Selection(layers=("BatchNormalization",))).summaries) == {"bn"}
     only_bias = engine.capture(x, Selection(kinds=frozenset({"bias"})))
@@ -173,11 +179,12 @@ def test_unknown_kinds_are_refused() -> None:
 
 
 def test_a_model_built_with_dict_inputs_gets_them_by_name() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     keras.utils.set_random_seed(4)
     a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
     merged = keras.layers.Concatenate(name="merge")([a, b])
     model = keras.Model({"b": b, "a": a}, keras.layers.Dense(1, name="out")(merged))
-    x = {"a": RNG.normal(size=(2, 2)).astype("float32"), "b": RNG.normal(size=(2, 3)).astype("float32")}
+    x = {"a": rng.normal(size=(2, 2)).astype("float32"), "b": rng.normal(size=(2, 3)).astype("float32")}
     result = CaptureEngine(model).capture(x, ALL)
     np.testing.assert_allclose(result.tensors["merge"]["activation"], np.concatenate([x["a"], x["b"]], axis=1))
 
@@ -195,9 +202,10 @@ class Residual(keras.Model):
 
 
 def test_a_subclassed_model_is_captured_through_its_call() -> None:
+    rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     keras.utils.set_random_seed(5)
     model = Residual()
-    x = RNG.normal(size=(3, 4)).astype("float32")
+    x = rng.normal(size=(3, 4)).astype("float32")
     expected = model(x)
     engine = CaptureEngine(model)
     assert [s.shape for s in engine.inputs] == [(None, 4)]

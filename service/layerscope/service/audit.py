@@ -1,7 +1,7 @@
 """Local audits: open a model file safely, diagnose it, and describe the result as the audit JSON document.
 
-The JSON shape is the contract of DESIGN.md §5 (`layerscope.audit/v1`); the CLI and `--server` audits
-produce the same document.
+The JSON shape is a fixed contract (`layerscope.audit/v1`: schema, models[source, sha256, parameters, error,
+findings, layers]); the CLI and `--server` audits produce the same document.
 """
 
 from __future__ import annotations

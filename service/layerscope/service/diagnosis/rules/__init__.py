@@ -1,4 +1,7 @@
-"""One rule per finding code (DESIGN.md section 4); `RULE_CLASSES` lists them all, static ones first."""
+"""One rule per finding code of the contract (`layerscope audit --explain CODE` prints each).
+
+`RULE_CLASSES` lists them all, static ones first.
+"""
 
 from __future__ import annotations
 

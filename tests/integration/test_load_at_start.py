@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ from tests.support import models
 
 
 def put(repository: Path, name: str, version: int, archive: Path) -> None:
+    """Copy, then rename into place: a poll never sees half a file (operators should do the same)."""
     folder = repository / name / str(version)
     folder.mkdir(parents=True)
-    shutil.copy(archive, folder / "model.keras")
+    shutil.copy(archive, folder / ".model.keras.partial")
+    (folder / ".model.keras.partial").rename(folder / "model.keras")
 
 
 def test_the_newest_version_of_each_model_is_loaded_and_a_broken_one_is_skipped(tmp_path: Path) -> None:
@@ -51,3 +55,34 @@ def test_loading_at_start_can_be_switched_off(tmp_path: Path) -> None:
             assert c.load_model("tiny").version == 1
     finally:
         server.stop()
+
+
+def test_polling_loads_what_appears_later_but_never_what_was_unloaded_or_failed(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    mlp = models.save(models.dead_relu_model(), tmp_path)
+    server = start_server(tmp_path, repository_poll_seconds=0.2)
+    try:
+        with Client(server.target) as c:
+            assert c.list_models() == []
+            put(repository, "late", 1, mlp)  # another replica's upload on a shared volume
+            (repository / "broken" / "1").mkdir(parents=True)
+            (repository / "broken" / "1" / "model.keras").write_text("not an archive")
+            assert wait_for(lambda: [(m.name, m.version) for m in c.list_models()] == [("late", 1)])
+            c.unload_model("late")
+            time.sleep(1.0)  # five polls
+            assert c.list_models() == []
+            put(repository, "late", 2, mlp)  # a new version is new: polling takes it
+            assert wait_for(lambda: [(m.name, m.version) for m in c.list_models()] == [("late", 2)])
+        metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        assert 'layerscope_model_load_failures_total{reason="InvalidInput"} 1.0' in metrics  # tried once, not per poll
+    finally:
+        server.stop()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()

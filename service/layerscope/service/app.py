@@ -41,6 +41,7 @@ class App:
     _dispose: Callable[[], None]
     _flush: Callable[[], int]
     _replayer: asyncio.Task[None]
+    _poller: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -50,6 +51,8 @@ class App:
         """Refuse new calls, let in-flight ones finish, then try once more to empty the spool."""
         await self.running.stop(self.settings.grace_seconds if grace is None else grace)
         self._replayer.cancel()
+        if self._poller is not None:
+            self._poller.cancel()
         remaining = await asyncio.to_thread(self._flush)
         if remaining:
             log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)
@@ -89,6 +92,9 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         return store.depth
 
     replayer = asyncio.create_task(_maintain(store, runs, settings))
+    poller = None
+    if settings.repository_poll_seconds:
+        poller = asyncio.create_task(_poll_repository(inspector, settings.repository_poll_seconds))
     return App(
         settings,
         inspector,
@@ -99,7 +105,21 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         engine.dispose,
         flush,
         replayer,
+        poller,
     )
+
+
+async def _poll_repository(inspector: Inspector, every: float) -> None:
+    """Load what appeared in the repository (another replica's upload on a shared volume, a copied file)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            loaded = await inspector.load_repository()
+        except Exception:  # the folder may be briefly unreadable (a volume remount); try again next time
+            log.exception("polling the model repository failed")
+            continue
+        if loaded:
+            log.info("loaded from the repository: %s", ", ".join(f"{m.name}:{m.version}" for m in loaded))
 
 
 async def _maintain(store: SpoolingStore, runs: RunStore, settings: Settings) -> None:

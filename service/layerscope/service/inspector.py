@@ -95,6 +95,8 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
+        self._not_automatic: set[tuple[str, int]] = set()
+        """Versions `load_repository` leaves alone: they failed to load, or a caller unloaded them."""
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -125,20 +127,25 @@ class Inspector:
         return loaded.info
 
     async def load_repository(self) -> list[ModelInfo]:
-        """Load the newest version of every model in the repository, as TF Serving and Triton do at start.
+        """Load the newest version of every model in the repository, as TF Serving and Triton do; returns
+        what it loaded now. Run at start and, when polling is on, every few seconds after.
 
         A model that fails to load is logged and counted (layerscope_model_load_failures_total) and the
-        others still load: one broken archive must not keep a replica from serving the rest.
+        others still load: one broken archive must not keep a replica from serving the rest. That version
+        and any version a caller unloaded are not tried again automatically (LoadModel still loads them).
         """
         repository = self._registry.repository
+        present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
         loaded = []
         for name in repository.names():
-            if not repository.versions(name):
+            versions = repository.versions(name)
+            if not versions or (name, versions[-1]) in present | self._not_automatic:
                 continue
             try:
-                loaded.append((await self._load(name, None)).info)
+                loaded.append((await self._load(name, versions[-1])).info)
             except Exception as exc:
-                log.warning("model %r was not loaded at start: %s", name, getattr(exc, "message", exc))
+                self._not_automatic.add((name, versions[-1]))  # retried only when asked for, not every poll
+                log.warning("model %s:%d did not load: %s", name, versions[-1], getattr(exc, "message", exc))
         return loaded
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
@@ -160,6 +167,7 @@ class Inspector:
 
     def unload_model(self, ref: ModelRef) -> ModelInfo:
         info = self._registry.unload(ref).info
+        self._not_automatic.add((info.name, info.version))  # a poll of the repository must not bring it back
         self._telemetry.models_loaded.set(len(self._registry.loaded()))
         return info
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     load_at_start: bool = Field(
         True, description="Load the newest version of every model in the repository before reporting SERVING."
     )
+    repository_poll_seconds: float | None = Field(
+        None, gt=0, description="Also load new newest versions found in the repository this often; None: only at start."
+    )
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")

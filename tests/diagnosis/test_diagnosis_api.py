@@ -8,8 +8,11 @@ import pathlib
 import numpy as np
 import pytest
 
+from layerscope.service.capture.engine import CaptureEngine
+from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.catalog import CATALOG, explain
 from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.probes import MAX_PROBE_INTEGER, probe_inputs
 from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
 from layerscope.service.diagnosis.rules.dead_units import DeadUnits
@@ -17,7 +20,7 @@ from layerscope.service.diagnosis.rules.dropout_placement import DropoutPlacemen
 from layerscope.service.diagnosis.rules.exploding_activations import ExplodingActivations
 from layerscope.service.diagnosis.rules.feature_map_too_small import FeatureMapTooSmall
 from layerscope.service.diagnosis.rules.output_loss_mismatch import parse_loss
-from layerscope.service.domain import InputSpec, Severity
+from layerscope.service.domain import InputSpec, Severity, summarize
 from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo
 from tests.diagnosis.harness import evidence_for
@@ -142,14 +145,9 @@ def test_diagnosis_imports_no_framework() -> None:
 
 
 def test_evidence_from_the_capture_engine_gives_the_same_findings() -> None:
-    capture = pytest.importorskip("layerscope.service.capture.engine")
-    from layerscope.service.capture.selection import Selection
-    from layerscope.service.diagnosis.evidence import RuntimeEvidence
-    from layerscope.service.domain import summarize
-
     model = zoo.mlp_dead_relu()
     description = describe(model)
-    engine = capture.CaptureEngine(model)
+    engine = CaptureEngine(model)
     probe = probe_inputs(engine.inputs, batch=12)
     result = engine.capture(probe.arrays, Selection(kinds=frozenset({"activation"})))
     arrays = engine.prepare(probe.arrays)

@@ -30,20 +30,33 @@ def run_case(case: Case) -> list[Finding]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_rule_fires_on_its_models_and_is_silent_on_near_misses(case: Case) -> None:
     findings = run_case(case)
+    assert [f.code for f in findings] == [case.code] * len(findings)
+    # Every finding, exactly: a rule that also names a wrong layer, or adds a finding, fails here.
+    received = sorted(f.layers for f in findings)
+    expected = sorted([case.layers, *case.also]) if case.fires else []
+    assert received == expected, (
+        f"{case.code} on {case.build.__name__}: expected findings naming {expected}; "
+        f"received {received}: {[f.message for f in findings]}"
+    )
+    assert len(findings) == case.count
     if not case.fires:
-        assert findings == [], [f.message for f in findings]
         return
-    assert findings, f"{case.code} did not fire on {case.build.__name__}"
-    matching = [f for f in findings if set(case.layers) <= set(f.layers)]
-    assert matching, f"expected a finding naming {case.layers}; got {[f.layers for f in findings]}"
-    finding = matching[0]
-    assert finding.code == case.code
-    assert finding.severity == RULES[case.code].severity
-    assert case.message in finding.message, finding.message
-    assert "expected" in finding.message and "received" in finding.message
-    assert any(f"'{name}'" in finding.message for name in finding.layers), finding.message
-    assert finding.suggestion
-    assert finding.evidence["rule"] == RULES[case.code]().get_config()
+    (named,) = [f for f in findings if f.layers == case.layers]
+    assert case.message in named.message, named.message
+    for finding in findings:
+        assert finding.severity == RULES[case.code].severity
+        assert "expected" in finding.message and "received" in finding.message, finding.message
+        assert any(f"'{name}'" in finding.message for name in finding.layers), finding.message
+        assert finding.suggestion
+        assert finding.evidence["rule"] == RULES[case.code]().get_config()
+
+
+def test_silent_cases_expect_no_layers_and_firing_ones_name_some() -> None:
+    for case in CASES:
+        if case.fires:
+            assert case.layers and all(case.also), case.id
+        else:
+            assert not (case.layers or case.also or case.message), case.id
 
 
 def test_every_code_has_two_firing_models_and_a_near_miss() -> None:

@@ -18,13 +18,20 @@ class Case:
     build: Callable[[], keras.Model]
     fires: bool
     layers: tuple[str, ...] = ()
-    """Layers the finding must name (all of them, in one finding)."""
+    """The layers the finding names: exactly these, in this order."""
     message: str = ""
     """A fragment the finding's message must contain."""
     inputs: Callable[[keras.Model], dict[str, np.ndarray]] | None = None
     """Caller inputs for a runtime rule; None means seeded probe inputs."""
     compile: dict[str, object] = field(default_factory=dict)
     """model.compile(**compile) before describing (for rules that read the compile config)."""
+    also: tuple[tuple[str, ...], ...] = ()
+    """The layers of each further finding of the code, where the model legitimately earns several."""
+
+    @property
+    def count(self) -> int:
+        """How many findings of the code the model must yield: none, or the one naming `layers` and `also`."""
+        return 1 + len(self.also) if self.fires else 0
 
     @property
     def id(self) -> str:
@@ -1192,7 +1199,14 @@ CASES: tuple[Case, ...] = (
     Case("missing-nonlinearity", mlp_relu, False),
     Case("missing-nonlinearity", pointwise_linear_bottleneck, False),
     Case("missing-nonlinearity", conv_batchnorm_dense, True, ("conv", "pointwise"), "Dense 'pointwise'"),
-    Case("missing-nonlinearity", mlp_linear_trunk_two_heads, True, ("trunk", "head_a"), "'trunk'"),
+    Case(
+        "missing-nonlinearity",
+        mlp_linear_trunk_two_heads,
+        True,
+        ("trunk", "head_a"),
+        "'trunk'",
+        also=(("trunk", "head_b"),),
+    ),
     Case("missing-nonlinearity", depthwise_bn_depthwise, True, ("dw_a", "dw_b"), "DepthwiseConv2D 'dw_a'"),
     Case("missing-nonlinearity", conv_layernorm_dense, False),
     Case("missing-nonlinearity", convnext_like_block, False),
@@ -1204,8 +1218,14 @@ CASES: tuple[Case, ...] = (
     Case("redundant-activation", mlp_hidden_softmax, True, ("mix",), "softmax in a hidden layer"),
     Case("redundant-activation", dense_bn_activation_softmax_layer, False),
     Case("redundant-activation", mlp_relu, False),
-    Case("saturating-deep-stack", deep_tanh_mlp, True, ("h1", "h6"), "6 hidden layers apply tanh"),
-    Case("saturating-deep-stack", deep_sigmoid_cnn, True, ("conv1", "conv5"), "sigmoid"),
+    Case(
+        "saturating-deep-stack",
+        deep_tanh_mlp,
+        True,
+        ("h1", "h2", "h3", "h4", "h5", "h6"),
+        "6 hidden layers apply tanh",
+    ),
+    Case("saturating-deep-stack", deep_sigmoid_cnn, True, ("conv1", "conv2", "conv3", "conv4", "conv5"), "sigmoid"),
     Case("saturating-deep-stack", shallow_tanh_mlp, False),
     Case("constant-init", mlp_ones_kernel, True, ("const",), "initializer Ones"),
     Case("constant-init", cnn_constant_kernel, True, ("conv",), "the constant 0.1"),
@@ -1233,8 +1253,8 @@ CASES: tuple[Case, ...] = (
     Case("non-finite", mlp_nan_kernel, True, ("hidden2",), "kernel weights"),
     Case("non-finite", cnn_overflow, True, ("conv",), "in its output"),
     Case("non-finite", mlp_relu, False),
-    Case("dead-units", mlp_dead_relu, True, ("hidden1",), "16 of 16 units"),
-    Case("dead-units", cnn_dead_conv, True, ("conv",), "Conv2D 'conv'"),
+    Case("dead-units", mlp_dead_relu, True, ("hidden1",), "16 of 16 units", also=(("hidden2",),)),
+    Case("dead-units", cnn_dead_conv, True, ("conv",), "Conv2D 'conv'", also=(("hidden",),)),
     Case("dead-units", mlp_dead_relu_layer, True, ("relu",), "ReLU 'relu'"),
     Case("dead-units", mlp_relu, False),
     Case("dead-units", mlp_leaky_negative_bias, False),
@@ -1242,12 +1262,12 @@ CASES: tuple[Case, ...] = (
     Case("saturated-units", cnn_saturated_sigmoid_gate, True, ("gate",), "(0.0, 1.0)"),
     Case("saturated-units", mlp_tanh_confident_sigmoid_output, False),
     Case("saturated-units", deep_tanh_mlp, False),
-    Case("exploding-activations", mlp_exploding, True, ("d4",), "grows from rms"),
+    Case("exploding-activations", mlp_exploding, True, ("d4", "out"), "grows from rms"),
     Case("exploding-activations", cnn_exploding, True, ("conv3",), "'conv1'"),
     Case("exploding-activations", mlp_deep_default, False),
     Case("exploding-activations", tutorial_cnn, False),
-    Case("vanishing-activations", mlp_vanishing, True, ("d3",), "shrinks from rms"),
-    Case("vanishing-activations", cnn_vanishing, True, ("conv3",), "'conv1'"),
+    Case("vanishing-activations", mlp_vanishing, True, ("d3", "d4"), "shrinks from rms"),
+    Case("vanishing-activations", cnn_vanishing, True, ("conv3", "out"), "'conv1'"),
     Case("vanishing-activations", mlp_deep_default, False),
     Case("vanishing-activations", tutorial_cnn, False),
     Case("constant-output", mlp_zero_last_kernel, True, ("out",), "same for all 12 inputs"),

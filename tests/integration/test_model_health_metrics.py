@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -12,28 +10,19 @@ import pytest
 from layerscope.client import Client, ResourceExhaustedError
 from tests.conftest import ServerHandle
 from tests.support import models
-
-
-def scrape(server: ServerHandle) -> dict[str, float]:
-    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(r"^(layerscope_[a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
-        if match:
-            samples[match[1]] = float(match[2])
-    return samples
+from tests.support.metrics import scrape
 
 
 def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     client: Client, server: ServerHandle, tmp_path: Path
 ) -> None:
-    before = scrape(server)
+    before = scrape(server.metrics_url)
     client.upload_model("nan", models.save(models.nan_model(), tmp_path))
     client.upload_model("dead", models.save(models.dead_relu_model(), tmp_path))
     client.capture("nan", np.ones((4, 4), "float32"))
     client.capture("dead", np.ones((4, 4), "float32"))
     client.diagnose("dead")
-    samples = scrape(server)
+    samples = scrape(server.metrics_url)
 
     # kernel[0, 0] is NaN: unit 0 of each of the 4 examples is NaN, units 1 and 2 stay finite
     assert samples['layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}'] == 4
@@ -47,7 +36,7 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     assert samples["layerscope_models_loaded"] - before["layerscope_models_loaded"] == 2
 
     client.unload_model("nan")
-    after = scrape(server)
+    after = scrape(server.metrics_url)
     assert not any('model="nan"' in key and key.startswith("layerscope_layer_") for key in after)
     assert 'layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}' in after
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from layerscope.client import AlreadyExistsError, Client, InvalidArgumentError, 
 from layerscope.service.domain import summarize
 from tests.conftest import ServerHandle
 from tests.support import models
+from tests.support.metrics import scrape
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +129,11 @@ def test_metrics_expose_rpc_counts_and_latency_by_method_and_code(
 ) -> None:
     rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     ok, missing = '{code="OK",method="Predict"}', '{code="NOT_FOUND",method="Predict"}'
-    before = scrape(server)
+    before = scrape(server.metrics_url)
     client.predict("cnn", rng.normal(size=(1, 8, 8, 1)))
     with pytest.raises(NotFoundError):
         client.predict("no-such-model", rng.normal(size=(1, 8, 8, 1)))
-    after = scrape(server)
+    after = scrape(server.metrics_url)
 
     def grew(series: str) -> float:
         return after[series] - before.get(series, 0.0)
@@ -196,17 +196,6 @@ def test_capture_options_that_cannot_work_are_refused_before_any_work(
         client.capture("cnn", np.zeros((1, 8, 8, 1), "float32"), **options)
     assert stored_run_count(server) == before
     still_serving(client)
-
-
-def scrape(server: ServerHandle) -> dict[str, float]:
-    """Every layerscope sample on /metrics, by series name with labels."""
-    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("layerscope_"):
-            series, _, value = line.rpartition(" ")
-            samples[series] = float(value)
-    return samples
 
 
 def stored_run_count(server: ServerHandle) -> int:

@@ -50,9 +50,8 @@ def test_a_dead_database_is_store_unavailable(operation: str) -> None:
     dead.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # only a server can drop connections
 def test_connections_killed_while_idle_are_replaced(database_url: str, engine: sa.Engine) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("only a server can drop connections")
     store = RunStore(engine)
     store.save_run(make_run(1))
     with engine.connect() as conn:

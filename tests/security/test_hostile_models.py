@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -92,7 +94,9 @@ def traversal_archive(folder: Path) -> Path:
 
 
 def zip_bomb(folder: Path) -> Path:
-    return rewrite(healthy_archive(folder), folder / "bomb.keras", lambda m: m.update({"pad.bin": bytes(64 << 20)}))
+    return rewrite(
+        healthy_archive(folder), folder / "bomb.keras", lambda m: m.update({"assets/pad.bin": bytes(64 << 20)})
+    )
 
 
 def oversized_config(folder: Path) -> Path:
@@ -122,9 +126,99 @@ def not_an_archive(folder: Path) -> Path:
     return target
 
 
+def function(module: str, name: str) -> dict:  # type: ignore[type-arg]
+    return {"module": module, "class_name": "function", "config": name, "registered_name": None}
+
+
+def control_flow_archive(folder: Path) -> Path:
+    """A keras.ops Switch calls the functions it is given while Keras rebuilds the graph, safe_mode or not."""
+
+    def add_switch(config: dict) -> None:  # type: ignore[type-arg]
+        tensor = {"class_name": "__keras_tensor__", "config": {"shape": [None, 4], "keras_history": ["x", 0, 0]}}
+        branch = function("keras.config", "set_floatx")
+        config["config"]["layers"].append(
+            {"module": "keras.src.ops.core", "class_name": "Switch", "config": {"name": "sw"}, "name": "sw",
+             "registered_name": None, "inbound_nodes": [{"args": [tensor, [branch], "float16"], "kwargs": {}}]}
+        )  # fmt: skip
+
+    return rewrite(healthy_archive(folder), folder / "switch.keras", edit_config(add_switch))
+
+
+def foreign_function_archive(folder: Path) -> Path:
+    """Any exported Keras function can be named as an activation; only activations and the like may be."""
+
+    def activate_with(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["config"]["activation"] = function("keras.config", "set_epsilon")
+
+    return rewrite(healthy_archive(folder), folder / "foreign.keras", edit_config(activate_with))
+
+
+def registered_function_archive(folder: Path) -> Path:
+    def activate_with(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["config"]["activation"] = function("keras.activations", "evil>payload")
+
+    return rewrite(healthy_archive(folder), folder / "registered.keras", edit_config(activate_with))
+
+
+def nested_compile_archive(folder: Path) -> Path:
+    """Keras compiles a nested model's compile_config even with compile=False."""
+
+    def compile_inner(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["compile_config"] = {"loss": function("keras.losses", "mean_squared_error")}
+
+    return rewrite(healthy_archive(folder), folder / "compiled.keras", edit_config(compile_inner))
+
+
+def vocabulary_path_archive(folder: Path) -> Path:
+    def read_passwd(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["config"]["vocabulary"] = "/etc/passwd"
+
+    return rewrite(healthy_archive(folder), folder / "vocabulary.keras", edit_config(read_passwd))
+
+
+def stray_member_archive(folder: Path) -> Path:
+    return rewrite(healthy_archive(folder), folder / "stray.keras", lambda m: m.update({"payload.py": b"import os"}))
+
+
+def lying_directory_archive(folder: Path) -> Path:
+    """64 MiB of zeros packed by bzip2 into a few bytes, the central directory claiming 32 MiB packed: the
+    declared ratio looks harmless, but Keras would write the whole 64 MiB to disk on every load."""
+    target = rewrite(healthy_archive(folder), folder / "lying.keras", lambda m: None)
+    size = 64 << 20
+    with zipfile.ZipFile(target, "a") as archive:
+        info = zipfile.ZipInfo("assets/pad.bin")
+        info.compress_type = zipfile.ZIP_BZIP2
+        archive.writestr(info, bytes(size))
+    data = bytearray(target.read_bytes())
+    entry = data.rfind(b"PK\x01\x02")  # the central-directory record of the member just added
+    struct.pack_into("<I", data, entry + 20, size // 2)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def weights_bomb_archive(folder: Path) -> Path:
+    """A weights file of a few KB that declares 256 MiB of fill value: memory Keras would allocate."""
+    bomb = io.BytesIO()
+    with h5py.File(bomb, "w") as weights:
+        weights.create_dataset("layers/dense/vars/0", shape=(64 << 20,), dtype="float32")
+    return rewrite(
+        healthy_archive(folder),
+        folder / "weights-bomb.keras",
+        lambda m: m.update({"model.weights.h5": bomb.getvalue()}),
+    )
+
+
 NOT_A_ZIP = "Expected a .keras zip archive with config.json; received a file that is not one (File is not a zip file)"
 
 CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "control-flow-op": (control_flow_archive, "received Switch 'sw', which runs code"),
+    "foreign-function": (foreign_function_archive, "received 'set_epsilon' from module 'keras.config'"),
+    "registered-function": (registered_function_archive, "received 'evil>payload' from module 'keras.activations'"),
+    "nested-compile-config": (nested_compile_archive, "compile config only for the whole model"),
+    "vocabulary-path": (vocabulary_path_archive, "received vocabulary='/etc/passwd'"),
+    "stray-member": (stray_member_archive, "assets/ in the archive; received 'payload.py'"),
+    "lying-zip-directory": (lying_directory_archive, "a directory declaring"),
+    "weights-bomb": (weights_bomb_archive, "declaring 268435456 bytes"),
     "tfsm-layer": (tfsm_archive, "TFSMLayer"),
     "url-in-config": (url_archive, "https://evil.example"),
     "path-traversal": (traversal_archive, "../../evil.py"),
@@ -160,6 +254,7 @@ def test_hostile_archives_are_refused_with_a_clear_message(
     assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert expected in caught.value.message
     assert not (server.repository / case).exists() or not any((server.repository / case).rglob("*.keras"))
+    assert (keras.config.floatx(), keras.config.epsilon()) == ("float32", 1e-7)  # no payload changed the process
     assert_still_serving(guarded_client)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -11,6 +12,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -29,12 +31,16 @@ TRIAL_TIMEOUT = 120.0
 
 
 def weights_damaged(folder: Path) -> Path:
-    """Config and metadata intact (the scanner passes it), weights file replaced by garbage."""
+    """Config and metadata intact and a well-formed HDF5 file (the scanner passes it), but one holding
+    none of the model's variables: only Keras, loading it, finds out."""
     good = models.save(models.dead_relu_model(), folder, "good")
+    empty = io.BytesIO()
+    with h5py.File(empty, "w") as weights:
+        weights.create_group("layers")
     target = folder / "damaged.keras"
     with zipfile.ZipFile(good) as source, zipfile.ZipFile(target, "w") as out:
         for name in source.namelist():
-            out.writestr(name, b"\x89HDF garbage" if name.endswith(".h5") else source.read(name))
+            out.writestr(name, empty.getvalue() if name.endswith(".h5") else source.read(name))
     return target
 
 

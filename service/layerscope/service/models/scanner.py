@@ -2,7 +2,15 @@
 
 A Keras archive is a program: a Lambda layer carries marshalled bytecode, TFSMLayer loads a SavedModel
 from any path, a registered custom object names code to import, and the zip itself can traverse paths or
-expand into a bomb. Nothing here imports Keras or TensorFlow; everything is checked with zipfile and json.
+expand into a bomb. Nothing here imports Keras or TensorFlow; everything is checked with zipfile, json and
+h5py (the weights file's declared dataset sizes, before Keras allocates them).
+
+Keras's safe_mode stops Lambda bytecode, but a config can still name any *exported* Keras function as a
+`function` object (`keras.config.set_floatx`, `keras.distribution.set_distribution`, dataset downloaders),
+and control-flow operations (`Switch`, `Cond`, ...) call the functions they are given while the graph is
+rebuilt. So functions are admitted only from the modules that hold activations, losses, metrics,
+initializers, regularizers and constraints, control-flow operations never, and a nested model's
+`compile_config` (which Keras compiles even with compile=False) never.
 """
 
 from __future__ import annotations
@@ -18,14 +26,44 @@ from typing import Any
 
 from layerscope.service.errors import InvalidInput, UnsafeModel
 
-REFUSED_CLASSES = frozenset({"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"})
-"""Layers that run code or load files of their own: never loaded on the server."""
+REFUSED_CLASSES = frozenset(
+    {
+        "Lambda",
+        "TFSMLayer",
+        "TorchModuleWrapper",
+        "JaxLayer",
+        "FlaxLayer",
+        # keras.ops control flow: each calls the functions it is given while Keras rebuilds the graph.
+        "Switch",
+        "Cond",
+        "Map",
+        "Scan",
+        "WhileLoop",
+        "ForiLoop",
+        "AssociativeScan",
+        "VectorizedMap",
+    }
+)
+"""Layers and operations that run code or load files of their own: never loaded on the server."""
+
+FUNCTION_MODULES = re.compile(
+    r"^(builtins|keras(\.src)?\.(activations|losses|metrics|initializers|regularizers|constraints)(\.[a-z_][a-z0-9_]*)*)$"
+)
+"""Where a serialized `function` may come from (`builtins` is how Keras writes its own activations and
+losses, and resolves only among those). Any other exported function could change the process."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ALLOWED_MEMBERS = re.compile(r"^(config\.json|metadata\.json|model\.weights\.(h5|npz)|assets/.+)$")
+"""What a Keras 3 archive holds; anything else is only ballast Keras would unpack to disk."""
 
 ALLOWED_MODULES = re.compile(r"^(keras|keras\.(src\.)?[a-z_][a-z0-9_.]*)$")
 """Serialized objects must come from Keras itself."""
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_PATH_KEYS = frozenset({"filepath", "file_path", "path", "url", "uri", "file", "filename", "directory"})
+_PATH_KEYS = frozenset(
+    {"filepath", "file_path", "path", "url", "uri", "file", "filename", "directory", "vocabulary", "vocabulary_path"}
+)
+_ABSOLUTE = re.compile(r"^(/|~|[A-Za-z]:[\\/])")
 
 
 @dataclass(frozen=True)
@@ -63,9 +101,11 @@ def scan_archive(path: Path, limits: ScanLimits | None = None, allow_custom: boo
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-            _check_members(infos, limits)
+            _check_members(infos, limits, size, allow_custom)
             config = _read_json(archive, "config.json", limits)
             metadata = _read_json(archive, "metadata.json", limits) if "metadata.json" in archive.namelist() else {}
+            if "model.weights.h5" in archive.namelist():
+                _check_weights(archive, "model.weights.h5", limits)
     except zipfile.BadZipFile as exc:
         raise InvalidInput(
             f"Expected a .keras zip archive with config.json; received a file that is not one ({exc})."
@@ -98,12 +138,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits) -> None:
+def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits, size: int, allow_custom: bool) -> None:
     if len(infos) > limits.max_members:
         raise UnsafeModel(f"Expected at most {limits.max_members} archive members; received {len(infos)}.")
+    # The expansion ratio below trusts each member's declared compressed size; together they must fit
+    # in the file, or the directory lies about them (a bomb that claims to be large when packed).
+    packed = sum(i.compress_size for i in infos)
+    if packed > size:
+        raise UnsafeModel(
+            f"Expected members whose compressed sizes fit in the archive's {size} bytes; received a "
+            f"directory declaring {packed} (a zip bomb?)."
+        )
     expanded = 0
     for info in infos:
         name = info.filename
+        if not allow_custom and not info.is_dir() and not ALLOWED_MEMBERS.match(name):
+            raise UnsafeModel(
+                "Expected only config.json, metadata.json, model.weights.h5 (or .npz) and assets/ in the "
+                f"archive; received {name!r}."
+            )
         parts = PurePosixPath(name).parts
         if (
             name.startswith(("/", "\\"))
@@ -125,6 +178,34 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits) -> None:
             )
     if expanded > limits.max_expanded_bytes:
         raise UnsafeModel(f"Expected at most {limits.max_expanded_bytes} bytes unpacked; received {expanded}.")
+
+
+def _check_weights(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> None:
+    """Every dataset's declared size, before Keras allocates it: a 2 KB file can declare 1 GiB of fill value."""
+    import h5py  # type: ignore[import-untyped]  # a Keras dependency without type hints; only needed here
+
+    declared = 0
+    try:
+        with archive.open(member) as raw, h5py.File(raw, "r") as weights:
+            datasets: list[Any] = []
+            weights.visititems(lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None)
+            for dataset in datasets:
+                size = int(dataset.size) * dataset.dtype.itemsize
+                stored = int(dataset.id.get_storage_size())
+                declared += size
+                if size > 1 << 20 and size > stored * limits.max_expansion_ratio:
+                    raise UnsafeModel(
+                        f"Expected weights stored at most {limits.max_expansion_ratio:.0f}x smaller than they "
+                        f"expand; received {dataset.name!r} declaring {size} bytes in {stored} (a bomb?)."
+                    )
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInput(
+            f"Expected {member} to be a readable HDF5 weights file; received a damaged one ({exc})."
+        ) from exc
+    if declared > limits.max_expanded_bytes:
+        raise UnsafeModel(
+            f"Expected at most {limits.max_expanded_bytes} bytes of weights; received {declared} declared."
+        )
 
 
 def _read_json(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> Any:
@@ -170,20 +251,27 @@ def _check_depth(raw: bytes, limit: int, member: str) -> None:
 
 def _check_config(config: dict[str, Any], allow_custom: bool) -> Iterator[str]:
     """Every serialized object must be a Keras built-in; yields the class names of the layers seen."""
-    stack: list[tuple[Any, str]] = [(config, "config")]
+    stack: list[tuple[Any, str, str]] = [(config, "config", "")]
     while stack:
-        node, where = stack.pop()
-        if isinstance(node, dict):
+        node, where, key = stack.pop()
+        if isinstance(node, str):  # an item of a list: a token of an inline vocabulary may well start with "/"
+            _check_string(key, node, where, in_list=True)
+        elif isinstance(node, dict):
             _check_object(node, where, allow_custom)
             if "class_name" in node and isinstance(node.get("config"), dict):
                 yield str(node["class_name"])
-            for key, value in node.items():
+            if "compile_config" in node and node is not config and node["compile_config"] and not allow_custom:
+                raise UnsafeModel(
+                    f"Expected a compile config only for the whole model; received one for a nested model at {where} "
+                    "(Keras would compile it even with compile=False). Save the inner model uncompiled."
+                )
+            for k, value in node.items():
                 if isinstance(value, str):
-                    _check_string(str(key), value, where)
+                    _check_string(str(k), value, f"{where}.{k}")
                 else:
-                    stack.append((value, f"{where}.{key}"))
+                    stack.append((value, f"{where}.{k}", str(k)))
         elif isinstance(node, list):
-            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(node))
+            stack.extend((value, f"{where}[{i}]", key) for i, value in enumerate(node))
 
 
 def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) -> None:
@@ -201,6 +289,9 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
         )
     if allow_custom:
         return
+    if class_name == "function":
+        _check_function(node, where)  # Keras writes its own functions with module "builtins"
+        return
     module = node.get("module")
     if module is not None and not (isinstance(module, str) and ALLOWED_MODULES.match(module)):
         raise UnsafeModel(
@@ -213,6 +304,24 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
             f"Expected only built-in Keras objects; received the registered custom object {registered!r} "
             f"at {where}. Custom objects are not loaded on the server."
         )
+    for field in ("class_name", "registered_name"):
+        if ">" in str(node.get(field) or ""):  # `package>name`: how a registered custom object is named
+            raise UnsafeModel(
+                f"Expected only built-in Keras objects; received the registered custom object {node.get(field)!r} "
+                f"at {where}. Custom objects are not loaded on the server."
+            )
+
+
+def _check_function(node: dict[str, Any], where: str) -> None:
+    module, name = node.get("module"), node.get("config")
+    if not (isinstance(module, str) and FUNCTION_MODULES.match(module)) or not (
+        isinstance(name, str) and _IDENTIFIER.match(name)
+    ):
+        raise UnsafeModel(
+            "Expected functions only from Keras's activations, losses, metrics, initializers, regularizers or "
+            f"constraints; received {name!r} from module {module!r} at {where}. Other functions are not run on "
+            "the server."
+        )
 
 
 def _has_code(node: dict[str, Any]) -> bool:
@@ -220,8 +329,8 @@ def _has_code(node: dict[str, Any]) -> bool:
     return isinstance(config, dict) and ("code" in config or "value" in config)
 
 
-def _check_string(key: str, value: str, where: str) -> None:
+def _check_string(key: str, value: str, where: str, in_list: bool = False) -> None:
     if _URL.match(value) or value.startswith("file:"):
-        raise UnsafeModel(f"Expected no URLs in the model config; received {value[:80]!r} at {where}.{key}.")
-    if key.lower() in _PATH_KEYS and value:
+        raise UnsafeModel(f"Expected no URLs in the model config; received {value[:80]!r} at {where}.")
+    if not in_list and ((key.lower() in _PATH_KEYS and value) or _ABSOLUTE.match(value)):
         raise UnsafeModel(f"Expected no file references in the model config; received {key}={value[:80]!r} at {where}.")

@@ -269,7 +269,7 @@ def test_sigterm_during_captures_drains_in_flight_ones_and_loses_no_run(tmp_path
         + f"; server exited {exited - signalled:.2f}s after the signal with code {exit_code}"
     )
     assert not still_running, f"capture workers still running: {still_running}"
-    assert exit_code == 0, server.stderr()[-4000:]
+    assert exit_code == 0, server.stderr()[-20000:]  # a stuck shutdown ends in a dump of every stack
     assert not failed_before, f"failures before the signal: {dict(failed_before)}"
     assert after_log, "no capture in flight at SIGTERM was answered after the server began shutting down"
     # Each answered run is stored exactly once, and no run is stored that its client was told had failed.

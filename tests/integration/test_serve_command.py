@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from layerscope.client import Client
@@ -50,3 +51,13 @@ def test_serve_help_names_each_flag_with_its_variable_and_the_real_default() -> 
         default = Settings.model_fields[field].default
         assert f"--{field.replace('_', '-')}" in text
         assert f"(env LAYERSCOPE_{field.upper()}; default {default})" in text
+
+
+def test_a_shutdown_that_outlives_its_deadline_dumps_every_stack_and_exits_1() -> None:
+    """The watchdog behind SIGTERM: a stuck shutdown must end, and say where it was stuck."""
+    stuck = "from layerscope.service.app import _exit_if_stuck; import time; _exit_if_stuck(1.0); time.sleep(60)"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    assert "shutdown did not finish within 1s; thread stacks follow, then exit 1" in done.stderr
+    assert 'File "<string>", line 1' in done.stderr  # the main thread's stack: where it was stuck

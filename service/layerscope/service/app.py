@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from layerscope.service.telemetry import ModelHealthCollector, Telemetry
 
 log = logging.getLogger("layerscope")
 PRUNE_EVERY_SECONDS = 3600.0
+SHUTDOWN_SLACK_SECONDS = 30.0
 
 
 @dataclass
@@ -157,4 +161,19 @@ async def serve(settings: Settings, announce: Callable[[App], Any] = lambda app:
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("shutting down: %.1fs grace for in-flight calls", settings.grace_seconds)
+    _exit_if_stuck(settings.grace_seconds + SHUTDOWN_SLACK_SECONDS)
     await app.stop()
+
+
+def _exit_if_stuck(deadline: float) -> None:
+    """A last resort: if shutting down outlives the grace by SHUTDOWN_SLACK_SECONDS, write every thread's
+    stack to stderr (to find out what held it) and exit with status 1, rather than wait for a SIGKILL.
+    By then the spool is flushed or its runs are on disk for the next start."""
+
+    def watch() -> None:
+        time.sleep(deadline)
+        log.error("shutdown did not finish within %.0fs; thread stacks follow, then exit 1", deadline)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="layerscope-shutdown-watchdog", daemon=True).start()

@@ -86,3 +86,31 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return condition()
+
+
+def test_a_version_a_caller_unloaded_stays_unloaded_across_restarts_until_loaded_again(tmp_path: Path) -> None:
+    put(tmp_path / "repository", "tiny", 1, models.save(models.dead_relu_model(), tmp_path))
+
+    def restarted() -> list[tuple[str, int]]:
+        server = start_server(tmp_path)
+        try:
+            with Client(server.target) as c:
+                return [(m.name, m.version) for m in c.list_models()]
+        finally:
+            server.stop()
+
+    server = start_server(tmp_path)
+    try:
+        with Client(server.target) as c:
+            assert [m.name for m in c.list_models()] == ["tiny"]
+            c.unload_model("tiny")  # e.g. `audit --server` unloading what it uploaded
+    finally:
+        server.stop()
+    assert restarted() == []
+    server = start_server(tmp_path)
+    try:
+        with Client(server.target) as c:
+            assert c.load_model("tiny").version == 1
+    finally:
+        server.stop()
+    assert restarted() == [("tiny", 1)]

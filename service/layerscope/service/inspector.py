@@ -95,8 +95,8 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
-        self._not_automatic: set[tuple[str, int]] = set()
-        """Versions `load_repository` leaves alone: they failed to load, or a caller unloaded them."""
+        self._failed: set[tuple[str, int]] = set()
+        """Versions that failed to load from the repository: polling does not try them again."""
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -131,25 +131,29 @@ class Inspector:
         what it loaded now. Run at start and, when polling is on, every few seconds after.
 
         A model that fails to load is logged and counted (layerscope_model_load_failures_total) and the
-        others still load: one broken archive must not keep a replica from serving the rest. That version
-        and any version a caller unloaded are not tried again automatically (LoadModel still loads them).
+        others still load: one broken archive must not keep a replica from serving the rest; polling does not
+        try it again. A version a caller unloaded stays unloaded, across restarts, until a caller loads it.
         """
         repository = self._registry.repository
         present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
         loaded = []
         for name in repository.names():
             versions = repository.versions(name)
-            if not versions or (name, versions[-1]) in present | self._not_automatic:
+            if not versions or (name, versions[-1]) in present | self._failed:
+                continue
+            if repository.is_unloaded(name, versions[-1]):
                 continue
             try:
                 loaded.append((await self._load(name, versions[-1])).info)
             except Exception as exc:
-                self._not_automatic.add((name, versions[-1]))  # retried only when asked for, not every poll
+                self._failed.add((name, versions[-1]))  # retried when asked for or at the next start, not every poll
                 log.warning("model %s:%d did not load: %s", name, versions[-1], getattr(exc, "message", exc))
         return loaded
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
-        return (await self._load(ref.name, ref.version)).info
+        loaded = await self._load(ref.name, ref.version)
+        await asyncio.to_thread(self._registry.repository.set_unloaded, loaded.info.name, loaded.info.version, False)
+        return loaded.info
 
     async def _load(self, name: str, version: int | None) -> LoadedModel:
         started = time.perf_counter()
@@ -167,7 +171,7 @@ class Inspector:
 
     def unload_model(self, ref: ModelRef) -> ModelInfo:
         info = self._registry.unload(ref).info
-        self._not_automatic.add((info.name, info.version))  # a poll of the repository must not bring it back
+        self._registry.repository.set_unloaded(info.name, info.version, True)  # nor a poll, nor a restart
         self._telemetry.models_loaded.set(len(self._registry.loaded()))
         return info
 

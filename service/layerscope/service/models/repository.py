@@ -16,6 +16,7 @@ from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded
 
 ARCHIVE = "model.keras"
 _PARTIAL = ".upload-"
+_UNLOADED = ".unloaded"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -94,8 +95,22 @@ class ModelRepository:
         """Take back a stored archive that failed to load, so the repository holds only loadable models."""
         folder = self.root / check_name(name) / str(version)
         (folder / ARCHIVE).unlink(missing_ok=True)
+        (folder / _UNLOADED).unlink(missing_ok=True)
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+    def set_unloaded(self, name: str, version: int, unloaded: bool) -> None:
+        """Remember, across restarts, that a caller unloaded this version: loading at start (or by polling)
+        leaves it alone until a caller loads it again. An audit through a server unloads what it uploaded,
+        so a restart does not bring back every model ever audited."""
+        marker = self.root / check_name(name) / str(version) / _UNLOADED
+        if unloaded and marker.parent.is_dir():
+            marker.touch()
+        elif not unloaded:
+            marker.unlink(missing_ok=True)
+
+    def is_unloaded(self, name: str, version: int) -> bool:
+        return (self.root / check_name(name) / str(version) / _UNLOADED).exists()
 
 
 class Upload:

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from layerscope.client import Client
+from layerscope.client import Client, NotFoundError
 from tests.conftest import start_server
 from tests.support import models
 
@@ -114,3 +115,18 @@ def test_a_version_a_caller_unloaded_stays_unloaded_across_restarts_until_loaded
     finally:
         server.stop()
     assert restarted() == [("tiny", 1)]
+
+
+def test_unload_with_remove_deletes_the_archive_for_good(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        with Client(server.target) as c:
+            assert c.upload_model("gone", models.save(models.dead_relu_model(), tmp_path)).version == 1
+            assert c.unload_model("gone", remove=True).version == 1
+            assert c.list_models() == []
+            with pytest.raises(NotFoundError, match="'gone'"):
+                c.load_model("gone")
+            assert not list((server.repository / "gone").rglob("*.keras"))
+            assert c.upload_model("gone", models.save(models.dead_relu_model(), tmp_path)).version == 2
+    finally:
+        server.stop()

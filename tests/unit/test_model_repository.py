@@ -67,3 +67,17 @@ def test_names_that_could_leave_the_repository_are_refused(tmp_path: Path, name:
     with pytest.raises(InvalidInput, match="Expected a model name"):
         ModelRepository(tmp_path).begin_upload(name, None, 1024)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_deleted_version_is_gone_but_its_number_is_never_given_out_again(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    upload = repository.begin_upload("digits", None, 1024)
+    upload.write(b"bytes")
+    upload.commit()
+    repository.delete("digits", 1)
+    with pytest.raises(NotFound):
+        repository.locate("digits", 1)
+    with pytest.raises(AlreadyExists, match="had \\(and deleted; numbers are never reused\\) version 1"):
+        repository.begin_upload("digits", 1, 1024)
+    assert repository.begin_upload("digits", None, 1024).version == 2  # an upload, cut short by a "restart":
+    assert ModelRepository(tmp_path).begin_upload("digits", None, 1024).version == 2  # 2 is free, 1 still is not

@@ -140,7 +140,7 @@ def _remote_one(client: Any, path: Path, inputs: Arrays) -> dict[str, Any]:
             report = client.diagnose(name, inputs, version=info.version)
             run = client.get_run(report.run_id)
         finally:
-            client.unload_model(name, version=info.version)
+            client.unload_model(name, version=info.version, remove=True)  # the server keeps nothing of it
     except LayerscopeError as exc:
         entry.update(error={"code": exc.code_name, "message": exc.message}, layers=[])
         entry["seconds"] = round(time.perf_counter() - started, 3)

@@ -79,8 +79,9 @@ class Client:
         reply = self._call(self._stub.ListModels, models_pb2.ListModelsRequest())
         return [_core.model_info(m) for m in reply.models]
 
-    def unload_model(self, name: str, version: int | None = None) -> ModelInfo:
-        request = models_pb2.UnloadModelRequest(model=_core.ref(name, version))
+    def unload_model(self, name: str, version: int | None = None, remove: bool = False) -> ModelInfo:
+        """Admin: unload a version (the newest loaded when None); `remove` also deletes its archive."""
+        request = models_pb2.UnloadModelRequest(model=_core.ref(name, version), remove=remove)
         return _core.model_info(self._call(self._stub.UnloadModel, request).model)
 
     def predict(self, name: str, x: _core.Inputs, version: int | None = None) -> dict[str, np.ndarray]:

@@ -115,7 +115,7 @@ class InspectorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnloadModel(self, request, context):
-        """Admin: unload a model (its files stay in the repository).
+        """Admin: unload a model (its files stay in the repository unless `remove` is set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -88,10 +88,12 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class UnloadModelRequest(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "remove")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.ModelRef
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    remove: bool
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., remove: _Optional[bool] = ...) -> None: ...
 
 class UnloadModelResponse(_message.Message):
     __slots__ = ("model",)

@@ -123,7 +123,7 @@ class Inspector:
             await asyncio.to_thread(self._registry.repository.remove, name, version)
             raise
         if not load:
-            self.unload_model(ModelRef(name, version))
+            await self.unload_model(ModelRef(name, version))
         return loaded.info
 
     async def load_repository(self) -> list[ModelInfo]:
@@ -169,9 +169,15 @@ class Inspector:
     def list_models(self) -> list[ModelInfo]:
         return [m.info for m in self._registry.loaded()]
 
-    def unload_model(self, ref: ModelRef) -> ModelInfo:
+    async def unload_model(self, ref: ModelRef, remove: bool = False) -> ModelInfo:
+        """Unload a version; with `remove`, delete its archive too. Otherwise it stays on disk, and stays
+        unloaded (no poll or restart loads it) until a caller loads it again."""
         info = self._registry.unload(ref).info
-        self._registry.repository.set_unloaded(info.name, info.version, True)  # nor a poll, nor a restart
+        repository = self._registry.repository
+        if remove:
+            await asyncio.to_thread(repository.delete, info.name, info.version)
+        else:
+            await asyncio.to_thread(repository.set_unloaded, info.name, info.version, True)
         self._telemetry.models_loaded.set(len(self._registry.loaded()))
         return info
 

@@ -51,7 +51,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
     async def UnloadModel(
         self, request: models_pb2.UnloadModelRequest, context: Context
     ) -> models_pb2.UnloadModelResponse:
-        info = self._inspector.unload_model(convert.model_ref(request.model))
+        info = await self._inspector.unload_model(convert.model_ref(request.model), remove=request.remove)
         return models_pb2.UnloadModelResponse(model=convert.model_info(info))
 
     async def Predict(self, request: models_pb2.PredictRequest, context: Context) -> models_pb2.PredictResponse:

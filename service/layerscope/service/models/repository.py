@@ -17,6 +17,7 @@ from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded
 ARCHIVE = "model.keras"
 _PARTIAL = ".upload-"
 _UNLOADED = ".unloaded"
+_DELETED = ".deleted"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -82,7 +83,13 @@ class ModelRepository:
             except FileExistsError:
                 if version is None:
                     continue  # another upload took this number a moment ago: take the next
-                state = "already has" if chosen in self.versions(name) else "is receiving another upload of"
+                state = (
+                    "already has"
+                    if chosen in self.versions(name)
+                    else "had (and deleted; numbers are never reused)"
+                    if (folder / _DELETED).exists()
+                    else "is receiving another upload of"
+                )
                 raise AlreadyExists(f"Model '{name}' {state} version {chosen}; expected a new version.") from None
             return Upload(folder, chosen, max_bytes)
 
@@ -98,6 +105,14 @@ class ModelRepository:
         (folder / _UNLOADED).unlink(missing_ok=True)
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+    def delete(self, name: str, version: int) -> None:
+        """Delete a published version for good. Its folder stays as a tombstone, so the number is never
+        given out again: stored runs refer to models by name and version."""
+        folder = self.root / check_name(name) / str(version)
+        (folder / _DELETED).touch()
+        (folder / ARCHIVE).unlink(missing_ok=True)
+        (folder / _UNLOADED).unlink(missing_ok=True)
 
     def set_unloaded(self, name: str, version: int, unloaded: bool) -> None:
         """Remember, across restarts, that a caller unloaded this version: loading at start (or by polling)

@@ -106,21 +106,9 @@ def _tensor(name: str, value: Any) -> tensor_pb2.Tensor:
 
 
 def upload_requests(name: str, path: Path, version: int | None, load: bool) -> Iterator[models_pb2.UploadModelRequest]:
-    """The header, then the file in chunks. A file that cannot be opened is the caller's
-    InvalidArgumentError before the call starts (inside the stream it would only cancel the call)."""
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise invalid_argument(
-            f"Expected a readable .keras file to upload; received {str(path)!r}: {exc.strerror or exc}."
-        ) from exc
+    """The header, then the file in chunks (`path` proven readable by `read_path` first)."""
     header = models_pb2.UploadHeader(name=name, version=version or 0, load=load)
-    return _upload_stream(models_pb2.UploadModelRequest(header=header), path)
-
-
-def _upload_stream(first: models_pb2.UploadModelRequest, path: Path) -> Iterator[models_pb2.UploadModelRequest]:
-    yield first
+    yield models_pb2.UploadModelRequest(header=header)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(UPLOAD_CHUNK), b""):
             yield models_pb2.UploadModelRequest(chunk=block)
@@ -382,8 +370,17 @@ class CaptureAssembler:
 
 
 def read_path(path: str | Path) -> Path:
+    """The file to upload, proven readable before the call starts (inside the request stream an unreadable
+    file would only cancel the call): else the caller's InvalidArgumentError."""
     p = Path(path)
     if not p.is_file():
         what = "a folder" if p.is_dir() else "not there"
         raise invalid_argument(f"Expected a .keras file to upload; received {str(p)!r}, which is {what}.")
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise invalid_argument(
+            f"Expected a readable .keras file to upload; received {str(p)!r}: {exc.strerror or exc}."
+        ) from exc
     return p

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from layerscope.service.capture.device import configure_devices
 from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.domain import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector
 from layerscope.service.models.registry import ModelRegistry
@@ -83,7 +84,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     running = await start_server(settings, inspector, telemetry)
     if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
         loaded = await inspector.load_repository()
-        log.info("loaded at start: %s", ", ".join(f"{m.name}:{m.version}" for m in loaded) or "no models")
+        log.info("loaded at start: %s", _versions(loaded) or "no models")
     await running.serving()
 
     def close_metrics() -> None:
@@ -123,7 +124,11 @@ async def _poll_repository(inspector: Inspector, every: float) -> None:
             log.exception("polling the model repository failed")
             continue
         if loaded:
-            log.info("loaded from the repository: %s", ", ".join(f"{m.name}:{m.version}" for m in loaded))
+            log.info("loaded from the repository: %s", _versions(loaded))
+
+
+def _versions(models: list[ModelInfo]) -> str:
+    return ", ".join(f"{m.name}:{m.version}" for m in models)
 
 
 async def _maintain(store: SpoolingStore, runs: RunStore, settings: Settings) -> None:

@@ -17,21 +17,20 @@ import numpy as np
 from layerscope.service.errors import InvalidInput
 
 HISTOGRAM_BINS = 32
+"""Every histogram has this many equal-width bins between the finite minimum and maximum."""
 MAX_RUN_ID = 128
 """The longest run id a caller may choose (the width of the stored column)."""
 
 
 def check_run_id(run_id: str) -> str:
     """A caller's run id, checked before any work is done for it (empty: the server picks one)."""
-    if len(run_id) > MAX_RUN_ID or "\x00" in run_id or (run_id and not run_id.isprintable()):
+    if len(run_id) > MAX_RUN_ID or not run_id.isprintable():  # NUL and other controls are not printable
         raise InvalidInput(
             f"Expected a run id of at most {MAX_RUN_ID} printable characters; "
             f"received {len(run_id)} characters: {run_id[:40]!r}."
         )
     return run_id
 
-
-"""Every histogram has this many equal-width bins between the finite minimum and maximum."""
 
 Shape = tuple[int | None, ...]
 JsonValue = Any

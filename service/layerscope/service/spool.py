@@ -163,21 +163,22 @@ class SpoolingStore:
         self._store.validate(run)
 
     def save_run(self, run: RunRecord) -> bool:
-        # Refuse now what the database would refuse later: a spooled run must be one it can take.
-        self._store.validate(run)
         # While older runs wait, a new one queues behind them, so runs reach the database in order.
         if self._spool.depth:
             self.replay()
             if self._spool.depth:
-                self._spool.put(run)
-                self._on_depth(self._spool.depth)
-                return True
+                return self._wait(run)
         try:
-            return self._store.save_run(run)
+            return self._store.save_run(run)  # validates the run itself
         except StoreUnavailable:
-            self._spool.put(run)
-            self._on_depth(self._spool.depth)
-            return True
+            return self._wait(run)
+
+    def _wait(self, run: RunRecord) -> bool:
+        # Refuse now what the database would refuse later: a spooled run must be one it can take.
+        self._store.validate(run)
+        self._spool.put(run)
+        self._on_depth(self._spool.depth)
+        return True
 
     def replay(self) -> int:
         stored = self._spool.replay(self._store) if self._spool.depth else 0
@@ -191,11 +192,13 @@ class SpoolingStore:
     def get_run(self, run_id: str) -> RunRecord:
         try:
             return self._store.get_run(run_id)
-        except (NotFound, StoreUnavailable):
+        except (NotFound, StoreUnavailable) as exc:
             waiting = self._spool.find(run_id)
             if waiting is not None:
                 return waiting
-        # Not in the spool either: a replay may have moved it to the database in between.
+            if isinstance(exc, StoreUnavailable):
+                raise
+        # Not found, nor in the spool: a replay may have moved it to the database in between.
         return self._store.get_run(run_id)
 
     def list_runs(self, query: RunQuery) -> RunPage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -152,8 +153,6 @@ def evidence(values: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def finding(value: Finding) -> diagnosis_pb2.Finding:
-    import json
-
     # The Struct is for generic tools (every number in it is a double); evidence_json keeps ints as ints.
     return diagnosis_pb2.Finding(
         code=value.code,

@@ -100,7 +100,7 @@ class ModelRepository:
 
     def remove(self, name: str, version: int) -> None:
         """Take back a stored archive that failed to load, so the repository holds only loadable models."""
-        folder = self.root / check_name(name) / str(version)
+        folder = self._folder(name, version)
         (folder / ARCHIVE).unlink(missing_ok=True)
         (folder / _UNLOADED).unlink(missing_ok=True)
         if folder.is_dir() and not any(folder.iterdir()):
@@ -109,23 +109,25 @@ class ModelRepository:
     def delete(self, name: str, version: int) -> None:
         """Delete a published version for good. Its folder stays as a tombstone, so the number is never
         given out again: stored runs refer to models by name and version."""
-        folder = self.root / check_name(name) / str(version)
+        folder = self._folder(name, version)
         (folder / _DELETED).touch()
         (folder / ARCHIVE).unlink(missing_ok=True)
         (folder / _UNLOADED).unlink(missing_ok=True)
 
     def set_unloaded(self, name: str, version: int, unloaded: bool) -> None:
         """Remember, across restarts, that a caller unloaded this version: loading at start (or by polling)
-        leaves it alone until a caller loads it again. An audit through a server unloads what it uploaded,
-        so a restart does not bring back every model ever audited."""
-        marker = self.root / check_name(name) / str(version) / _UNLOADED
+        leaves it alone until a caller loads it again."""
+        marker = self._folder(name, version) / _UNLOADED
         if unloaded and marker.parent.is_dir():
             marker.touch()
         elif not unloaded:
             marker.unlink(missing_ok=True)
 
     def is_unloaded(self, name: str, version: int) -> bool:
-        return (self.root / check_name(name) / str(version) / _UNLOADED).exists()
+        return (self._folder(name, version) / _UNLOADED).exists()
+
+    def _folder(self, name: str, version: int) -> Path:
+        return self.root / check_name(name) / str(version)
 
 
 class Upload:

@@ -3,9 +3,15 @@
     .venv/bin/python bench/bench_capture.py [--quick] [--json out.json]
 
 For a small CNN and a deeper 64x64 CNN (12 Conv2D), at batch 1, 32 and 128, times (median of interleaved
-repeats) the plain compiled forward pass, summary capture of all layers, full capture of all layers kept on
-the device, and a keract-style baseline (a multi-output model of every layer through `Model.predict`).
-Ratios are against the forward pass measured in the same run on the same machine.
+repeats) the plain compiled forward pass; summary capture of all layers (the default, sampled histogram);
+the same with exact statistics; every activation kept on the device in full with no summaries
+(statistics="none"); summaries copied to the host; and a keract-style baseline (a multi-output model of
+every layer through `Model.predict`). Ratios are against the forward pass measured in the same run.
+
+The floor: this machine's memory bandwidth (a large float32 array summed with TensorFlow's threads, as the
+forward pass uses them) and the bytes of activations the selection produces give the bound
+`1 + bytes / bandwidth / forward` of a statistics pass that reads every activation once from memory. Each
+summary ratio is printed beside it, and as a multiple of it.
 """
 
 from __future__ import annotations
@@ -71,7 +77,28 @@ def sync(result: Any) -> None:
         tf.test.experimental.sync_devices()
 
 
-def measure(model: keras.Model, batch: int, rounds: int) -> dict[str, Any]:
+def bandwidth_bytes_per_second(megabytes: int = 256) -> float:
+    """Best of a few sums of a large float32 array (threads as TensorFlow's intra-op pool uses them)."""
+    values = tf.constant(np.ones(megabytes * 2**20 // 4, "float32"))
+    reduce = tf.function(tf.reduce_sum)
+    reduce(values).numpy()
+    best = min(_seconds(lambda: reduce(values).numpy()) for _ in range(7))
+    return megabytes * 2**20 / best
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def activation_bytes(engine: CaptureEngine, x: dict[str, np.ndarray], selection: Selection) -> int:
+    full = Selection(layers=selection.layers, kinds=selection.kinds, full=("*",))
+    tensors = engine.capture(x, full, statistics="none").tensors
+    return sum(a.nbytes for kinds in tensors.values() for a in kinds.values())
+
+
+def measure(model: keras.Model, batch: int, rounds: int, bandwidth: float) -> dict[str, Any]:
     engine = CaptureEngine(model)
     name = engine.inputs[0].name
     x = {name: np.random.default_rng(0).normal(size=(batch, *model.input_shape[1:])).astype("float32")}
@@ -84,7 +111,8 @@ def measure(model: keras.Model, batch: int, rounds: int) -> dict[str, Any]:
     cases: dict[str, Callable[[], Any]] = {
         "forward": lambda: sync(forward_fn(arrays)),
         "summaries": lambda: sync(engine.run_on_device(x, summaries)[2]),
-        "full_on_device": lambda: sync(engine.run_on_device(x, full)[2]),
+        "exact": lambda: sync(engine.run_on_device(x, summaries, "exact")[2]),
+        "full_on_device": lambda: sync(engine.run_on_device(x, full, "none")[2]),
         "summaries_to_host": lambda: engine.capture(x, summaries),
         "keract_style": lambda: baseline.predict(arrays[0], batch_size=batch, verbose=0),
     }
@@ -97,11 +125,18 @@ def measure(model: keras.Model, batch: int, rounds: int) -> dict[str, Any]:
         for key, fn in cases.items():
             seconds[key].append(median_seconds(fn, repeats))
     best = {k: statistics.median(v) for k, v in seconds.items()}
+    size = activation_bytes(engine, x, summaries)
+    floor = 1 + size / bandwidth / best["forward"]
+    ratios = {k: round(v / best["forward"], 3) for k, v in best.items()}
     return {
         "model": model.name,
         "batch": batch,
+        "fused_statistics": engine.fused_statistics,
+        "activation_mb": round(size / 1e6, 2),
         "ms": {k: round(v * 1000, 3) for k, v in best.items()},
-        "ratio_vs_forward": {k: round(v / best["forward"], 3) for k, v in best.items()},
+        "ratio_vs_forward": ratios,
+        "floor": round(floor, 3),
+        "summaries_over_floor": round(ratios["summaries"] / floor, 3),
         "speedup_vs_keract": round(best["keract_style"] / best["summaries"], 1),
     }
 
@@ -114,21 +149,30 @@ def main() -> None:
     batches = (32,) if args.quick else (1, 32, 128)
     rounds = 5 if args.quick else 20
     keras.utils.set_random_seed(0)
-    rows = [measure(build(), b, rounds) for build in (small_cnn, deep_cnn) for b in batches]
+    bandwidth = bandwidth_bytes_per_second()
+    rows = [measure(build(), b, rounds, bandwidth) for build in (small_cnn, deep_cnn) for b in batches]
     devices = [d.name for d in tf.config.list_logical_devices()]
     doc = {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "devices": devices,
+        "bandwidth_gb_s": round(bandwidth / 1e9, 2),
         "rows": rows,
     }
     print(json.dumps(doc, indent=1))
-    print(f"\n{'model':10} {'batch':>5} {'forward ms':>11} {'summ x':>7} {'full x':>7} {'host x':>7} {'keract x':>9}")
+    print(f"\nmemory bandwidth {bandwidth / 1e9:.1f} GB/s; floor = 1 + activation bytes / bandwidth / forward")
+    header = ("model", "batch", "fwd ms", "act MB", "floor", "summ x", "x floor", "exact x", "full x", "host x")
+    print(
+        f"{header[0]:10} {header[1]:>5} " + " ".join(f"{h:>8}" for h in header[2:]) + f" {'keract x':>9} {'faster':>7}"
+    )
     for r in rows:
         q = r["ratio_vs_forward"]
+        cells = (r["ms"]["forward"], r["activation_mb"], r["floor"], q["summaries"], r["summaries_over_floor"],
+                 q["exact"], q["full_on_device"], q["summaries_to_host"])  # fmt: skip
         print(
-            f"{r['model']:10} {r['batch']:>5} {r['ms']['forward']:>11.3f} {q['summaries']:>7.2f} "
-            f"{q['full_on_device']:>7.2f} {q['summaries_to_host']:>7.2f} {q['keract_style']:>9.2f}"
+            f"{r['model']:10} {r['batch']:>5} "
+            + " ".join(f"{c:>8.2f}" for c in cells)
+            + f" {q['keract_style']:>9.2f} {r['speedup_vs_keract']:>6.1f}x"
         )
     if args.json:
         with open(args.json, "w") as f:

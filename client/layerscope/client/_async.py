@@ -97,8 +97,9 @@ class AsyncClient:
         version: int | None = None,
         run_id: str | None = None,
         max_tensor_bytes: int = 0,
+        statistics: str = "sampled",
     ) -> Capture:
-        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes)
+        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes, statistics)
         assembler = _core.CaptureAssembler()
         stream = self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata)
         try:

@@ -114,6 +114,15 @@ def upload_requests(name: str, path: Path, version: int | None, load: bool) -> I
             yield models_pb2.UploadModelRequest(chunk=block)
 
 
+STATISTICS = {
+    "sampled": capture_pb2.STATISTICS_SAMPLED,
+    "exact": capture_pb2.STATISTICS_EXACT,
+    "none": capture_pb2.STATISTICS_NONE,
+}
+"""What `capture(statistics=...)` accepts: sampled (default: every statistic exact but the histogram of a large
+tensor), exact (the histogram too, about twice the cost), none (no summaries, only the full tensors asked for)."""
+
+
 def capture_request(
     name: str,
     x: Inputs,
@@ -123,8 +132,12 @@ def capture_request(
     version: int | None,
     run_id: str | None,
     max_tensor_bytes: int,
+    statistics: str = "sampled",
 ) -> capture_pb2.CaptureRequest:
+    if statistics not in STATISTICS:
+        raise invalid_argument(f"Expected statistics among {sorted(STATISTICS)}; received {statistics!r}.")
     return capture_pb2.CaptureRequest(
+        statistics=STATISTICS[statistics],
         model=ref(name, version),
         inputs=tensors(x),
         layers=[layers] if isinstance(layers, str) else list(layers),
@@ -210,6 +223,7 @@ def summary(s: capture_pb2.Summary) -> Summary:
         histogram=tuple(s.histogram),
         histogram_range=(s.histogram_low, s.histogram_high),
         unit_activity=tuple(s.unit_activity),
+        histogram_sample=s.histogram_sample if s.HasField("histogram_sample") else None,
     )
 
 

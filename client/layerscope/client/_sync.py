@@ -98,9 +98,15 @@ class Client:
         version: int | None = None,
         run_id: str | None = None,
         max_tensor_bytes: int = 0,
+        statistics: str = "sampled",
     ) -> Capture:
-        """Per-layer summaries of everything selected, plus the full tensors of the layers in `full`."""
-        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes)
+        """Per-layer summaries of everything selected, plus the full tensors of the layers in `full`.
+
+        `statistics`: "sampled" (default; every statistic exact except the histogram of a tensor above 16,384
+        values, which bins a fixed sample: `Summary.estimated`), "exact", or "none" (no summaries, only the
+        full tensors, at the cost of the forward pass).
+        """
+        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes, statistics)
         assembler = _core.CaptureAssembler()
         stream = self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata)
         try:

@@ -54,6 +54,14 @@ class Summary:
     histogram: tuple[int, ...]
     histogram_range: tuple[float, float]
     unit_activity: tuple[float, ...] = ()
+    histogram_sample: int | None = None
+    """How many finite values the histogram binned when it binned a fixed sample (the default for tensors
+    above 16,384 values); None when it binned every one. Every other field is exact either way."""
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the histogram is an estimate from a sample (capture with statistics="exact" to bin all)."""
+        return self.histogram_sample is not None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 from layerscope.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,8 +8,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Statistics(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATISTICS_SAMPLED: _ClassVar[Statistics]
+    STATISTICS_EXACT: _ClassVar[Statistics]
+    STATISTICS_NONE: _ClassVar[Statistics]
+STATISTICS_SAMPLED: Statistics
+STATISTICS_EXACT: Statistics
+STATISTICS_NONE: Statistics
+
 class Summary(_message.Message):
-    __slots__ = ("count", "mean", "std", "min", "max", "zero_fraction", "nan", "posinf", "neginf", "histogram", "histogram_low", "histogram_high", "unit_activity")
+    __slots__ = ("count", "mean", "std", "min", "max", "zero_fraction", "nan", "posinf", "neginf", "histogram", "histogram_low", "histogram_high", "unit_activity", "histogram_sample")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +32,7 @@ class Summary(_message.Message):
     HISTOGRAM_LOW_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_HIGH_FIELD_NUMBER: _ClassVar[int]
     UNIT_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     count: int
     mean: float
     std: float
@@ -35,7 +46,8 @@ class Summary(_message.Message):
     histogram_low: float
     histogram_high: float
     unit_activity: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, count: _Optional[int] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., zero_fraction: _Optional[float] = ..., nan: _Optional[int] = ..., posinf: _Optional[int] = ..., neginf: _Optional[int] = ..., histogram: _Optional[_Iterable[int]] = ..., histogram_low: _Optional[float] = ..., histogram_high: _Optional[float] = ..., unit_activity: _Optional[_Iterable[float]] = ...) -> None: ...
+    histogram_sample: int
+    def __init__(self, count: _Optional[int] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., zero_fraction: _Optional[float] = ..., nan: _Optional[int] = ..., posinf: _Optional[int] = ..., neginf: _Optional[int] = ..., histogram: _Optional[_Iterable[int]] = ..., histogram_low: _Optional[float] = ..., histogram_high: _Optional[float] = ..., unit_activity: _Optional[_Iterable[float]] = ..., histogram_sample: _Optional[int] = ...) -> None: ...
 
 class LayerSummary(_message.Message):
     __slots__ = ("layer", "layer_class", "kind", "shape", "summary")
@@ -52,7 +64,7 @@ class LayerSummary(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., layer_class: _Optional[str] = ..., kind: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
-    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes")
+    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +72,7 @@ class CaptureRequest(_message.Message):
     FULL_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_TENSOR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.ModelRef
     inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -67,7 +80,8 @@ class CaptureRequest(_message.Message):
     full: _containers.RepeatedScalarFieldContainer[str]
     run_id: str
     max_tensor_bytes: int
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ...) -> None: ...
+    statistics: Statistics
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ...) -> None: ...
 
 class CaptureHeader(_message.Message):
     __slots__ = ("run_id", "device", "batch_size", "outputs", "duration_seconds")

@@ -199,6 +199,7 @@ class Inspector:
         selection: Selection,
         run_id: str,
         max_bytes: int,
+        statistics: str = "sampled",
     ) -> CaptureOutcome:
         check_run_id(run_id)
         if max_bytes < 0:
@@ -209,8 +210,8 @@ class Inspector:
         started = time.perf_counter()
         with self._queue.admit(model):
             # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
-            _check_size(await asyncio.to_thread(model.engine.full_bytes, inputs, selection), limit)
-            result = await asyncio.to_thread(model.engine.capture, inputs, selection)
+            _check_size(await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics), limit)
+            result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics)
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for device, used in memory_in_use().items():

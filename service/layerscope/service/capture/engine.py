@@ -19,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
+from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
-from layerscope.service.domain import InputSpec, Summary, summarize
+from layerscope.service.domain import STATISTICS_LEVELS, InputSpec, Summary, summarize
 from layerscope.service.errors import InvalidInput
 
 Arrays = Mapping[str, np.ndarray]
@@ -55,6 +56,8 @@ class _Compiled:
     full_specs: list[tuple[tuple[int | None, ...], int]] = field(default_factory=list)
     """Traced shape (batch free) and item size of each full tensor, in the order of `full_keys`."""
     activity_sizes: list[int] = field(default_factory=list)
+    classes: dict[str, str] = field(default_factory=dict)
+    """Class name of every capture point traced, summarised or not."""
 
 
 def default_device() -> str:
@@ -71,9 +74,16 @@ selections or input shapes cannot grow the server's memory without bound."""
 class CaptureEngine:
     """Runs one Keras model with per-layer capture. Thread-safe; tracing is serialised per engine."""
 
-    def __init__(self, model: keras.Model, device: str | None = None, max_traces: int = MAX_TRACES) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        device: str | None = None,
+        max_traces: int = MAX_TRACES,
+        summary_op: SummaryOpLoader | None = None,
+    ) -> None:
         self.model = model
         self.device = device or default_device()
+        self._summary_op = summary_op or SummaryOpLoader()
         self.layers = list(walk_layers(model))
         self.inputs = _input_specs(model)
         self.output_names = _output_names(model)
@@ -130,23 +140,37 @@ class CaptureEngine:
 
     # -- capture ----------------------------------------------------------------------------------------
 
-    def run_on_device(self, inputs: Arrays, selection: Selection) -> tuple[_Compiled, list[np.ndarray], Any]:
+    def run_on_device(
+        self, inputs: Arrays, selection: Selection, statistics: str = "sampled"
+    ) -> tuple[_Compiled, list[np.ndarray], Any]:
         """Run the compiled capture; its results stay on the device (the benchmark times this alone).
 
-        The short variant assumes finite values and says whether they were; only when they were not does
-        the masked variant run (and get traced, the first time a model produces NaN or Inf).
+        `statistics` is one of STATISTICS_LEVELS. On the TensorFlow-ops path the short variant assumes
+        finite values and says whether they were; only when they were not does the masked variant run (and
+        get traced, the first time a model produces NaN or Inf). The fused kernel needs no second run.
         """
+        if statistics not in STATISTICS_LEVELS:
+            raise InvalidInput(f"Expected statistics among {list(STATISTICS_LEVELS)}; received {statistics!r}.")
         arrays = self.prepare(inputs)
-        compiled = self._compile(arrays, selection, masked=False)
+        compiled = self._compile(arrays, selection, statistics, masked=False)
         with tf.device(self.device):
             outputs, packed, fulls, all_finite = compiled.function(arrays)
             if not bool(all_finite):
-                compiled = self._compile(arrays, selection, masked=True)
+                compiled = self._compile(arrays, selection, statistics, masked=True)
                 outputs, packed, fulls, _ = compiled.function(arrays)
         return compiled, arrays, (outputs, packed, fulls)
 
-    def capture(self, inputs: Arrays, selection: Selection) -> CaptureResult:
-        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection)
+    @property
+    def fused_statistics(self) -> bool:
+        """Whether summaries come from the fused kernel (CPU, kernel built) rather than TensorFlow ops."""
+        return self._fused() is not None
+
+    def _fused(self) -> Any:
+        return self._summary_op.load() if "CPU" in self.device.upper() else None
+
+    def capture(self, inputs: Arrays, selection: Selection, statistics: str = "sampled") -> CaptureResult:
+        """Summaries of the selected layers (none with statistics="none"), full tensors of those in `full`."""
+        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection, statistics)
         result = CaptureResult(
             outputs=dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True)),
             batch_size=int(arrays[0].shape[0]),
@@ -159,22 +183,24 @@ class CaptureEngine:
             for kind in point.kinds:
                 kinds[kind] = next(summaries)
         for (point_name, kind), tensor in zip(compiled.full_keys, fulls, strict=True):
+            result.classes.setdefault(point_name, compiled.classes[point_name])
             result.tensors.setdefault(point_name, {})[kind] = np.asarray(tensor)
-        self._add_weights(result, selection)
+        self._add_weights(result, selection, summaries=statistics != "none")
         return result
 
-    def _compile(self, arrays: list[np.ndarray], selection: Selection, masked: bool) -> _Compiled:
-        key = (selection, _signature_key(arrays), masked)
+    def _compile(self, arrays: list[np.ndarray], selection: Selection, statistics: str, masked: bool) -> _Compiled:
+        key = (selection, _signature_key(arrays), statistics, masked)
         with self._lock:
             if key not in self._compiled:
-                _remember(self._compiled, key, self._build(arrays, selection, masked), self._max_traces)
+                built = self._build(arrays, selection, statistics, masked)
+                _remember(self._compiled, key, built, self._max_traces)
             self._compiled.move_to_end(key)
             return self._compiled[key]
 
-    def full_bytes(self, inputs: Arrays, selection: Selection) -> int:
+    def full_bytes(self, inputs: Arrays, selection: Selection, statistics: str = "sampled") -> int:
         """The bytes of the full tensors `capture` would return, from the traced shapes, before running it."""
         arrays = self.prepare(inputs)
-        compiled = self._compile(arrays, selection, masked=False)
+        compiled = self._compile(arrays, selection, statistics, masked=False)
         batch = int(arrays[0].shape[0])
         activations = sum(
             math.prod(batch if d is None else d for d in shape) * itemsize for shape, itemsize in compiled.full_specs
@@ -188,8 +214,10 @@ class CaptureEngine:
         )
         return int(activations + weights)
 
-    def _build(self, arrays: list[np.ndarray], selection: Selection, masked: bool) -> _Compiled:
+    def _build(self, arrays: list[np.ndarray], selection: Selection, statistics: str, masked: bool) -> _Compiled:
         compiled = _Compiled(function=None)
+        summarize_all = statistics != "none"
+        fused = self._fused() if summarize_all else None
         chosen = [(p, layer) for p, layer in self.layers if selection.selects(p, type(layer).__name__)]
         wanted = {"activation", "input"} & selection.kinds
         model = self.model
@@ -199,6 +227,7 @@ class CaptureEngine:
             compiled.points.clear()
             compiled.full_keys.clear()
             compiled.full_specs.clear()
+            compiled.classes.clear()
             with recording(chosen if wanted else [], take_inputs="input" in wanted) as records:
                 outputs = tf.nest.flatten(model(_model_args(model, xs), training=False))
             compiled.activity_sizes.clear()
@@ -206,7 +235,16 @@ class CaptureEngine:
             fulls: list[tf.Tensor] = []
             for record in records:
                 kinds = _kinds_of(record, wanted)
-                if not kinds:
+                full = selection.wants_full(record.point, record.class_name)
+                if not kinds or not (summarize_all or full):
+                    continue  # with statistics="none", a layer not taken in full costs nothing
+                compiled.classes[record.point] = record.class_name
+                if not summarize_all:
+                    for kind in kinds:
+                        tensor = record.tensors[kind]
+                        fulls.append(tf.identity(tensor))
+                        compiled.full_keys.append((record.point, kind))
+                        compiled.full_specs.append((tuple(tensor.shape.as_list()), tensor.dtype.size))
                     continue
                 compiled.points.append(
                     CapturePoint(
@@ -217,7 +255,6 @@ class CaptureEngine:
                         tuple(tuple(record.tensors[k].shape.as_list()) for k in kinds),
                     )
                 )
-                full = selection.wants_full(record.point, record.class_name)
                 for kind in kinds:
                     summarized.append(record.tensors[kind])
                     compiled.activity_sizes.append(activity_size(record.tensors[kind]))
@@ -226,7 +263,7 @@ class CaptureEngine:
                         fulls.append(tf.identity(tensor))
                         compiled.full_keys.append((record.point, kind))
                         compiled.full_specs.append((tuple(tensor.shape.as_list()), tensor.dtype.size))
-            packed, all_finite = summarize_tensors(summarized, masked)
+            packed, all_finite = summarize_tensors(summarized, masked, exact=statistics == "exact", fused=fused)
             return outputs, packed, fulls, all_finite
 
         # No autograph: nothing here branches on tensor values, and converting every Keras call is slow.
@@ -252,7 +289,7 @@ class CaptureEngine:
         layer = dict(self.layers)[path]
         return own_variables(layer)
 
-    def _add_weights(self, result: CaptureResult, selection: Selection) -> None:
+    def _add_weights(self, result: CaptureResult, selection: Selection, summaries: bool = True) -> None:
         if not selection.kinds & {"kernel", "bias", "other"}:
             return
         for path, kinds in self.weight_summaries().items():
@@ -263,9 +300,11 @@ class CaptureEngine:
             chosen = {k: s for k, s in kinds.items() if selection.wants_variable(k)}
             if not chosen:
                 continue
-            result.classes.setdefault(path, class_name)
-            result.summaries.setdefault(path, {}).update(chosen)
+            if summaries:
+                result.classes.setdefault(path, class_name)
+                result.summaries.setdefault(path, {}).update(chosen)
             if selection.wants_full(path, class_name):
+                result.classes.setdefault(path, class_name)
                 values = self.weight_tensors(path)
                 result.tensors.setdefault(path, {}).update({k: values[k] for k in chosen})
 

@@ -66,6 +66,21 @@ def selection(request: capture_pb2.CaptureRequest) -> Selection:
     )
 
 
+STATISTICS = {
+    capture_pb2.STATISTICS_SAMPLED: "sampled",
+    capture_pb2.STATISTICS_EXACT: "exact",
+    capture_pb2.STATISTICS_NONE: "none",
+}
+
+
+def statistics(request: capture_pb2.CaptureRequest) -> str:
+    if request.statistics not in STATISTICS:
+        raise InvalidInput(
+            f"Expected statistics among {sorted(STATISTICS)} (sampled, exact, none); received {request.statistics}."
+        )
+    return STATISTICS[request.statistics]
+
+
 def shape(dims: Iterable[int | None]) -> list[int]:
     return [-1 if d is None else int(d) for d in dims]
 
@@ -104,6 +119,7 @@ def summary(value: Summary) -> capture_pb2.Summary:
         histogram_low=value.histogram_range[0],
         histogram_high=value.histogram_range[1],
         unit_activity=list(value.unit_activity),
+        histogram_sample=value.histogram_sample,
     )
 
 

@@ -67,6 +67,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
             convert.selection(request),
             request.run_id,
             request.max_tensor_bytes,
+            convert.statistics(request),
         )
         for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes):
             yield message

@@ -278,6 +278,7 @@ def _summary_rows(run: RunRecord) -> list[dict[str, Any]]:
             "histogram_low": float(s.summary.histogram_range[0]),
             "histogram_high": float(s.summary.histogram_range[1]),
             "unit_activity": [_json_float(a) for a in s.summary.unit_activity],
+            "histogram_sample": s.summary.histogram_sample,
         }
         for i, s in enumerate(run.summaries)
     ]
@@ -364,6 +365,7 @@ def _summary(row: LayerSummaryRow) -> LayerSummaryRecord:
             histogram=tuple(int(h) for h in row.histogram),
             histogram_range=(row.histogram_low, row.histogram_high),
             unit_activity=tuple(math.nan if a is None else float(a) for a in row.unit_activity),
+            histogram_sample=row.histogram_sample,
         ),
     )
 

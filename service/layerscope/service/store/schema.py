@@ -123,6 +123,8 @@ class LayerSummaryRow(Base):
     histogram_low: Mapped[float] = mapped_column(Real)
     histogram_high: Mapped[float] = mapped_column(Real)
     unit_activity: Mapped[list[Any]]
+    histogram_sample: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Set when the histogram binned a sample of this many values (an estimate); NULL when it binned all."""
 
 
 class FindingRow(Base):

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from layerscope.service.capture.device import configure_devices
+from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
@@ -74,7 +75,11 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     engine = create_engine(settings.database_url)
     await asyncio.to_thread(migrate, engine)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
-    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial)
+    summary_op = SummaryOpLoader(settings.kernel_cache_dir, enabled=settings.fused_statistics)
+    if not gpus:  # built (or found) now, so the first capture does not wait for the compiler
+        await asyncio.to_thread(summary_op.load)
+        log.info("capture statistics: fused kernel %s", summary_op.reason)
+    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial, summary_op=summary_op)
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = RunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
     histogram_bins: int = Field(32, gt=1, le=256)
+    fused_statistics: bool = Field(
+        True, description="Compute CPU capture statistics with the fused kernel (built with g++ at first use)."
+    )
+    kernel_cache_dir: Path | None = Field(
+        None, description="Where the built kernel is kept; None: $XDG_CACHE_HOME/layerscope/ops (~/.cache/...)."
+    )
     grace_seconds: float = Field(10.0, ge=0, description="Time in-flight calls get on shutdown.")
 
     tokens: dict[str, Literal["reader", "auditor", "admin"]] = Field(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerscope.service.capture.engine import CaptureEngine
+from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.domain import ModelDescription, ModelInfo, ModelRef
 from layerscope.service.errors import NotFound
 from layerscope.service.models.loader import load_archive
@@ -33,10 +34,11 @@ def open_model(
     limits: ScanLimits | None = None,
     trial_timeout: float | None = None,
     allow_custom: bool = False,
+    summary_op: SummaryOpLoader | None = None,
 ) -> LoadedModel:
     """Load one archive into a ready engine: shared by the server and local audits."""
     archive = load_archive(path, name, limits, trial_timeout, allow_custom)
-    engine = CaptureEngine(archive.model)
+    engine = CaptureEngine(archive.model, summary_op=summary_op)
     info = ModelInfo(
         name=name,
         version=version,
@@ -54,10 +56,15 @@ def open_model(
 
 class ModelRegistry:
     def __init__(
-        self, repository: ModelRepository, limits: ScanLimits | None = None, trial_timeout: float | None = None
+        self,
+        repository: ModelRepository,
+        limits: ScanLimits | None = None,
+        trial_timeout: float | None = None,
+        summary_op: SummaryOpLoader | None = None,
     ) -> None:
         self.repository = repository
         self._limits = limits
+        self._summary_op = summary_op
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
@@ -76,7 +83,7 @@ class ModelRegistry:
                 if key in self._models:
                     return self._models[key]
             try:
-                loaded = open_model(path, name, chosen, self._limits, self._trial_timeout)
+                loaded = open_model(path, name, chosen, self._limits, self._trial_timeout, summary_op=self._summary_op)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)

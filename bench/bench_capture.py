@@ -6,7 +6,8 @@ For a small CNN and a deeper 64x64 CNN (12 Conv2D), at batch 1, 32 and 128, time
 repeats) the plain compiled forward pass; summary capture of all layers (the default, sampled histogram);
 the same with exact statistics; every activation kept on the device in full with no summaries
 (statistics="none"); summaries copied to the host; and a keract-style baseline (a multi-output model of
-every layer through `Model.predict`). Ratios are against the forward pass measured in the same run.
+every layer through `Model.predict`, then the same statistics in NumPy, as a keract user would compute them;
+`keract_predict` is the extraction alone). Ratios are against the forward pass measured in the same run.
 
 The floor: this machine's memory bandwidth (a large float32 array summed with TensorFlow's threads, as the
 forward pass uses them) and the bytes of activations the selection produces give the bound
@@ -33,6 +34,7 @@ import tensorflow as tf
 
 from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.selection import Selection
+from layerscope.service.domain import summarize
 
 
 def small_cnn() -> keras.Model:
@@ -114,7 +116,8 @@ def measure(model: keras.Model, batch: int, rounds: int, bandwidth: float) -> di
         "exact": lambda: sync(engine.run_on_device(x, summaries, "exact")[2]),
         "full_on_device": lambda: sync(engine.run_on_device(x, full, "none")[2]),
         "summaries_to_host": lambda: engine.capture(x, summaries),
-        "keract_style": lambda: baseline.predict(arrays[0], batch_size=batch, verbose=0),
+        "keract_predict": lambda: baseline.predict(arrays[0], batch_size=batch, verbose=0),
+        "keract_style": lambda: [summarize(a) for a in baseline.predict(arrays[0], batch_size=batch, verbose=0)],
     }
     for fn in cases.values():  # warm up: trace and compile everything first
         fn()

@@ -133,8 +133,10 @@ class CaptureEngine:
                     outputs: list[tf.Tensor] = tf.nest.flatten(model(_model_args(model, xs), training=False))
                     return outputs
 
+                # The concrete function: calling it skips tf.function's argument binding, about a
+                # millisecond of Python per call, which is most of a small model's forward pass.
                 function = tf.function(forward, input_signature=[_specs(arrays)], autograph=False)
-                _remember(self._predictors, key, function, self._max_traces)
+                _remember(self._predictors, key, function.get_concrete_function(), self._max_traces)
             self._predictors.move_to_end(key)
             return self._predictors[key]
 
@@ -267,9 +269,10 @@ class CaptureEngine:
             return outputs, packed, fulls, all_finite
 
         # No autograph: nothing here branches on tensor values, and converting every Keras call is slow.
-        compiled.function = tf.function(run, input_signature=[_specs(arrays)], autograph=False)
-        # Trace now, under the lock, so the hooks are never installed while another call runs the model.
-        compiled.function.get_concrete_function()
+        # Traced now, under the lock, so the hooks are never installed while another call runs the model;
+        # kept as the concrete function, whose calls skip tf.function's argument binding.
+        function = tf.function(run, input_signature=[_specs(arrays)], autograph=False)
+        compiled.function = function.get_concrete_function()
         return compiled
 
     # -- weights ----------------------------------------------------------------------------------------

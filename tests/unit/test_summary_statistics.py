@@ -225,3 +225,14 @@ def test_an_unknown_statistics_level_is_refused_by_name() -> None:
         InvalidInput, match=r"Expected statistics among \['sampled', 'exact', 'none'\]; received 'fast'"
     ):
         CaptureEngine(tiny_cnn()).capture({"image": x}, Selection(), statistics="fast")
+
+
+@pytest.mark.slow
+def test_the_kernel_builds_from_source_into_an_empty_cache(tmp_path: Path) -> None:
+    """What a fresh machine does at first use (the shared cache would hide a broken build otherwise)."""
+    loader = SummaryOpLoader(cache_dir=tmp_path)
+    module = loader.load()
+    assert module is not None, loader.reason
+    assert [p.name for p in tmp_path.glob("*/summary_op.so")] == ["summary_op.so"]
+    counts, *_ = module.layerscope_summary(np.array([[0.0, 1.0], [np.nan, 2.0]], "float32"), bins=4, sample=0)
+    assert counts.numpy().tolist() == [4, 1, 1, 0, 0, 3, -1]

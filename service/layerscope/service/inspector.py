@@ -95,6 +95,7 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
+        self._gauges = health.HealthGauges.of(diagnoser)
         self._failed: set[tuple[str, int]] = set()
         """Versions that failed to load from the repository: polling does not try them again."""
 
@@ -267,7 +268,7 @@ class Inspector:
 
     def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
         activations = inspection.activation_summaries(result)
-        layers = health.layer_health(model.description, activations) if activations else model.health.layers
+        layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
         current = ModelHealth(model.info.name, model.info.version, layers, model.health.findings)
         model.health = current if findings is None else health.with_findings(current, findings)
 

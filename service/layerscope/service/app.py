@@ -20,7 +20,8 @@ from layerscope.service.capture.device import configure_devices
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
-from layerscope.service.inspector import Inspector
+from layerscope.service.inspector import Inspector, LoadMetrics
+from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.settings import Settings
@@ -74,7 +75,8 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     engine = create_engine(settings.database_url)
     await asyncio.to_thread(migrate, engine)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
-    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial)
+    repository = ModelRepository(settings.model_repository)
+    models = ModelLifecycle(repository, ModelRegistry(repository, trial_timeout=trial), LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = RunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)

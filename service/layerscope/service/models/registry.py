@@ -56,7 +56,7 @@ class ModelRegistry:
     def __init__(
         self, repository: ModelRepository, limits: ScanLimits | None = None, trial_timeout: float | None = None
     ) -> None:
-        self.repository = repository
+        self._repository = repository
         self._limits = limits
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
@@ -65,7 +65,7 @@ class ModelRegistry:
 
     def load(self, name: str, version: int | None = None) -> LoadedModel:
         """Load once: concurrent calls for one version wait for the first instead of loading it again."""
-        chosen, path = self.repository.locate(name, version)
+        chosen, path = self._repository.locate(name, version)
         key = (name, chosen)
         with self._lock:
             if key in self._models:

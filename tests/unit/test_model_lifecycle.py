@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from layerscope.service.domain import ModelInfo, ModelRef
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import AlreadyExists, InvalidInput, NotFound
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.repository import ModelRepository

@@ -16,7 +16,9 @@ from layerscope.service.diagnosis.evidence import layer_of
 from layerscope.service.diagnosis.rules.base import Rule
 from layerscope.service.diagnosis.rules.dead_units import DeadUnits
 from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
-from layerscope.service.domain import Finding, ModelDescription, Summary
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.summary import Summary
 from layerscope.service.telemetry import LayerHealth, ModelHealth
 
 R = TypeVar("R", bound=Rule)

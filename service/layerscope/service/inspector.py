@@ -17,23 +17,15 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from layerscope.service import health, inspection
+from layerscope.service import health, model_diagnosis
 from layerscope.service.capture.device import memory_in_use
 from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.capture.selection import Selection
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain import (
-    Finding,
-    LayerSummaryRecord,
-    ModelInfo,
-    ModelRef,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    RunStore,
-    check_run_id,
-)
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
 from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
@@ -175,7 +167,7 @@ class Inspector:
         _check_size(size, limit)
         self._telemetry.streamed_bytes.inc(size)
         self._observe_health(model, result, findings=None)
-        run = self._record(model, "capture", run_id, result, [], inspection.describe_inputs(inputs), elapsed)
+        run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
         await self._save(run)
         return CaptureOutcome(run, result)
 
@@ -186,7 +178,7 @@ class Inspector:
             self._check_batch(inputs)
         started = time.perf_counter()
         with self._queue.admit(model):
-            diagnosis = await asyncio.to_thread(inspection.diagnose, model, self._diagnoser, inputs)
+            diagnosis = await asyncio.to_thread(model_diagnosis.diagnose, model, self._diagnoser, inputs)
         elapsed = time.perf_counter() - started
         for finding in diagnosis.findings:
             self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
@@ -222,7 +214,7 @@ class Inspector:
                 )
 
     def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
-        activations = inspection.activation_summaries(result)
+        activations = model_diagnosis.activation_summaries(result)
         layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
         current = ModelHealth(model.info.name, model.info.version, layers, model.health.findings)
         model.health = current if findings is None else health.with_findings(current, findings)

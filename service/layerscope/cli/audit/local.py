@@ -20,7 +20,7 @@ from layerscope.cli.audit import report
 from layerscope.cli.audit.batch import Arrays, AuditAborted, one_line
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.errors import InvalidInput, ServiceError
-from layerscope.service.inspection import activation_summaries, diagnose
+from layerscope.service.model_diagnosis import activation_summaries, diagnose
 from layerscope.service.models.registry import open_model
 from layerscope.service.models.scanner import sha256_of
 

@@ -21,7 +21,8 @@ import tensorflow as tf
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
-from layerscope.service.domain import InputSpec, Summary, summarize
+from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.errors import InvalidInput
 
 Arrays = Mapping[str, np.ndarray]

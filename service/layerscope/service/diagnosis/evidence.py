@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.service.domain import LayerSummaries, Summary
+from layerscope.service.domain.summary import LayerSummaries, Summary
 
 
 def layer_of(point: str) -> str:

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from layerscope.service.domain import ModelInfo, ModelRef
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
 from layerscope.service.models.repository import ModelRepository
 

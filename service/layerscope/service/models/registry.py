@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.domain import ModelDescription, ModelInfo, ModelRef
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import NotFound
 from layerscope.service.models.loader import load_archive
 from layerscope.service.models.repository import ModelRepository

@@ -5,7 +5,9 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_count, check_fraction
 from layerscope.service.diagnosis.scales import outputs_in_order
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity, Summary
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.summary import Summary
 
 
 class DeadUnits(RuntimeRule):

@@ -5,7 +5,9 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_bool, check_fraction
 from layerscope.service.diagnosis.scales import fraction_near_bounds, outputs_in_order
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity, Summary
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.summary import Summary
 
 BOUNDS = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0)}
 

@@ -7,7 +7,6 @@ Nothing here knows gRPC; domain errors carry the messages the transport passes o
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -31,8 +30,6 @@ from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import ModelHealth, Telemetry
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,17 @@ def audit(
     if explain:
         raise typer.Exit(explain_code(explain))
     options = AuditOptions(
-        tuple(paths or ()), inputs, output_format, output, fail_on, jobs, shard, server, token, custom_objects, quiet
+        paths=tuple(paths or ()),
+        inputs=inputs,
+        output_format=output_format,
+        output=output,
+        fail_on=fail_on,
+        jobs=jobs,
+        shard=shard,
+        server=server,
+        token=token,
+        custom_objects=custom_objects,
+        quiet=quiet,
     )
     raise typer.Exit(run(options))
 

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.selection import Selection
-from layerscope.service.domain import summarize
+from layerscope.service.domain.summary import summarize
 
 
 def small_cnn() -> keras.Model:

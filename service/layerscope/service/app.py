@@ -19,16 +19,17 @@ from prometheus_client import CollectorRegistry, start_http_server
 from layerscope.service.capture.device import configure_devices
 from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain import ModelInfo
+from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
-from layerscope.service.inspector import Inspector
+from layerscope.service.inspector import Inspector, LoadMetrics
+from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.settings import Settings
-from layerscope.service.spool import Spool, SpoolingStore
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.spool import Spool, SpoolingStore
 from layerscope.service.telemetry import ModelHealthCollector, Telemetry
 
 log = logging.getLogger("layerscope")
@@ -79,9 +80,11 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     if not gpus:  # built (or found) now, so the first capture does not wait for the compiler
         await asyncio.to_thread(summary_op.load)
         log.info("capture statistics: fused kernel %s", summary_op.reason)
-    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial, summary_op=summary_op)
+    repository = ModelRepository(settings.model_repository)
+    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op)
+    models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
-    runs = RunStore(engine)
+    runs = SqlRunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
@@ -136,7 +139,7 @@ def _versions(models: list[ModelInfo]) -> str:
     return ", ".join(f"{m.name}:{m.version}" for m in models)
 
 
-async def _maintain(store: SpoolingStore, runs: RunStore, settings: Settings) -> None:
+async def _maintain(store: SpoolingStore, runs: SqlRunStore, settings: Settings) -> None:
     """Background upkeep: retry spooled runs (without waiting for new traffic) and prune old runs."""
     next_prune = 0.0
     while True:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from layerscope.service.domain import HISTOGRAM_BINS, HISTOGRAM_SAMPLE, Summary
+from layerscope.service.domain.summary import HISTOGRAM_BINS, HISTOGRAM_SAMPLE, Summary
 
 COUNTS = 7  # count, zeros, nan, posinf, neginf, finite, values binned (-1: every finite value)
 FLOATS = 5  # mean, std, min, max, histogram top

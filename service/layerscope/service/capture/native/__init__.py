@@ -67,6 +67,8 @@ class SummaryOpLoader:
         try:
             library = build(self.cache_dir)
             module = tf.load_op_library(str(library))
+            if not hasattr(module, "layerscope_summary"):  # registered by another copy loaded in this process
+                raise BuildError(f"{library} defines no LayerscopeSummary op here (another copy was loaded first)")
         except (OSError, subprocess.SubprocessError, tf.errors.OpError, BuildError) as error:
             self.reason = f"{type(error).__name__}: {error}"
             log.warning("fused statistics kernel unavailable (%s); using TensorFlow ops, which are slower", error)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from layerscope.service.capture.device import configure_devices
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector
+from layerscope.service.metrics_http import start_metrics_server
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.settings import Settings
@@ -80,7 +81,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
-    metrics_server, metrics_thread = start_http_server(settings.metrics_port, settings.host, registry=registry)
+    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, settings.host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
     if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
         loaded = await inspector.load_repository()

@@ -7,6 +7,7 @@ wrapped as async generators, so their latency covers the whole stream, not just 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -122,7 +123,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
     def _stream(self, method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with self._guard(method, context):
-                async for item in behaviour(request, context):
+                responses = behaviour(request, context)
+                if inspect.isawaitable(responses):
+                    # A coroutine handler (grpc's health Watch) writes with `context.write` itself.
+                    await responses
+                    return
+                async for item in responses:
                     yield item
 
         return handle

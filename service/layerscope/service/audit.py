@@ -19,6 +19,7 @@ from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import Finding, ModelDescription, Severity, Summary, jsonable
 from layerscope.service.errors import InvalidInput, ServiceError
 from layerscope.service.inspection import activation_summaries, diagnose
+from layerscope.service.models.formats import legacy_format
 from layerscope.service.models.registry import open_model
 from layerscope.service.models.scanner import sha256_of
 
@@ -56,6 +57,9 @@ def audit_file(
         error = {"code": code, "message": message}
         return ModelAudit(source, sha, error=error, seconds=time.perf_counter() - started)
 
+    other_format = legacy_format(path)
+    if other_format:  # a SavedModel folder has no single file to hash
+        return failed("", InvalidInput.status, other_format)
     try:
         sha = sha256_of(path)
     except OSError as exc:

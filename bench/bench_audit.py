@@ -45,7 +45,7 @@ def main() -> None:
         for jobs in (1, 2):
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "layerscope.client.cli", "audit", tmp, "--jobs", str(jobs), "--format", "json",
+                [sys.executable, "-m", "layerscope.cli", "audit", tmp, "--jobs", str(jobs), "--format", "json",
                  "--fail-on", "never", "--quiet"],
                 capture_output=True, text=True, env=env,
             )  # fmt: skip

@@ -55,7 +55,7 @@ def own_process(folder: Path, chunk_bytes: int) -> Iterator[str]:
         "LAYERSCOPE_MAX_TENSOR_BYTES": str(LIMITS["max_tensor_bytes"]),
     }
     database = f"sqlite:///{folder / 'runs.db'}"
-    command = [sys.executable, "-m", "layerscope.client.cli", "serve", "--port", "0", "--metrics-port", "0",
+    command = [sys.executable, "-m", "layerscope.cli", "serve", "--port", "0", "--metrics-port", "0",
                "--model-repository", str(folder / "repository"), "--database-url", database]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

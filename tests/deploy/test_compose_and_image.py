@@ -232,7 +232,7 @@ def test_healthcheck_fails_when_nothing_listens(health_server: tuple[int, Any]) 
 def test_serve_accepts_the_image_command() -> None:
     import typer.main
 
-    from layerscope.client.cli import app
+    from layerscope.cli.app import app
 
     serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
     options = {option for parameter in serve.params for option in parameter.opts}

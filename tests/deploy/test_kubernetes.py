@@ -224,9 +224,10 @@ def test_audit_job_is_an_indexed_sharded_audit(manifests: dict[str, dict[str, An
 def test_audit_job_flags_exist_in_the_cli(manifests: dict[str, dict[str, Any]]) -> None:
     import typer.main
 
-    from layerscope.client.cli import app
+    from layerscope.cli.app import app
+    from layerscope.cli.audit.command import AUDIT
 
-    audit = typer.main.get_command(app).commands["audit"]  # type: ignore[attr-defined]
+    audit = typer.main.get_command(app).commands["audit"].commands[AUDIT]  # type: ignore[attr-defined]
     known = {option for parameter in audit.params for option in parameter.opts}
     job = container(manifests["Job/layerscope-audit"], "audit")
     wanted = {argument for argument in job["args"] if argument.startswith("--")}

@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft4Validator
 from typer.testing import CliRunner
 
-from layerscope.client.cli import app
+from layerscope.cli.app import app
 from tests.conftest import ServerHandle
 from tests.support import models
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from typer.testing import CliRunner
 
+from layerscope.cli.app import app
 from layerscope.client import Client
-from layerscope.client.cli import app
 from tests.conftest import ServerHandle
 from tests.support import models
 

@@ -20,7 +20,7 @@ def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_pa
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     command = [
-        sys.executable, "-m", "layerscope.client.cli", "serve",
+        sys.executable, "-m", "layerscope.cli", "serve",
         "--port", "0", "--metrics-port", "0", "--model-repository", str(tmp_path / "models"),
     ]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -43,7 +43,7 @@ def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_pa
 def test_serve_help_names_each_flag_with_its_variable_and_the_real_default() -> None:
     from typer.testing import CliRunner
 
-    from layerscope.client.cli import app
+    from layerscope.cli.app import app
     from layerscope.service.settings import Settings
 
     text = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "300"}).stdout.split())

@@ -62,7 +62,7 @@ def serve_process(
     """Start `layerscope serve` on free ports in `tmp`; kill it on the way out if it is still running."""
     database = tmp / "runs.db"
     log = tmp / "serve.log"
-    command = [sys.executable, "-m", "layerscope.client.cli", "serve", "--port", "0", "--metrics-port", "0",
+    command = [sys.executable, "-m", "layerscope.cli", "serve", "--port", "0", "--metrics-port", "0",
                "--model-repository", str(tmp / "models"), "--database-url", f"sqlite:///{database}"]  # fmt: skip
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     with log.open("w") as stderr:

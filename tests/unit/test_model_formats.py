@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from layerscope.service.audit import audit_file
+from layerscope.cli.audit.local import audit_file
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.errors import InvalidInput
 from layerscope.service.models.scanner import scan_archive
@@ -39,24 +39,24 @@ def test_a_legacy_h5_file_is_named_as_such_and_the_suggested_conversion_works(
     h5 = tmp_path / "legacy.h5"
     mlp().save(h5)
     audit = audit_file(h5, Diagnoser())
-    assert audit.error is not None and audit.error["code"] == "invalid-argument"
-    message = audit.error["message"]
+    assert audit["error"] is not None and audit["error"]["code"] == "invalid-argument"
+    message = audit["error"]["message"]
     assert "legacy HDF5 (.h5)" in message and "zip" not in message
     command = message.split("python -c ", 1)[1].split(" (a file", 1)[0].strip('"')
 
     monkeypatch.chdir(tmp_path)
     exec(command, {})  # the advice's own code, as `python -c` would run it (here without a second TF start)
     converted = audit_file(tmp_path / "legacy.keras", Diagnoser())
-    assert converted.error is None and converted.parameters == 15
+    assert converted["error"] is None and converted["parameters"] == 15
 
 
 def test_a_saved_model_folder_is_named_as_such_with_how_to_save_a_keras_file(tmp_path: Path) -> None:
     folder = tmp_path / "exported"
     mlp().export(folder, verbose=False)
     audit = audit_file(folder, Diagnoser())
-    assert audit.error is not None and audit.error["code"] == "invalid-argument"
-    assert "TensorFlow SavedModel folder" in audit.error["message"]
-    assert "model.save('exported.keras')" in audit.error["message"]
+    assert audit["error"] is not None and audit["error"]["code"] == "invalid-argument"
+    assert "TensorFlow SavedModel folder" in audit["error"]["message"]
+    assert "model.save('exported.keras')" in audit["error"]["message"]
 
 
 def test_an_uploaded_h5_is_refused_without_the_servers_own_path(tmp_path: Path) -> None:
@@ -73,8 +73,8 @@ def test_the_lambda_refusal_gives_advice_that_works_when_followed(tmp_path: Path
     lambda_file = models.save(models.lambda_model(tmp_path / "ran"), tmp_path)
     (tmp_path / "ran").unlink()  # building the model in this test ran it; the audit must not
     refused = audit_file(lambda_file, Diagnoser(), trusted=True)  # --custom-objects does not admit it either
-    assert refused.error is not None
-    message = refused.error["message"]
+    assert refused["error"] is not None
+    message = refused["error"]["message"]
     assert "not even with --custom-objects" in message and "register_keras_serializable" in message
     assert not (tmp_path / "ran").exists()
 
@@ -88,4 +88,4 @@ def test_the_lambda_refusal_gives_advice_that_works_when_followed(tmp_path: Path
     x = keras.Input((4,), name="x")
     rewritten = keras.Model(x, module.Doubler(name="double")(x), name="rewritten")
     audit = audit_file(models.save(rewritten, tmp_path), Diagnoser(), trusted=True)
-    assert audit.error is None, audit.error
+    assert audit["error"] is None, audit["error"]

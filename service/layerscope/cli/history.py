@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from layerscope.client._sync import Client
-from layerscope.client.errors import LayerscopeError
+from layerscope.client import Client, LayerscopeError
 
 Server = Annotated[str, typer.Option("--server", envvar="LAYERSCOPE_SERVER", help="host:port of the service.")]
 Token = Annotated[str | None, typer.Option("--token", envvar="LAYERSCOPE_TOKEN", help="Bearer token.")]

@@ -1,0 +1,1 @@
+"""The `layerscope` command line: serve, audit, runs, compare. It may import both the client and the service."""

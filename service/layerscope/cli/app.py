@@ -1,0 +1,32 @@
+"""The `layerscope` command: the second composition root, beside the service's `app.py`.
+
+It wires the commands together: `serve` runs the service, `audit` audits model files (here or through a
+server), `runs` and `compare` read stored history through the client. Heavy imports (TensorFlow, the
+service) happen inside the commands that need them, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from layerscope.cli import history, serve
+from layerscope.cli.audit import command as audit
+
+app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare.", no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """layerscope: model introspection and debugging for Keras 3."""
+
+
+app.command("serve")(serve.serve)
+app.add_typer(audit.app, name="audit")
+app.command("runs")(history.runs)
+app.command("compare")(history.compare)
+
+
+def main() -> Any:
+    return app()

@@ -1,0 +1,61 @@
+"""What one audit covers: the model files (folders expanded, one shard of them), the arrays to run them on,
+and the error that stops the batch as a whole."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray] | None
+
+
+class AuditAborted(Exception):
+    """The whole audit cannot go on (a --custom-objects file that does not import, a worker pool that broke):
+    the CLI prints the one-line message and exits 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[AuditAborted], tuple[str]]:
+        return type(self), (self.message,)
+
+
+def model_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, folders expanded to every *.keras below them; sorted, without duplicates."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p for p in path.rglob("*.keras") if p.is_file())
+        else:
+            found.add(path)
+    return sorted(found)
+
+
+def shard(files: Sequence[Path], spec: str | None) -> list[Path]:
+    """The I-th (0-based) of N interleaved slices of the sorted list: every file in exactly one shard."""
+    if spec is None:
+        return list(files)
+    match = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not match or int(match[2]) == 0 or int(match[1]) >= int(match[2]):
+        raise ValueError(f"Expected --shard I/N with 0 <= I < N (e.g. 0/4); received {spec!r}.")
+    index, count = int(match[1]), int(match[2])
+    return sorted(files)[index::count]
+
+
+def load_inputs(path: Path | None) -> Arrays:
+    """A .npy array (the model's one input) or a .npz of arrays by input name."""
+    if path is None:
+        return None
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return {"input": loaded}
+    return {name: loaded[name] for name in loaded.files}
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

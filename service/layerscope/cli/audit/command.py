@@ -1,0 +1,193 @@
+"""`layerscope audit`: audit model files here or through a server, and `layerscope audit merge` shard reports.
+
+Exit status: 0 nothing at or above --fail-on, 1 findings at or above it, 2 a model could not be audited or
+bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from layerscope.cli.audit import batch, render, report
+
+AUDIT = "models"
+"""The hidden subcommand that audits: `layerscope audit PATH...` runs it."""
+
+
+class AuditGroup(TyperGroup):
+    """`audit` runs the audit unless its first argument names a subcommand (`merge`): the command line users
+    know stays as it was, and `merge` has its own help and options. A model file called `merge`: `./merge`."""
+
+    # ctx is click's Context, which typer vendors in recent releases and imports from click in older ones.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = [AUDIT, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        return ("" if name == AUDIT else name), command, rest  # usage reads `layerscope audit [OPTIONS]`
+
+
+app = typer.Typer(cls=AuditGroup, help="Audit model files; `merge` joins shard reports.")
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    html = "html"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Everything one `layerscope audit` was asked to do."""
+
+    paths: tuple[Path, ...]
+    inputs: Path | None = None
+    output_format: Format = Format.table
+    output: Path | None = None
+    fail_on: FailOn = FailOn.error
+    jobs: int = 1
+    shard: str | None = None
+    server: str | None = None
+    token: str | None = None
+    custom_objects: Path | None = None
+    quiet: bool = False
+
+    def refusal(self) -> str | None:
+        """Why these options cannot run together, in one line; None when they can."""
+        if self.custom_objects and self.server:
+            return "--custom-objects runs local code: it cannot be combined with --server"
+        if self.custom_objects and not self.custom_objects.is_file():
+            what = "a folder" if self.custom_objects.is_dir() else "not there"
+            return (
+                f"expected a Python file for --custom-objects; received {str(self.custom_objects)!r}, which is {what}"
+            )
+        return None
+
+
+@app.command(AUDIT, hidden=True)
+def audit(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Model files or folders (every *.keras below). `layerscope audit merge --help`: shards."),
+    ] = None,
+    inputs: Annotated[Path | None, typer.Option(help="A .npy array (or .npz of named arrays) to run on.")] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.table,
+    output: Annotated[Path | None, typer.Option(help="Write the report here instead of stdout.")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")] = FailOn.error,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes (TensorFlow loads once per worker).")] = 1,
+    shard: Annotated[str | None, typer.Option(help="Audit only slice I of N (0-based), e.g. 0/4.")] = None,
+    server: Annotated[str | None, typer.Option(help="Audit through a running server at this target.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LAYERSCOPE_TOKEN", help="Bearer token for --server.")] = None,
+    custom_objects: Annotated[
+        Path | None, typer.Option(help="A trusted local .py that registers custom layers (local audits only).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    explain: Annotated[str | None, typer.Option(help="Print what a finding code means and exit.")] = None,
+) -> None:
+    """Audit model files: exit 0 clean, 1 findings at or above --fail-on, 2 a model could not be audited.
+
+    `layerscope audit merge SHARD.json...` joins shard reports into one document.
+    """
+    if explain:
+        raise typer.Exit(explain_code(explain))
+    options = AuditOptions(
+        tuple(paths or ()), inputs, output_format, output, fail_on, jobs, shard, server, token, custom_objects, quiet
+    )
+    raise typer.Exit(run(options))
+
+
+@app.command("merge")
+def merge(
+    reports: Annotated[list[Path], typer.Argument(help="JSON reports of `layerscope audit --shard I/N`.")],
+    output: Annotated[Path | None, typer.Option(help="Write the merged report here instead of stdout.")] = None,
+) -> None:
+    """Join shard reports into one JSON document; a model in two shards is refused (exit 2)."""
+    raise typer.Exit(merge_reports(reports, output))
+
+
+def run(options: AuditOptions) -> int:
+    """The audit, start to end; returns the exit status."""
+    console = Console(stderr=True, quiet=options.quiet)
+    errors = Console(stderr=True, soft_wrap=True)  # --quiet hides progress, never why the audit stopped
+    if not options.paths:
+        Console(stderr=True).print("[red]expected at least one model file or folder[/red]")
+        return 2
+    try:
+        files = batch.shard(batch.model_files(options.paths), options.shard)
+        arrays = batch.load_inputs(options.inputs)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    if not files and options.shard is None:
+        console.print(f"[red]expected .keras files; found none in {[str(p) for p in options.paths]}[/red]")
+        return 2
+    refusal = options.refusal()
+    if refusal:
+        errors.print(f"error: {refusal}", markup=False)
+        return 2
+    try:
+        doc = report.document(render.progress(_entries(options, files, arrays), len(files), console))
+    except batch.AuditAborted as exc:
+        errors.print(f"error: {exc.message}", markup=False, highlight=False)
+        return 2
+    render.write(doc, options.output_format.value, options.output)
+    render.summary(doc, console)
+    return report.exit_status(doc, options.fail_on.value)
+
+
+def _entries(options: AuditOptions, files: list[Path], arrays: batch.Arrays) -> Iterator[report.Entry]:
+    if options.server:
+        from layerscope.cli.audit import remote
+
+        return remote.entries(files, arrays, options.server, options.token)
+    from layerscope.cli.audit import local  # TensorFlow loads here: not for --help, --explain or --server
+
+    return local.entries(files, arrays, options.jobs, options.custom_objects)
+
+
+def merge_reports(reports: list[Path], output: Path | None) -> int:
+    console = Console(stderr=True)
+    parsed: list[tuple[str, Any]] = []
+    for path in reports:
+        try:
+            parsed.append((str(path), json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]expected a layerscope audit JSON report: {path}: {exc}[/red]")
+            return 2
+    try:
+        doc = report.merge(parsed)
+    except report.MergeRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    render.write(doc, "json", output)
+    return 0
+
+
+def explain_code(code: str) -> int:
+    from layerscope.service.diagnosis.catalog import explain as describe_code
+
+    try:
+        text = describe_code(code)
+    except KeyError:
+        Console(stderr=True).print(f"[red]unknown finding code {code!r}[/red]")
+        return 2
+    Console().print(text)
+    return 0

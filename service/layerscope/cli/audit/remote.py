@@ -1,0 +1,47 @@
+"""Audits through a running server: upload each file, diagnose it with the server's rules, unload and remove it.
+
+The entries are those a local audit writes; a failure's code is its gRPC status, as the local audit names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from layerscope.cli.audit import report
+from layerscope.cli.audit.batch import Arrays
+from layerscope.client import Client, LayerscopeError
+
+
+def entries(files: Sequence[Path], inputs: Arrays, target: str, token: str | None) -> Iterator[report.Entry]:
+    """Entries in the order of `files`; the server keeps nothing of them."""
+    with Client(target, token=token, timeout=600) as client:
+        for path in files:
+            yield audit_file(client, path, inputs)
+
+
+def audit_file(client: Client, path: Path, inputs: Arrays) -> report.Entry:
+    started = time.perf_counter()
+    name = "audit-" + re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:100]
+    try:
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        message = f"Expected a readable .keras file; received {str(path)!r}: {exc}"
+        return report.failed(str(path), "", "invalid-argument", message, time.perf_counter() - started)
+    try:
+        info = client.upload_model(name, path)
+        try:
+            diagnosis = client.diagnose(name, inputs, version=info.version)
+            run = client.get_run(diagnosis.run_id)
+        finally:
+            client.unload_model(name, version=info.version, remove=True)
+    except LayerscopeError as exc:
+        return report.failed(str(path), sha256, exc.code_name, exc.message, time.perf_counter() - started)
+    layers = (
+        report.layer(d.name, d.class_name, d.output_shape, run.summaries.get(d.name, {}).get("activation"))
+        for d in info.layer_details
+    )
+    return report.entry(str(path), sha256, info.parameters, diagnosis.findings, layers, time.perf_counter() - started)

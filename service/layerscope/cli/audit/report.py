@@ -1,0 +1,152 @@
+"""The `layerscope.audit/v1` document: built the same way for a local audit and one through a server, merged
+from shard reports, and scored into the exit status a CI gate reads.
+
+Its shape is a fixed contract (schema, models[source, sha256, parameters, error, findings, layers]); this
+module is the only place that spells it. Entries are plain JSON data, so worker processes can hand them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from layerscope.service.domain import jsonable
+
+SCHEMA = "layerscope.audit/v1"
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+
+Entry = dict[str, Any]
+Document = dict[str, Any]
+
+
+class FindingLike(Protocol):
+    """A finding as the service's rules make it or as the client receives it."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def layers(self) -> Sequence[str]: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def suggestion(self) -> str: ...
+    @property
+    def evidence(self) -> Mapping[str, Any]: ...
+
+
+class StatsLike(Protocol):
+    """An activation summary, from the service's capture or from a stored run."""
+
+    @property
+    def mean(self) -> float: ...
+    @property
+    def std(self) -> float: ...
+    @property
+    def min(self) -> float: ...
+    @property
+    def max(self) -> float: ...
+    @property
+    def zero_fraction(self) -> float: ...
+    @property
+    def nan(self) -> int: ...
+    @property
+    def posinf(self) -> int: ...
+    @property
+    def neginf(self) -> int: ...
+
+
+def finding(f: FindingLike) -> dict[str, Any]:
+    return {
+        "code": f.code,
+        "severity": str(f.severity),
+        "layers": list(f.layers),
+        "message": f.message,
+        "suggestion": f.suggestion,
+        "evidence": jsonable(f.evidence),
+    }
+
+
+def layer(name: str, class_name: str, output_shape: Sequence[int | None], stats: StatsLike | None) -> dict[str, Any]:
+    activation = None
+    if stats is not None:
+        activation = {
+            "mean": stats.mean,
+            "std": stats.std,
+            "min": stats.min,
+            "max": stats.max,
+            "zero_fraction": stats.zero_fraction,
+            "nan": stats.nan,
+            "inf": stats.posinf + stats.neginf,
+        }
+    return {"name": name, "class": class_name, "output_shape": list(output_shape), "activation": activation}
+
+
+def entry(
+    source: str,
+    sha256: str,
+    parameters: int,
+    findings: Iterable[FindingLike],
+    layers: Iterable[dict[str, Any]],
+    seconds: float,
+) -> Entry:
+    """One audited model."""
+    return {
+        "source": source,
+        "sha256": sha256,
+        "parameters": parameters,
+        "error": None,
+        "findings": [finding(f) for f in findings],
+        "layers": list(layers),
+        "seconds": round(seconds, 3),
+    }
+
+
+def failed(source: str, sha256: str, code: str, message: str, seconds: float) -> Entry:
+    """One model that could not be audited: `code` is a gRPC status name (`invalid-argument`, `internal`),
+    the same whether the audit ran here or through a server."""
+    return {
+        "source": source,
+        "sha256": sha256,
+        "parameters": 0,
+        "error": {"code": code, "message": message},
+        "findings": [],
+        "layers": [],
+        "seconds": round(seconds, 3),
+    }
+
+
+def document(entries: Iterable[Entry]) -> Document:
+    return {"schema": SCHEMA, "models": list(entries)}
+
+
+class MergeRefused(ValueError):
+    """Shard reports that do not join into one document; the message says which and why."""
+
+
+def merge(reports: Iterable[tuple[str, Any]]) -> Document:
+    """Join shard reports (name, parsed JSON) into one document sorted by source; a model in two shards,
+    or a report of another schema, is refused."""
+    models: dict[str, Entry] = {}
+    for name, doc in reports:
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        if schema != SCHEMA:
+            raise MergeRefused(f"expected schema {SCHEMA} in {name}; received {schema!r}")
+        for model in doc["models"]:
+            if model["source"] in models:
+                raise MergeRefused(f"{model['source']} appears in two shard reports; expected each once")
+            models[model["source"]] = model
+    return document(models[source] for source in sorted(models))
+
+
+def exit_status(doc: Document, fail_on: str) -> int:
+    """2 when a model could not be audited, 1 on findings at or above `fail_on`, else 0."""
+    models = doc["models"]
+    if any(m["error"] for m in models):
+        return 2
+    if fail_on == "never":
+        return 0
+    threshold = SEVERITY_RANK[fail_on]
+    hit = any(SEVERITY_RANK[f["severity"]] >= threshold for m in models for f in m["findings"])
+    return 1 if hit else 0

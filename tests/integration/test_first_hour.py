@@ -3,6 +3,7 @@ comparing runs, and wrapper layers' weights over gRPC."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -103,3 +104,43 @@ def test_a_bidirectional_lstm_streams_both_directions_weights(client: Client, tm
     assert set(cap.summaries["bi"]) == {*expected, "forward_lstm/bias", "backward_lstm/bias"}
     stored = client.get_run(cap.run_id)
     assert set(stored.summaries["bi"]) == set(cap.summaries["bi"])
+
+
+def cli(*args: str, columns: int = 80) -> str:
+    from typer.testing import CliRunner
+
+    from layerscope.cli.app import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def test_runs_and_compare_as_json_for_scripts(client: Client, server: ServerHandle, two_models: None) -> None:
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype("float32")
+    a = client.capture("fh_cnn", x, run_id="fh-json-a").run_id
+    b = client.diagnose("fh_cnn", run_id="fh-json-b").run_id
+    page = json.loads(cli("runs", "fh_cnn", "--limit", "2", "--format", "json", "--server", server.target))
+    assert [r["run_id"] for r in page["runs"]] == [b, a]
+    assert page["runs"][0]["model"] == "fh_cnn" and page["runs"][0]["kind"] == "diagnose"
+    assert page["next_page_token"]
+    diff = json.loads(cli("compare", a, b, "--format", "json", "--server", server.target))
+    assert (diff["run_a"], diff["run_b"]) == (a, b)
+    assert {c["layer"] for c in diff["changes"]} >= {"conv", "hidden", "probabilities"}
+
+
+def test_runs_and_compare_fit_80_columns_with_whole_ids_and_a_plain_page_token(
+    client: Client, server: ServerHandle, two_models: None
+) -> None:
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 1)).astype("float32")
+    a, b = (client.capture("fh_cnn", x * scale).run_id for scale in (1.0, 3.0))
+    listed = cli("runs", "fh_cnn", "--limit", "1", "--server", server.target)
+    assert all(len(line) <= 80 for line in listed.splitlines() if "--page-token" not in line), listed
+    assert b in listed and "\x1b[" not in listed
+    (token_line,) = [line for line in listed.splitlines() if "--page-token" in line]
+    token = token_line.split("--page-token ", 1)[1]
+    assert a in cli("runs", "fh_cnn", "--limit", "1", "--page-token", token, "--server", server.target)
+
+    compared = cli("compare", a, b, "--server", server.target)
+    assert all(len(line) <= 80 for line in compared.splitlines()), compared
+    assert "probabilities" in compared and "activation" in compared and "…" not in compared

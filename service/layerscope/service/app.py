@@ -16,7 +16,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from layerscope.service.capture.device import configure_devices
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
@@ -24,6 +23,7 @@ from layerscope.service.inspector import Inspector
 from layerscope.service.metrics_http import start_metrics_server
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
+from layerscope.service.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
 from layerscope.service.spool import Spool, SpoolingStore
 from layerscope.service.store.engine import create_engine
@@ -69,7 +69,7 @@ class App:
 async def start(settings: Settings, registry: CollectorRegistry | None = None) -> App:
     """Build every part, migrate the database, start gRPC and /metrics; returns once ready to serve."""
     registry = registry or CollectorRegistry()
-    gpus = configure_devices()
+    gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
     engine = create_engine(settings.database_url)

@@ -261,7 +261,7 @@ def test_the_html_report_renders_in_a_real_browser_without_errors_or_requests(zo
         page.on("request", lambda r: requests.append(r.url))
         page.goto(report.as_uri())
         assert "dense-on-spatial" in page.inner_text("body")
-        assert page.locator("svg[aria-label='layer graph']").count() == len(
+        assert page.locator("svg[aria-label='layers by depth']").count() == len(
             json.loads(audit(str(zoo), "--format", "json")[1])["models"]
         )
         page.screenshot(path=str(artifacts / "audit-report.png"), full_page=True)

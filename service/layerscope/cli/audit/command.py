@@ -129,10 +129,11 @@ def merge(
     output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.json,
     output: Annotated[Path | None, typer.Option(help="Write the merged report here instead of stdout.")] = None,
     fail_on: Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")] = FailOn.error,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
 ) -> None:
     """Join shard reports into one document; the exit status is the whole batch's, as one audit's would be
     (0 clean, 1 findings at or above --fail-on, 2 a model not audited); a model in two shards is refused (2)."""
-    raise typer.Exit(merge_reports(reports, output, output_format, fail_on))
+    raise typer.Exit(merge_reports(reports, output, output_format, fail_on, quiet))
 
 
 def run(options: AuditOptions) -> int:
@@ -198,26 +199,30 @@ def _entries(options: AuditOptions, files: list[Path], arrays: batch.Arrays) -> 
 
 
 def merge_reports(
-    reports: list[Path], output: Path | None, fmt: Format = Format.json, fail_on: FailOn = FailOn.error
+    reports: list[Path],
+    output: Path | None,
+    fmt: Format = Format.json,
+    fail_on: FailOn = FailOn.error,
+    quiet: bool = False,
 ) -> int:
-    console = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)  # --quiet hides the summary, never why the merge stopped
     refusal = render.unwritable(output)
     if refusal:
-        Console(stderr=True, soft_wrap=True).print(f"error: {refusal}", markup=False)
+        errors.print(f"error: {refusal}", markup=False)
         return 2
     parsed: list[tuple[str, Any]] = []
     for path in reports:
         try:
             parsed.append((str(path), json.loads(path.read_text())))
         except (OSError, ValueError) as exc:
-            console.print(f"[red]expected a layerscope audit JSON report: {path}: {exc}[/red]")
+            errors.print(f"error: expected a layerscope audit JSON report: {path}: {exc}", markup=False)
             return 2
     try:
         doc = report.merge(parsed)
     except report.MergeRefused as exc:
-        console.print(f"[red]{exc}[/red]")
+        errors.print(f"error: {exc}", markup=False)
         return 2
-    return _deliver(doc, fmt, output, fail_on, console)
+    return _deliver(doc, fmt, output, fail_on, Console(stderr=True, quiet=quiet))
 
 
 def list_all_codes() -> int:

@@ -125,12 +125,13 @@ def test_version() -> None:
     assert code == 0 and out.startswith("layerscope ") and out.split()[1][0].isdigit()
 
 
-def test_more_jobs_than_cores_warns(repo: Path) -> None:
+def test_more_jobs_than_cores_warns_before_anything_runs(repo: Path, tmp_path: Path) -> None:
     cores = os.cpu_count() or 1
-    code, _, err = run("audit", str(repo / "alpha"), "--jobs", str(cores + 1), "--fail-on", "never")
-    assert code == 0
+    missing = str(tmp_path / "none.npy")  # the audit stops there, after the warning, before any worker starts
+    code, _, err = run("audit", str(repo / "alpha"), "--jobs", str(cores + 1), "--inputs", missing)
+    assert code == 2
     assert f"--jobs {cores + 1} is more than the {cores} CPU cores" in err
-    assert "CPU cores" not in run("audit", str(repo / "alpha"), "--jobs", "1", "--fail-on", "never")[2]
+    assert "CPU cores" not in run("audit", str(repo / "alpha"), "--jobs", str(cores), "--inputs", missing)[2]
 
 
 def test_a_saved_model_folder_is_reported_with_how_to_convert_it(tmp_path: Path) -> None:

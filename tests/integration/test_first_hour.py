@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layerscope.client import Client, InvalidArgumentError
-from tests.conftest import ServerHandle
+from tests.conftest import ServerHandle, start_server
 from tests.support import models
 from tests.support.metrics import scrape
 
@@ -32,6 +32,21 @@ def test_health_watch_streams_the_serving_status(server: ServerHandle) -> None:
     assert 'layerscope_rpcs_total{code="INTERNAL",method="Watch"}' not in samples
     with Client(server.target) as c:  # the server keeps serving
         assert c.health() == "SERVING"
+
+
+def test_health_watchers_take_no_slot_of_the_concurrency_limit(tmp_path: Path) -> None:
+    small = start_server(tmp_path, max_concurrent_rpcs=1)
+    try:
+        with grpc.insecure_channel(small.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            watches = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(3)]
+            assert [next(w).status for w in watches] == [health_pb2.HealthCheckResponse.SERVING] * 3
+            with Client(small.target) as c:  # three watchers open, and the one slot is still free
+                assert c.list_models() == []
+            for w in watches:
+                w.cancel()
+    finally:
+        small.stop()
 
 
 def _wait_for(server: ServerHandle, series: str) -> dict[str, float]:

@@ -143,6 +143,8 @@ def run(options: AuditOptions) -> int:
     if not options.paths:
         Console(stderr=True).print("[red]expected at least one model file or folder[/red]")
         return 2
+    if not options.server:  # a server audit runs no workers here
+        _warn_about_jobs(options.jobs, console)
     try:
         files = batch.shard(batch.model_files(options.paths), options.shard)
         arrays = batch.load_inputs(options.inputs)
@@ -156,7 +158,6 @@ def run(options: AuditOptions) -> int:
     if refusal:
         errors.print(f"error: {refusal}", markup=False)
         return 2
-    _warn_about_jobs(options.jobs, console)
     try:
         doc = report.document(render.progress(_entries(options, files, arrays), len(files), console))
     except batch.AuditAborted as exc:

@@ -28,10 +28,12 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from layerscope.service.compare import compare
-from layerscope.service.domain import Finding, LayerSummaryRecord, RunQuery, RunRecord, Severity, summarize
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
+from layerscope.service.domain.summary import summarize
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
 
 RNG = np.random.default_rng(0)
 SUMMARIES = tuple(summarize(RNG.normal(size=(16, 64))) for _ in range(8))
@@ -66,7 +68,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 def measure(url: str, total: int) -> dict[str, float]:
     engine = create_engine(url)
     migrate(engine)
-    store = RunStore(engine)
+    store = SqlRunStore(engine)
     t0 = datetime.now(UTC)
     counter = iter(range(10**9))
     write = median_ms(lambda: store.save_run(run(f"big-{next(counter)}", t0, 200)), 10)

@@ -14,7 +14,9 @@ import numpy as np
 
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.probes import probe_inputs
-from layerscope.service.domain import Finding, ModelDescription, summarize
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.summary import summarize
 from layerscope.service.models.describe import describe
 
 

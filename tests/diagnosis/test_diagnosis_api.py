@@ -20,7 +20,9 @@ from layerscope.service.diagnosis.rules.dropout_placement import DropoutPlacemen
 from layerscope.service.diagnosis.rules.exploding_activations import ExplodingActivations
 from layerscope.service.diagnosis.rules.feature_map_too_small import FeatureMapTooSmall
 from layerscope.service.diagnosis.rules.output_loss_mismatch import parse_loss
-from layerscope.service.domain import InputSpec, Severity, summarize
+from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.findings import Severity
+from layerscope.service.domain.summary import summarize
 from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo
 from tests.diagnosis.harness import evidence_for

@@ -13,7 +13,8 @@ import keras
 import pytest
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain import Finding, ModelDescription, Severity
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo
 from tests.diagnosis.harness import evidence_for

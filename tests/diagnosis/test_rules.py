@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
-from layerscope.service.domain import Finding, Severity
+from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.models.describe import describe
 from tests.diagnosis.harness import evidence_for
 from tests.diagnosis.zoo import CASES, Case

@@ -6,10 +6,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from layerscope.service.domain import RunQuery, RunRecord
+from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
 from tests.conftest import start_server
 
 
@@ -23,7 +23,7 @@ def test_runs_past_the_retention_period_are_pruned_at_start(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     engine = create_engine(url)
     migrate(engine)
-    store = RunStore(engine)
+    store = SqlRunStore(engine)
     store.save_run(old_run("ancient", 40))
     store.save_run(old_run("recent", 2))
     server = start_server(tmp_path, database_url=url, retention_days=30, spool_replay_seconds=0.2)

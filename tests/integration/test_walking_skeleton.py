@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from layerscope.client import AlreadyExistsError, Client, InvalidArgumentError, NotFoundError
-from layerscope.service.domain import summarize
+from layerscope.service.domain.summary import summarize
 from tests.conftest import ServerHandle
 from tests.support import models
 from tests.support.metrics import scrape
@@ -91,12 +91,12 @@ def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
 ) -> None:
     rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     from layerscope.service.store.engine import create_engine
-    from layerscope.service.store.repository import RunStore
+    from layerscope.service.store.repository import SqlRunStore
 
     cap = client.capture("cnn", rng.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
     engine = create_engine(server.database_url)
     try:
-        stored = RunStore(engine).get_run("skeleton-run-1")
+        stored = SqlRunStore(engine).get_run("skeleton-run-1")
     finally:
         engine.dispose()
     assert cap.run_id == stored.run_id == "skeleton-run-1"

@@ -8,7 +8,8 @@ import pytest
 
 from layerscope.client import codec
 from layerscope.oip import grpc_predict_v2_pb2 as pb
-from layerscope.service.domain import InputSpec, ModelInfo, ModelRef
+from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import InvalidInput
 from layerscope.service.grpc import oip
 

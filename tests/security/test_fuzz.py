@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from layerscope.oip import grpc_predict_v2_pb2 as oip_pb
 from layerscope.service.capture.selection import DEFAULT_KINDS, KINDS
-from layerscope.service.domain import RunQuery, RunRecord
+from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.errors import InvalidInput
 from layerscope.service.grpc import convert, oip
 from layerscope.service.models.scanner import ArchiveReport, ScanLimits, scan_archive
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import MAX_PAGE, RunStore
+from layerscope.service.store.repository import MAX_PAGE, SqlRunStore
 from layerscope.v1 import capture_pb2, runs_pb2, tensor_pb2
 from tests.store.factory import T0, make_run
 from tests.support import models
@@ -161,10 +161,10 @@ REAL_TOKEN = "<a token from a real page>"
 
 
 @pytest.fixture(scope="module")
-def run_store(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+def run_store(tmp_path_factory: pytest.TempPathFactory) -> SqlRunStore:
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz-store') / 'runs.db'}")
     migrate(engine)
-    store = RunStore(engine)
+    store = SqlRunStore(engine)
     for run in SEEDED:
         assert store.save_run(run)
     return store
@@ -217,7 +217,7 @@ def test_any_list_runs_request_answers_or_is_an_invalid_argument(
     model_name: str,
     model_version: int,
     finding_code: str,
-    run_store: RunStore,
+    run_store: SqlRunStore,
 ) -> None:
     last_seen = None
     if token == REAL_TOKEN:  # resume after the first `after` runs of an unfiltered listing

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
 
 POSTGRES_URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
 
@@ -69,5 +69,5 @@ def engine(bare_engine: sa.Engine) -> sa.Engine:
 
 
 @pytest.fixture()
-def store(engine: sa.Engine) -> RunStore:
-    return RunStore(engine)
+def store(engine: sa.Engine) -> SqlRunStore:
+    return SqlRunStore(engine)

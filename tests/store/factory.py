@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from layerscope.service.domain import Finding, LayerSummaryRecord, RunRecord, Severity, summarize
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import LayerSummaryRecord, RunRecord
+from layerscope.service.domain.summary import summarize
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 

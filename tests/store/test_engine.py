@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from layerscope.service.domain import RunQuery
+from layerscope.service.domain.runs import RunQuery
 from layerscope.service.errors import StoreUnavailable
 from layerscope.service.store.engine import SQLITE_BUSY_MS, create_engine
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
 from tests.store.conftest import POSTGRES_URL
 from tests.store.factory import make_run
 
@@ -33,7 +33,7 @@ def test_postgresql_urls_use_psycopg_3(url: str) -> None:
     assert engine.pool._pre_ping
 
 
-OPERATIONS: dict[str, Callable[[RunStore], object]] = {
+OPERATIONS: dict[str, Callable[[SqlRunStore], object]] = {
     "save_run": lambda s: s.save_run(make_run(1)),
     "get_run": lambda s: s.get_run("digits-1"),
     "list_runs": lambda s: s.list_runs(RunQuery()),
@@ -45,14 +45,14 @@ OPERATIONS: dict[str, Callable[[RunStore], object]] = {
 def test_a_dead_database_is_store_unavailable(operation: str) -> None:
     dead = create_engine("postgresql://postgres@127.0.0.1:1/none")
     with pytest.raises(StoreUnavailable, match="run database is unreachable") as caught:
-        OPERATIONS[operation](RunStore(dead))
+        OPERATIONS[operation](SqlRunStore(dead))
     assert isinstance(caught.value.__cause__, sa.exc.OperationalError)
     dead.dispose()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # only a server can drop connections
 def test_connections_killed_while_idle_are_replaced(database_url: str, engine: sa.Engine) -> None:
-    store = RunStore(engine)
+    store = SqlRunStore(engine)
     store.save_run(make_run(1))
     with engine.connect() as conn:
         mine = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()

@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from layerscope.service.store.migrations import SchemaMismatch, check_schema, current, head, migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.schema import Base
 from tests.store.factory import make_run
 
@@ -34,9 +34,9 @@ def test_the_migrations_match_the_models(engine: sa.Engine) -> None:
 
 
 def test_migrating_twice_changes_nothing(engine: sa.Engine) -> None:
-    RunStore(engine).save_run(make_run(1))
+    SqlRunStore(engine).save_run(make_run(1))
     migrate(engine)
-    assert RunStore(engine).get_run("digits-1") == make_run(1)
+    assert SqlRunStore(engine).get_run("digits-1") == make_run(1)
 
 
 def test_an_unmigrated_database_is_refused_by_name(bare_engine: sa.Engine) -> None:
@@ -64,7 +64,7 @@ def test_an_in_memory_database_keeps_what_the_migration_built() -> None:
 
     engine = create_engine("sqlite://")
     migrate(engine)
-    store = RunStore(engine)
+    store = SqlRunStore(engine)
     store.save_run(make_run(1))
     assert store.get_run("digits-1") == make_run(1)
     engine.dispose()

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from layerscope.service.domain import Finding, RunQuery, RunRecord, Severity
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.errors import InvalidInput, NotFound
-from layerscope.service.store.repository import MAX_PAGE, RunStore
+from layerscope.service.store.repository import MAX_PAGE, SqlRunStore
 from tests.store.factory import T0, make_run
 
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -24,7 +25,7 @@ def count(engine: sa.Engine, table: str) -> int:
         return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
 
 
-def all_pages(store: RunStore, query: RunQuery) -> list[RunRecord]:
+def all_pages(store: SqlRunStore, query: RunQuery) -> list[RunRecord]:
     runs: list[RunRecord] = []
     while True:
         page = store.list_runs(query)
@@ -37,7 +38,7 @@ def all_pages(store: RunStore, query: RunQuery) -> list[RunRecord]:
 # -- round trip ----------------------------------------------------------------------------------------------
 
 
-def test_a_run_comes_back_exactly_as_it_was_saved(store: RunStore) -> None:
+def test_a_run_comes_back_exactly_as_it_was_saved(store: SqlRunStore) -> None:
     original = make_run(1, codes=("dead-units", "non-finite"))
     assert store.save_run(original) is True
     back = store.get_run(original.run_id)
@@ -47,7 +48,7 @@ def test_a_run_comes_back_exactly_as_it_was_saved(store: RunStore) -> None:
     assert back.created_at.tzinfo is UTC
 
 
-def test_times_in_any_zone_come_back_as_the_same_instant_in_utc(store: RunStore) -> None:
+def test_times_in_any_zone_come_back_as_the_same_instant_in_utc(store: SqlRunStore) -> None:
     aware = (T0 + timedelta(hours=3)).astimezone(PLUS_TWO)
     store.save_run(make_run(1, created_at=aware))
     store.save_run(make_run(2, created_at=(T0 + timedelta(hours=5)).replace(tzinfo=None)))  # naive: UTC
@@ -56,7 +57,7 @@ def test_times_in_any_zone_come_back_as_the_same_instant_in_utc(store: RunStore)
     assert store.get_run("digits-2").created_at == T0 + timedelta(hours=5)
 
 
-def test_non_finite_statistics_survive_the_round_trip(store: RunStore) -> None:
+def test_non_finite_statistics_survive_the_round_trip(store: SqlRunStore) -> None:
     run = make_run(1, layers=1)
     broken = replace(run.summaries[0].summary, std=math.nan, max=math.inf, min=-math.inf, mean=math.nan)
     run = replace(run, summaries=(replace(run.summaries[0], summary=broken),))
@@ -67,7 +68,7 @@ def test_non_finite_statistics_survive_the_round_trip(store: RunStore) -> None:
     assert store.save_run(run) is False  # NaN != NaN must not make a retry look like another run
 
 
-def test_evidence_is_stored_as_json(store: RunStore) -> None:
+def test_evidence_is_stored_as_json(store: SqlRunStore) -> None:
     evidence = {"ratio": np.float32(0.5), "shape": (None, 6, 6, 2), "scale": float("inf")}
     finding = Finding("dense-on-spatial", Severity.ERROR, ("head",), "m", "s", evidence)
     store.save_run(replace(make_run(1), findings=(finding,)))
@@ -77,14 +78,14 @@ def test_evidence_is_stored_as_json(store: RunStore) -> None:
 # -- idempotency -------------------------------------------------------------------------------------------
 
 
-def test_a_retried_write_stores_exactly_once(store: RunStore, engine: sa.Engine) -> None:
+def test_a_retried_write_stores_exactly_once(store: SqlRunStore, engine: sa.Engine) -> None:
     run = make_run(1, codes=("dead-units",))
     assert store.save_run(run) is True
     assert store.save_run(run) is False
     assert (count(engine, "run"), count(engine, "layer_summary"), count(engine, "finding")) == (1, 6, 1)
 
 
-def test_a_recomputed_retry_is_a_retry_and_the_first_write_wins(store: RunStore) -> None:
+def test_a_recomputed_retry_is_a_retry_and_the_first_write_wins(store: SqlRunStore) -> None:
     first = make_run(1)
     again = make_run(1, seed=7, created_at=T0 + timedelta(hours=1), codes=())
     again = replace(again, duration_seconds=9.0, device="/device:GPU:0")
@@ -93,7 +94,7 @@ def test_a_recomputed_retry_is_a_retry_and_the_first_write_wins(store: RunStore)
     assert store.get_run("digits-1") == first
 
 
-def test_concurrent_writers_of_one_run_store_it_once(store: RunStore, engine: sa.Engine) -> None:
+def test_concurrent_writers_of_one_run_store_it_once(store: SqlRunStore, engine: sa.Engine) -> None:
     run = make_run(1, layers=20)
     results: list[bool] = []
     barrier = threading.Barrier(4)
@@ -121,7 +122,7 @@ def test_concurrent_writers_of_one_run_store_it_once(store: RunStore, engine: sa
         ({"summaries": make_run(1).summaries[:2]}, "layers"),
     ],
 )
-def test_another_run_under_a_taken_id_is_refused(store: RunStore, change: dict[str, object], named: str) -> None:
+def test_another_run_under_a_taken_id_is_refused(store: SqlRunStore, change: dict[str, object], named: str) -> None:
     store.save_run(make_run(1))
     with pytest.raises(InvalidInput, match=rf"'digits-1' is already stored for digits:1 .*{named}"):
         store.save_run(replace(make_run(1), **change))  # type: ignore[arg-type]
@@ -140,14 +141,14 @@ def test_another_run_under_a_taken_id_is_refused(store: RunStore, change: dict[s
     ],
 )
 def test_values_that_do_not_fit_are_refused_alike_on_every_database(
-    store: RunStore, engine: sa.Engine, change: dict[str, object], message: str
+    store: SqlRunStore, engine: sa.Engine, change: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         store.save_run(replace(make_run(1), **change))  # type: ignore[arg-type]
     assert count(engine, "run") == 0
 
 
-def test_a_too_long_layer_name_is_refused_before_anything_is_written(store: RunStore, engine: sa.Engine) -> None:
+def test_a_too_long_layer_name_is_refused_before_anything_is_written(store: SqlRunStore, engine: sa.Engine) -> None:
     run = make_run(1)
     long = replace(run.summaries[-1], layer="block/" * 100)
     with pytest.raises(InvalidInput, match="summary layer of at most 512 characters"):
@@ -158,12 +159,12 @@ def test_a_too_long_layer_name_is_refused_before_anything_is_written(store: RunS
 # -- reading -----------------------------------------------------------------------------------------------
 
 
-def test_an_unknown_run_is_not_found(store: RunStore) -> None:
+def test_an_unknown_run_is_not_found(store: SqlRunStore) -> None:
     with pytest.raises(NotFound, match="stored run with id 'nope'"):
         store.get_run("nope")
 
 
-def test_pages_cover_every_run_exactly_once_newest_first(store: RunStore) -> None:
+def test_pages_cover_every_run_exactly_once_newest_first(store: SqlRunStore) -> None:
     for i in range(23):
         store.save_run(make_run(i, layers=1))
     for i in range(5):  # ties on created_at are broken by run id, across page boundaries too
@@ -174,14 +175,14 @@ def test_pages_cover_every_run_exactly_once_newest_first(store: RunStore) -> Non
     assert keys == sorted(keys, reverse=True)
 
 
-def test_listed_runs_carry_findings_but_not_summaries(store: RunStore) -> None:
+def test_listed_runs_carry_findings_but_not_summaries(store: SqlRunStore) -> None:
     run = make_run(1, codes=("dead-units",))
     store.save_run(run)
     (listed,) = store.list_runs(RunQuery()).runs
     assert listed == replace(run, summaries=())
 
 
-def test_filters_select_by_model_version_time_and_finding(store: RunStore) -> None:
+def test_filters_select_by_model_version_time_and_finding(store: SqlRunStore) -> None:
     for i in range(20):
         model = "digits" if i % 2 else "faces"
         store.save_run(make_run(i, model=model, version=1 + i % 3, codes=("dead-units",) if i % 5 == 0 else ()))
@@ -199,13 +200,13 @@ def test_filters_select_by_model_version_time_and_finding(store: RunStore) -> No
 
 
 @pytest.mark.parametrize("limit", [0, -1, MAX_PAGE + 1])
-def test_a_page_limit_out_of_bounds_is_refused(store: RunStore, limit: int) -> None:
+def test_a_page_limit_out_of_bounds_is_refused(store: SqlRunStore, limit: int) -> None:
     with pytest.raises(InvalidInput, match=f"between 1 and {MAX_PAGE}; received {limit}"):
         store.list_runs(RunQuery(limit=limit))
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "bm90IGEgdG9rZW4=", "%%%"])
-def test_a_bad_page_token_is_refused(store: RunStore, token: str) -> None:
+def test_a_bad_page_token_is_refused(store: SqlRunStore, token: str) -> None:
     with pytest.raises(InvalidInput, match="page token"):
         store.list_runs(RunQuery(page_token=token))
 
@@ -213,7 +214,7 @@ def test_a_bad_page_token_is_refused(store: RunStore, token: str) -> None:
 # -- pruning -----------------------------------------------------------------------------------------------
 
 
-def test_pruning_removes_old_runs_with_their_rows(store: RunStore, engine: sa.Engine) -> None:
+def test_pruning_removes_old_runs_with_their_rows(store: SqlRunStore, engine: sa.Engine) -> None:
     for i in range(6):
         store.save_run(make_run(i, codes=("dead-units",)))
     cutoff = (T0 + timedelta(minutes=4)).astimezone(PLUS_TWO)  # an instant, whatever its zone

@@ -8,7 +8,7 @@ import pytest
 
 from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.selection import Selection
-from layerscope.service.domain import summarize
+from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput
 
 ALL = Selection(kinds=frozenset({"activation", "input", "kernel", "bias", "other"}), full=("*",))

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from layerscope.service.compare import compare, histogram_distance
-from layerscope.service.domain import Finding, LayerSummaryRecord, RunRecord, Severity, summarize
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import LayerSummaryRecord, RunRecord
+from layerscope.service.domain.summary import summarize
 
 
 def run(run_id: str, activations: dict[str, np.ndarray], findings: tuple[Finding, ...] = ()) -> RunRecord:

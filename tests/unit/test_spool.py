@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerscope.service.domain import Finding, LayerSummaryRecord, RunQuery, RunRecord, Severity, summarize
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
+from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput, StoreUnavailable
-from layerscope.service.spool import Spool, SpoolingStore, run_from_json, run_to_json
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.spool import Spool, SpoolingStore, run_from_json, run_to_json
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,7 +44,7 @@ def test_a_run_survives_the_trip_through_json_exactly() -> None:
 class Outage:
     """The real SQLite store, behind a switch that makes it unreachable, as a dead database would be."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: SqlRunStore) -> None:
         self.store, self.down = store, False
 
     def validate(self, r: RunRecord) -> None:
@@ -61,13 +63,13 @@ class Outage:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> RunStore:
+def store(tmp_path: Path) -> SqlRunStore:
     engine = create_engine(f"sqlite:///{tmp_path / 'runs.db'}")
     migrate(engine)
-    return RunStore(engine)
+    return SqlRunStore(engine)
 
 
-def test_runs_wait_in_order_and_reach_the_database_exactly_once(store: RunStore, tmp_path: Path) -> None:
+def test_runs_wait_in_order_and_reach_the_database_exactly_once(store: SqlRunStore, tmp_path: Path) -> None:
     depths: list[int] = []
     outage = Outage(store)
     spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=3), depths.append)
@@ -85,7 +87,7 @@ def test_runs_wait_in_order_and_reach_the_database_exactly_once(store: RunStore,
     assert [r.run_id for r in listed] == ["run-5", "run-3", "run-2", "run-1", "run-0"]
 
 
-def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: RunStore, tmp_path: Path) -> None:
+def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: SqlRunStore, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", max_runs=10)
     spool.put(run(1))
     (tmp_path / "spool" / ".tmp-000000000009-run-9.json").write_text("{half")
@@ -97,7 +99,7 @@ def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: RunS
 
 
 def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_rest(
-    store: RunStore, tmp_path: Path
+    store: SqlRunStore, tmp_path: Path
 ) -> None:
     outage = Outage(store)
     spool = Spool(tmp_path / "spool", max_runs=10)
@@ -116,7 +118,7 @@ def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_r
 
 
 @pytest.mark.parametrize("run_id", ["a/b", "../../escape", "x" * 120, "tab\there", "ünïcode-id"])
-def test_client_chosen_ids_never_become_paths(store: RunStore, tmp_path: Path, run_id: str) -> None:
+def test_client_chosen_ids_never_become_paths(store: SqlRunStore, tmp_path: Path, run_id: str) -> None:
     outage = Outage(store)
     spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
     outage.down = True
@@ -127,7 +129,7 @@ def test_client_chosen_ids_never_become_paths(store: RunStore, tmp_path: Path, r
     assert spooling.replay() == 1 and store.get_run(run_id).run_id == run_id
 
 
-def test_a_run_that_could_never_be_stored_is_refused_before_it_is_spooled(store: RunStore, tmp_path: Path) -> None:
+def test_a_run_that_could_never_be_stored_is_refused_before_it_is_spooled(store: SqlRunStore, tmp_path: Path) -> None:
     outage = Outage(store)
     spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
     outage.down = True

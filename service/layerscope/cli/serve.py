@@ -32,7 +32,7 @@ def serve(
     """Run the gRPC service until SIGTERM/SIGINT."""
     from pydantic import ValidationError
 
-    from layerscope.service.quiet_start import native_stderr_muted
+    from layerscope.service.capture.quiet_start import native_stderr_muted
     from layerscope.service.settings import Settings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -16,19 +16,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from layerscope.service.capture.quiet_start import start_tensorflow
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain import ModelInfo
+from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
-from layerscope.service.inspector import Inspector
+from layerscope.service.inspector import Inspector, LoadMetrics
 from layerscope.service.metrics_http import start_metrics_server
+from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
-from layerscope.service.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
-from layerscope.service.spool import Spool, SpoolingStore
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import RunStore
+from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.spool import Spool, SpoolingStore
 from layerscope.service.telemetry import ModelHealthCollector, Telemetry
 
 log = logging.getLogger("layerscope")
@@ -75,9 +76,10 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     engine = create_engine(settings.database_url)
     await asyncio.to_thread(migrate, engine)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
-    models = ModelRegistry(ModelRepository(settings.model_repository), trial_timeout=trial)
+    repository = ModelRepository(settings.model_repository)
+    models = ModelLifecycle(repository, ModelRegistry(repository, trial_timeout=trial), LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
-    runs = RunStore(engine)
+    runs = SqlRunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
@@ -132,7 +134,7 @@ def _versions(models: list[ModelInfo]) -> str:
     return ", ".join(f"{m.name}:{m.version}" for m in models)
 
 
-async def _maintain(store: SpoolingStore, runs: RunStore, settings: Settings) -> None:
+async def _maintain(store: SpoolingStore, runs: SqlRunStore, settings: Settings) -> None:
     """Background upkeep: retry spooled runs (without waiting for new traffic) and prune old runs."""
     next_prune = 0.0
     while True:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.service.domain import Finding, RunRecord, Summary
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.runs import RunRecord
+from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import InvalidInput
 
 GRID = 64

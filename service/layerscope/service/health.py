@@ -1,45 +1,58 @@
-"""Model health for the Prometheus gauges, derived from a capture's activation summaries."""
+"""Model health for the Prometheus gauges, measured by the rules the diagnosis runs.
+
+The dead-unit and saturation gauges call the `measure` of the same `DeadUnits` and `SaturatedUnits`
+instances the Diagnoser holds (same activation families, bounds, margin and denominator), so a dashboard
+and an audit never disagree about one layer: a finding fires where its gauge passes the rule's threshold.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import TypeVar
 
-from layerscope.service.domain import Finding, ModelDescription, Summary
+from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.diagnosis.evidence import layer_of
+from layerscope.service.diagnosis.rules.base import Rule
+from layerscope.service.diagnosis.rules.dead_units import DeadUnits
+from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.summary import Summary
 from layerscope.service.telemetry import LayerHealth, ModelHealth
 
-_BOUNDS = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
-SATURATION_MARGIN = 0.02
-"""An output within 2% of the range from a bound counts as saturated."""
+R = TypeVar("R", bound=Rule)
 
 
-def saturated_fraction(summary: Summary, activation: str | None) -> float:
-    """The share of histogram mass within the margin of a bounded activation's bounds; 0 if unbounded."""
-    if activation not in _BOUNDS or not summary.count:
-        return 0.0
-    low, high = _BOUNDS[activation]
-    margin = SATURATION_MARGIN * (high - low)
-    h_low, h_high = summary.histogram_range
-    width = (h_high - h_low) / max(len(summary.histogram), 1)
-    mass = 0
-    for i, n in enumerate(summary.histogram):
-        left, right = h_low + i * width, h_low + (i + 1) * width
-        if right <= low + margin or left >= high - margin:
-            mass += n
-    return mass / summary.count
+class HealthGauges:
+    def __init__(self, dead: DeadUnits, saturated: SaturatedUnits) -> None:
+        self.dead = dead
+        self.saturated = saturated
 
+    @classmethod
+    def of(cls, diagnoser: Diagnoser) -> HealthGauges:
+        """The gauges of the rules this Diagnoser runs (default thresholds where it runs none)."""
+        return cls(_rule(diagnoser, DeadUnits), _rule(diagnoser, SaturatedUnits))
 
-def layer_health(description: ModelDescription, activations: dict[str, Summary]) -> tuple[LayerHealth, ...]:
-    activation_of = {layer.name: layer.activation for layer in description.layers}
-    return tuple(
-        LayerHealth(
-            layer=point,
-            dead_unit_fraction=summary.dead_unit_fraction if _relu_family(activation_of.get(_path(point))) else 0.0,
-            saturated_fraction=saturated_fraction(summary, activation_of.get(_path(point))),
-            non_finite=summary.non_finite,
-            activation_rms=summary.rms,
-        )
-        for point, summary in activations.items()
-    )
+    def layers(self, description: ModelDescription, activations: Mapping[str, Summary]) -> tuple[LayerHealth, ...]:
+        """One entry per capture point; a layer the rules do not judge (not ReLU-family, not bounded)
+        reads 0."""
+        by_name = {layer.name: layer for layer in description.layers}
+        health = []
+        for point, summary in activations.items():
+            layer = by_name.get(layer_of(point))
+            dead = self.dead.measure(layer, summary) if layer else None
+            saturated = self.saturated.measure(layer, summary) if layer else None
+            health.append(
+                LayerHealth(
+                    layer=point,
+                    dead_unit_fraction=dead or 0.0,
+                    saturated_fraction=saturated or 0.0,
+                    non_finite=summary.non_finite,
+                    activation_rms=summary.rms,
+                )
+            )
+        return tuple(health)
 
 
 def with_findings(health: ModelHealth, findings: list[Finding]) -> ModelHealth:
@@ -47,10 +60,5 @@ def with_findings(health: ModelHealth, findings: list[Finding]) -> ModelHealth:
     return ModelHealth(health.model, health.version, health.layers, dict(counts))
 
 
-def _relu_family(activation: str | None) -> bool:
-    # Only these output exactly 0 for every negative input: a unit that is never > 0 has no gradient.
-    return activation in {"relu", "relu6"}
-
-
-def _path(point: str) -> str:
-    return point.rsplit(":", 1)[0]
+def _rule(diagnoser: Diagnoser, kind: type[R]) -> R:
+    return next((rule for rule in diagnoser.rules if isinstance(rule, kind)), kind())

@@ -7,7 +7,6 @@ Nothing here knows gRPC; domain errors carry the messages the transport passes o
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -17,29 +16,20 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from layerscope.service import health, inspection
+from layerscope.service import health, model_diagnosis
 from layerscope.service.capture.device import memory_in_use
 from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.capture.selection import Selection
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain import (
-    Finding,
-    LayerSummaryRecord,
-    ModelInfo,
-    ModelRef,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    RunStore,
-    check_run_id,
-)
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
 from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
-from layerscope.service.models.registry import LoadedModel, ModelRegistry
+from layerscope.service.models.lifecycle import ModelLifecycle
+from layerscope.service.models.registry import LoadedModel
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import ModelHealth, Telemetry
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,114 +70,69 @@ class ModelQueue:
             self._depth[key] -= 1
 
 
+class LoadMetrics:
+    """The model-load metrics, told by the model lifecycle as each load ends."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def loaded(self, seconds: float) -> None:
+        self._telemetry.model_load_seconds.observe(seconds)
+
+    def failed(self, error: Exception) -> None:
+        self._telemetry.model_load_failures.labels(type(error).__name__).inc()
+
+    def count(self, models: int) -> None:
+        self._telemetry.models_loaded.set(models)
+
+
 class Inspector:
+    """The use cases the transport exposes: it admits calls (per-model queue, batch and byte limits), runs
+    them off the event loop, stores their runs and records their metrics. Models come and go through the
+    `ModelLifecycle`."""
+
     def __init__(
         self,
         settings: Settings,
-        registry: ModelRegistry,
+        models: ModelLifecycle,
         store: RunStore,
         diagnoser: Diagnoser,
         telemetry: Telemetry,
     ) -> None:
         self._settings = settings
-        self._registry = registry
+        self._models = models
         self._store = store
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
-        self._failed: set[tuple[str, int]] = set()
-        """Versions that failed to load from the repository: polling does not try them again."""
+        self._gauges = health.HealthGauges.of(diagnoser)
 
     # -- models -----------------------------------------------------------------------------------------
 
     async def upload_model(
         self, name: str, version: int | None, chunks: AsyncIterator[bytes], sha256: str, load: bool
     ) -> ModelInfo:
-        """Stream an archive into the repository, then prove it loads; a refused archive leaves nothing."""
-        repository = self._registry.repository
-        upload = await asyncio.to_thread(repository.begin_upload, name, version, self._settings.max_upload_bytes)
-        try:
-            async for chunk in chunks:
-                await asyncio.to_thread(upload.write, chunk)  # hashing and disk writes stay off the event loop
-            await asyncio.to_thread(upload.commit, sha256)
-        except BaseException:
-            await asyncio.shield(asyncio.to_thread(upload.abort))
-            raise
-        # Once committed the archive is either proven loadable or taken back, even if the caller hangs up.
-        return await asyncio.shield(self._install(name, upload.version, load))
-
-    async def _install(self, name: str, version: int, load: bool) -> ModelInfo:
-        try:
-            loaded = await self._load(name, version)
-        except Exception:
-            await asyncio.to_thread(self._registry.repository.remove, name, version)
-            raise
-        if not load:
-            await self.unload_model(ModelRef(name, version))
-        return loaded.info
+        return await self._models.upload(name, version, chunks, sha256, load, self._settings.max_upload_bytes)
 
     async def load_repository(self) -> list[ModelInfo]:
-        """Load the newest version of every model in the repository, as TF Serving and Triton do; returns
-        what it loaded now. Run at start and, when polling is on, every few seconds after.
-
-        A model that fails to load is logged and counted (layerscope_model_load_failures_total) and the
-        others still load: one broken archive must not keep a replica from serving the rest; polling does not
-        try it again. A version a caller unloaded stays unloaded, across restarts, until a caller loads it.
-        """
-        repository = self._registry.repository
-        present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
-        loaded = []
-        for name in repository.names():
-            versions = repository.versions(name)
-            if not versions or (name, versions[-1]) in present | self._failed:
-                continue
-            if repository.is_unloaded(name, versions[-1]):
-                continue
-            try:
-                loaded.append((await self._load(name, versions[-1])).info)
-            except Exception as exc:
-                self._failed.add((name, versions[-1]))  # retried when asked for or at the next start, not every poll
-                log.warning("model %s:%d did not load: %s", name, versions[-1], getattr(exc, "message", exc))
-        return loaded
+        return await self._models.load_new()
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
-        loaded = await self._load(ref.name, ref.version)
-        await asyncio.to_thread(self._registry.repository.set_unloaded, loaded.info.name, loaded.info.version, False)
-        return loaded.info
-
-    async def _load(self, name: str, version: int | None) -> LoadedModel:
-        started = time.perf_counter()
-        try:
-            loaded = await asyncio.to_thread(self._registry.load, name, version)
-        except Exception as exc:
-            self._telemetry.model_load_failures.labels(type(exc).__name__).inc()
-            raise
-        self._telemetry.model_load_seconds.observe(time.perf_counter() - started)
-        self._telemetry.models_loaded.set(len(self._registry.loaded()))
-        return loaded
+        return await self._models.load(ref)
 
     def list_models(self) -> list[ModelInfo]:
-        return [m.info for m in self._registry.loaded()]
+        return [m.info for m in self._models.loaded()]
 
     async def unload_model(self, ref: ModelRef, remove: bool = False) -> ModelInfo:
-        """Unload a version; with `remove`, delete its archive too. Otherwise it stays on disk, and stays
-        unloaded (no poll or restart loads it) until a caller loads it again."""
-        info = self._registry.unload(ref).info
-        repository = self._registry.repository
-        if remove:
-            await asyncio.to_thread(repository.delete, info.name, info.version)
-        else:
-            await asyncio.to_thread(repository.set_unloaded, info.name, info.version, True)
-        self._telemetry.models_loaded.set(len(self._registry.loaded()))
-        return info
+        return await self._models.unload(ref, remove)
 
     def model_health(self) -> list[ModelHealth]:
-        return [m.health for m in self._registry.loaded()]
+        return [m.health for m in self._models.loaded()]
 
     # -- running ----------------------------------------------------------------------------------------
 
     async def predict(self, ref: ModelRef, inputs: Mapping[str, np.ndarray]) -> tuple[ModelInfo, dict[str, np.ndarray]]:
-        model = self._registry.get(ref)
+        model = self._models.get(ref)
         self._check_batch(inputs)
         with self._queue.admit(model):
             return model.info, await asyncio.to_thread(model.engine.predict, inputs)
@@ -203,7 +148,7 @@ class Inspector:
         check_run_id(run_id)
         if max_bytes < 0:
             raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
-        model = self._registry.get(ref)
+        model = self._models.get(ref)
         self._check_batch(inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         started = time.perf_counter()
@@ -219,18 +164,18 @@ class Inspector:
         _check_size(size, limit)
         self._telemetry.streamed_bytes.inc(size)
         self._observe_health(model, result, findings=None)
-        run = self._record(model, "capture", run_id, result, [], inspection.describe_inputs(inputs), elapsed)
+        run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
         await self._save(run)
         return CaptureOutcome(run, result)
 
     async def diagnose(self, ref: ModelRef, inputs: Mapping[str, np.ndarray] | None, run_id: str) -> DiagnoseOutcome:
         check_run_id(run_id)
-        model = self._registry.get(ref)
+        model = self._models.get(ref)
         if inputs:
             self._check_batch(inputs)
         started = time.perf_counter()
         with self._queue.admit(model):
-            diagnosis = await asyncio.to_thread(inspection.diagnose, model, self._diagnoser, inputs)
+            diagnosis = await asyncio.to_thread(model_diagnosis.diagnose, model, self._diagnoser, inputs)
         elapsed = time.perf_counter() - started
         for finding in diagnosis.findings:
             self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
@@ -266,8 +211,8 @@ class Inspector:
                 )
 
     def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
-        activations = inspection.activation_summaries(result)
-        layers = health.layer_health(model.description, activations) if activations else model.health.layers
+        activations = model_diagnosis.activation_summaries(result)
+        layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
         current = ModelHealth(model.info.name, model.info.version, layers, model.health.findings)
         model.health = current if findings is None else health.with_findings(current, findings)
 

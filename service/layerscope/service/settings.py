@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
-    histogram_bins: int = Field(32, gt=1, le=256)
     grace_seconds: float = Field(10.0, ge=0, description="Time in-flight calls get on shutdown.")
 
     tokens: dict[str, Literal["reader", "auditor", "admin"]] = Field(

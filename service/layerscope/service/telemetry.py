@@ -120,11 +120,13 @@ class ModelHealthCollector(Collector):
         labels = ["model", "version", "layer"]
         dead = GaugeMetricFamily(
             "layerscope_layer_dead_unit_fraction",
-            "Units that never activated in the latest capture.",
+            "ReLU-family units that never activated in the latest capture, as the dead-units rule counts them.",
             labels=labels,
         )
         saturated = GaugeMetricFamily(
-            "layerscope_layer_saturated_fraction", "Sigmoid/tanh outputs at their bounds.", labels=labels
+            "layerscope_layer_saturated_fraction",
+            "Sigmoid/tanh outputs within the saturated-units rule's margin of a bound, in the latest capture.",
+            labels=labels,
         )
         non_finite = GaugeMetricFamily(
             "layerscope_layer_nonfinite_values", "NaN and Inf values in the latest capture.", labels=labels

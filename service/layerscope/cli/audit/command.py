@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from layerscope.cli.audit import batch, render, report
 
@@ -40,6 +40,16 @@ class AuditGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         return ("" if name == AUDIT else name), command, rest  # usage reads `layerscope audit [OPTIONS]`
+
+
+class _AuditContext(typer.Context):
+    @property
+    def command_path(self) -> str:
+        return super().command_path.rstrip()  # the hidden subcommand's name is empty: no double space
+
+
+class _AuditCommand(TyperCommand):
+    context_class = _AuditContext
 
 
 app = typer.Typer(cls=AuditGroup, help="Audit model files; `merge` joins shard reports.")
@@ -86,7 +96,7 @@ class AuditOptions:
         return None
 
 
-@app.command(AUDIT, hidden=True)
+@app.command(AUDIT, hidden=True, cls=_AuditCommand)
 def audit(
     paths: Annotated[
         list[Path] | None,
@@ -118,7 +128,17 @@ def audit(
     if explain:
         raise typer.Exit(explain_code(explain))
     options = AuditOptions(
-        tuple(paths or ()), inputs, output_format, output, fail_on, jobs, shard, server, token, custom_objects, quiet
+        paths=tuple(paths or ()),
+        inputs=inputs,
+        output_format=output_format,
+        output=output,
+        fail_on=fail_on,
+        jobs=jobs,
+        shard=shard,
+        server=server,
+        token=token,
+        custom_objects=custom_objects,
+        quiet=quiet,
     )
     raise typer.Exit(run(options))
 

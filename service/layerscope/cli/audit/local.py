@@ -70,7 +70,7 @@ def audit_file(
     except OSError as exc:
         message = f"Expected a readable .keras file; received {source!r}: {exc}"
         return report.failed(source, "", InvalidInput.status, message, time.perf_counter() - started)
-    from layerscope.service.inspection import activation_summaries, diagnose
+    from layerscope.service.model_diagnosis import activation_summaries, diagnose
     from layerscope.service.models.registry import open_model
 
     try:
@@ -96,7 +96,7 @@ def audit_file(
 
 def _start_worker(custom_objects: Path | None) -> Diagnoser:
     """Import the trusted custom objects and build the rules once per worker, not once per model."""
-    from layerscope.service.quiet_start import start_tensorflow
+    from layerscope.service.capture.quiet_start import start_tensorflow
 
     start_tensorflow()
     _load_custom_objects(custom_objects)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from layerscope.service.domain import jsonable
+from layerscope.service.domain.jsonable import jsonable
 
 SCHEMA = "layerscope.audit/v1"
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}

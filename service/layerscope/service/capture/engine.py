@@ -22,7 +22,8 @@ from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
-from layerscope.service.domain import InputSpec, Summary, summarize
+from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.errors import InvalidInput
 
 Arrays = Mapping[str, np.ndarray]

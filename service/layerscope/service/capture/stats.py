@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from layerscope.service.domain import HISTOGRAM_BINS, Summary
+from layerscope.service.domain.summary import HISTOGRAM_BINS, Summary
 
 COUNTS = 6  # count, zeros, nan, posinf, neginf, finite
 FLOATS = 5  # mean, std, min, max, histogram top

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
-from layerscope.service.domain import Severity
+from layerscope.service.domain.findings import Severity
 
 
 @dataclass(frozen=True)

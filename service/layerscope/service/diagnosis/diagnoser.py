@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.rules import Rule, default_rules
-from layerscope.service.domain import Finding, ModelDescription
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding
 
 
 class Diagnoser:

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.service.domain import LayerSummaries, Summary
+from layerscope.service.domain.summary import LayerSummaries, Summary
+
+
+def layer_of(point: str) -> str:
+    """The layer a capture point belongs to: `dense` for `dense` and for its second call `dense:1`."""
+    return point.rsplit(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,6 @@ class RuntimeEvidence:
         """(capture point, output summary) for every call of a layer: `layer`, `layer:1`, ..."""
         found = []
         for point, kinds in self.activations.items():
-            if (point == layer or point.rsplit(":", 1)[0] == layer) and "activation" in kinds:
+            if (point == layer or layer_of(point) == layer) and "activation" in kinds:
                 found.append((point, kinds["activation"]))
         return found

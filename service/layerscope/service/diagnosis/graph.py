@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from layerscope.service.domain import InputSpec, LayerInfo, ModelDescription
+from layerscope.service.domain.description import InputSpec, LayerInfo, ModelDescription
 
 
 class Graph:

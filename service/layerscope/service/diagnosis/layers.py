@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from layerscope.service.domain import LayerInfo, Shape
+from layerscope.service.domain.description import LayerInfo, Shape
 
 LINEAR = frozenset({None, "linear"})
 RELU_FAMILY = frozenset({"relu", "relu6"})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.service.domain import InputSpec
+from layerscope.service.domain.description import InputSpec
 
 FREE_DIMENSION = 32
 """The size given to a free (None) non-batch dimension of an input."""

@@ -8,7 +8,8 @@ import numpy as np
 
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
-from layerscope.service.domain import LayerInfo, ModelDescription, Summary
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.summary import Summary
 
 
 def outputs_in_order(graph: Graph, evidence: RuntimeEvidence) -> Iterator[tuple[LayerInfo, str, Summary]]:

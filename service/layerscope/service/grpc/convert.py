@@ -14,16 +14,12 @@ from google.protobuf.json_format import ParseDict
 from layerscope.client import codec
 from layerscope.service.capture.selection import DEFAULT_KINDS, Selection
 from layerscope.service.compare import Comparison
-from layerscope.service.domain import (
-    Finding,
-    ModelInfo,
-    ModelRef,
-    RunQuery,
-    RunRecord,
-    Shape,
-    Summary,
-    jsonable,
-)
+from layerscope.service.domain.description import Shape
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.jsonable import jsonable
+from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.runs import RunQuery, RunRecord
+from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import InvalidInput
 from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
 

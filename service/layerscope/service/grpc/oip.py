@@ -17,7 +17,8 @@ import numpy as np
 from layerscope.client import codec
 from layerscope.oip import grpc_predict_v2_pb2 as pb
 from layerscope.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from layerscope.service.domain import InputSpec, ModelInfo, ModelRef
+from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.inspector import Inspector
 

@@ -22,17 +22,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from layerscope.service.domain import (
-    HISTOGRAM_BINS,
-    InputSpec,
-    JsonValue,
-    LayerInfo,
-    ModelDescription,
-    Shape,
-    Summary,
-    WeightInfo,
-    summarize,
-)
+from layerscope.service.domain.description import InputSpec, LayerInfo, ModelDescription, Shape, WeightInfo
+from layerscope.service.domain.jsonable import JsonValue
+from layerscope.service.domain.summary import HISTOGRAM_BINS, Summary, summarize
 
 Feeds = list[list[str]]
 """For each input of a (sub-)model, in flattened order: the paths of the layers that feed it."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from layerscope.service.domain import ModelDescription
+from layerscope.service.domain.description import ModelDescription
 from layerscope.service.errors import InvalidInput, UnsafeModel
 from layerscope.service.models.describe import describe
 from layerscope.service.models.isolation import trial_load

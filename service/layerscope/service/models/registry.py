@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.domain import ModelDescription, ModelInfo, ModelRef
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import NotFound
 from layerscope.service.models.loader import load_archive
 from layerscope.service.models.repository import ModelRepository
@@ -56,7 +57,7 @@ class ModelRegistry:
     def __init__(
         self, repository: ModelRepository, limits: ScanLimits | None = None, trial_timeout: float | None = None
     ) -> None:
-        self.repository = repository
+        self._repository = repository
         self._limits = limits
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
@@ -65,7 +66,7 @@ class ModelRegistry:
 
     def load(self, name: str, version: int | None = None) -> LoadedModel:
         """Load once: concurrent calls for one version wait for the first instead of loading it again."""
-        chosen, path = self.repository.locate(name, version)
+        chosen, path = self._repository.locate(name, version)
         key = (name, chosen)
         with self._lock:
             if key in self._models:

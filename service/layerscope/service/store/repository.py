@@ -29,16 +29,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
-from layerscope.service.domain import (
-    Finding,
-    LayerSummaryRecord,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    Severity,
-    Summary,
-    jsonable,
-)
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.jsonable import jsonable
+from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord
+from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import InvalidInput, NotFound, StoreUnavailable
 from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, RunRow
 
@@ -50,7 +44,7 @@ _INT64 = 2**63 - 1
 _SUPPORTED = ("sqlite", "postgresql")
 
 
-class RunStore:
+class SqlRunStore:
     """Runs in a SQL database (SQLite or PostgreSQL), migrated beforehand by `migrations.migrate`."""
 
     def __init__(self, engine: sa.Engine) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
-from layerscope.service.domain import LayerInfo, ModelDescription
+from layerscope.service.domain.description import LayerInfo, ModelDescription
 
 BOUNDED = lay.SATURATING | {"softmax"}
 

@@ -7,7 +7,9 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from layerscope.service.domain import Finding, JsonValue, ModelDescription, Severity
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.jsonable import JsonValue
 
 if TYPE_CHECKING:
     from layerscope.service.diagnosis.evidence import RuntimeEvidence

@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from layerscope.service.diagnosis.rules.base import StaticRule
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity, WeightInfo
+from layerscope.service.domain.description import LayerInfo, ModelDescription, WeightInfo
+from layerscope.service.domain.findings import Finding, Severity
 
 KERNELS = frozenset({"kernel", "depthwise_kernel", "pointwise_kernel"})
 

@@ -5,7 +5,8 @@ import numpy as np
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_bool, check_fraction
 from layerscope.service.diagnosis.scales import initial_batchnorm
-from layerscope.service.domain import Finding, ModelDescription, Severity
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 
 
 class ConstantOutput(RuntimeRule):

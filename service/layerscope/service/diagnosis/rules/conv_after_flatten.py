@@ -3,7 +3,8 @@ from __future__ import annotations
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 
 UPSAMPLING = frozenset({"UpSampling1D", "UpSampling2D", "UpSampling3D"})
 

@@ -5,7 +5,9 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_count, check_fraction
 from layerscope.service.diagnosis.scales import outputs_in_order
-from layerscope.service.domain import Finding, ModelDescription, Severity
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.summary import Summary
 
 
 class DeadUnits(RuntimeRule):
@@ -25,15 +27,19 @@ class DeadUnits(RuntimeRule):
         self.max_dead_fraction = check_fraction("max_dead_fraction", max_dead_fraction, allow_zero=True)
         self.min_units = check_count("min_units", min_units, 1)
 
+    @staticmethod
+    def measure(layer: LayerInfo, output: Summary) -> float | None:
+        """The fraction of units that never activated, for a ReLU-family layer (None for any other: a
+        LeakyReLU or ELU unit below zero still has a gradient). The health gauge reads the same number."""
+        return output.dead_unit_fraction if lay.activation(layer) in lay.RELU_FAMILY else None
+
     def check_runtime(self, description: ModelDescription, evidence: RuntimeEvidence) -> list[Finding]:
         findings = []
         reported: set[str] = set()
         for layer, point, summary in outputs_in_order(Graph(description), evidence):
             units = len(summary.unit_activity)
-            if lay.activation(layer) not in lay.RELU_FAMILY or units < self.min_units or layer.name in reported:
-                continue
-            dead = summary.dead_unit_fraction
-            if dead <= self.max_dead_fraction:
+            dead = self.measure(layer, summary)
+            if dead is None or units < self.min_units or layer.name in reported or dead <= self.max_dead_fraction:
                 continue
             reported.add(layer.name)
             findings.append(

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_count, check_fraction, check_positive
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity, WeightInfo
+from layerscope.service.domain.description import LayerInfo, ModelDescription, WeightInfo
+from layerscope.service.domain.findings import Finding, Severity
 
 KERNELS = frozenset({"kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"})
 

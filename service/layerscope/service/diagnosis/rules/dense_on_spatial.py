@@ -3,7 +3,8 @@ from __future__ import annotations
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule, check_count
-from layerscope.service.domain import Finding, InputSpec, LayerInfo, ModelDescription, Severity, Shape
+from layerscope.service.domain.description import InputSpec, LayerInfo, ModelDescription, Shape
+from layerscope.service.domain.findings import Finding, Severity
 
 SEQUENCE_MARKERS = ("Embedding", "RNN", "LSTM", "GRU", "Bidirectional", "Attention")
 """Class-name fragments of the layers that make a path a sequence path (Embedding, SimpleRNN, LSTM, GRU,

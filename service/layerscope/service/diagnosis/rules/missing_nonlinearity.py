@@ -3,7 +3,8 @@ from __future__ import annotations
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule, check_bool
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 
 AFFINE_NORMALIZATIONS = frozenset({"BatchNormalization"})
 """Normalisations that are an affine map at inference (fixed moving mean and variance, then scale and

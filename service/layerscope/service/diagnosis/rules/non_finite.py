@@ -3,7 +3,9 @@ from __future__ import annotations
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule
-from layerscope.service.domain import Finding, LayerInfo, ModelDescription, Severity, Summary
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.summary import Summary
 
 
 class NonFinite(RuntimeRule):

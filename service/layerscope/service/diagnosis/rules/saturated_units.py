@@ -5,7 +5,9 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_bool, check_fraction
 from layerscope.service.diagnosis.scales import fraction_near_bounds, outputs_in_order
-from layerscope.service.domain import Finding, ModelDescription, Severity
+from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.summary import Summary
 
 BOUNDS = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0)}
 
@@ -34,17 +36,23 @@ class SaturatedUnits(RuntimeRule):
         self.margin = check_fraction("margin", margin)
         self.include_outputs = check_bool("include_outputs", include_outputs)
 
+    def measure(self, layer: LayerInfo, output: Summary) -> float | None:
+        """The fraction of outputs within `margin` of a bound, for a bounded activation (None for any other).
+        The health gauge reads the same number."""
+        bounds = BOUNDS.get(lay.activation(layer) or "")
+        return None if bounds is None else fraction_near_bounds(output, bounds[0], bounds[1], self.margin)
+
     def check_runtime(self, description: ModelDescription, evidence: RuntimeEvidence) -> list[Finding]:
         findings = []
         reported: set[str] = set()
         graph = Graph(description)
         for layer, point, summary in outputs_in_order(graph, evidence):
-            bounds = BOUNDS.get(lay.activation(layer) or "")
-            if bounds is None or layer.name in reported or (graph.is_output(layer) and not self.include_outputs):
+            saturated = self.measure(layer, summary)
+            if saturated is None or layer.name in reported or (graph.is_output(layer) and not self.include_outputs):
                 continue
-            saturated = fraction_near_bounds(summary, bounds[0], bounds[1], self.margin)
             if saturated <= self.max_saturated_fraction:
                 continue
+            bounds = BOUNDS[lay.activation(layer) or ""]
             reported.add(layer.name)
             findings.append(
                 self.finding(

@@ -4,7 +4,8 @@ from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_positive
-from layerscope.service.domain import Finding, InputSpec, ModelDescription, Severity
+from layerscope.service.domain.description import InputSpec, ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 
 SCALING_LAYERS = lay.PREPROCESSING_LAYERS | {"IntegerLookup", "StringLookup", "CategoryEncoding", "Hashing"}
 

@@ -4,7 +4,8 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.rules._depth_scale import depth_scales
 from layerscope.service.diagnosis.rules.base import RuntimeRule, check_bool, check_count, check_fraction
 from layerscope.service.diagnosis.scales import initial_batchnorm
-from layerscope.service.domain import Finding, ModelDescription, Severity
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
 
 
 class VanishingActivations(RuntimeRule):

@@ -22,16 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from layerscope.service.domain import (
-    Finding,
-    LayerSummaryRecord,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    RunStore,
-    Severity,
-    Summary,
-)
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore
+from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import NotFound, ServiceError, StoreUnavailable
 
 log = logging.getLogger(__name__)

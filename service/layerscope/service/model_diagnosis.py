@@ -1,7 +1,7 @@
-"""The two things layerscope does to a loaded model, shared by the server and local audits.
+"""Diagnosing one loaded model, shared by the server and local audits (`layerscope audit`).
 
-`capture` runs the compiled capture function; `diagnose` runs the static rules and, over the caller's
-inputs or generated probes, the runtime rules. Neither stores anything: the Inspector does that.
+`diagnose` runs the static rules and, over the caller's inputs or generated probes, the runtime rules on
+one capture of the activations. It stores nothing: the Inspector does that for the server.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
 from layerscope.service.diagnosis.probes import probe_inputs
-from layerscope.service.domain import Finding, Summary, summarize
+from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.models.registry import LoadedModel
 
 ACTIVATIONS = Selection(kinds=frozenset({"activation"}))

@@ -1,0 +1,30 @@
+"""A loaded model as callers name it (`ModelRef`) and see it (`ModelInfo`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from layerscope.service.domain.description import InputSpec, LayerDetail
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int | None = None
+    """None means the newest loaded version."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: int
+    sha256: str
+    parameters: int
+    layers: tuple[str, ...]
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[str, ...] = ()
+    device: str = "CPU"
+    output_specs: tuple[InputSpec, ...] = ()
+    """Name, dtype and shape of each output, in the order of `outputs`."""
+    layer_details: tuple[LayerDetail, ...] = ()
+    """The layer graph in order; `layers` names capture points (a layer called twice is two)."""

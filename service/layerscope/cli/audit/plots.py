@@ -97,21 +97,28 @@ def _tick(value: float, log: bool) -> str:
 
 
 def histogram(name: str, counts: Sequence[int], value_range: Sequence[float]) -> str:
-    """A layer's activation histogram (the capture's bins), small enough to sit in a table row."""
+    """A layer's activation histogram (the capture's bins), small enough to sit in a table row.
+
+    The bars are one path, not a shape each: a report of hundreds of flagged layers stays small.
+    """
     w, h = 200, 48
     total = max(sum(counts), 1)
     peak = max(counts, default=0) or 1
     bar = w / max(len(counts), 1)
     lo, hi = (value_range[0], value_range[1]) if len(value_range) == 2 else (0.0, 0.0)
-    edges = [lo + (hi - lo) * i / max(len(counts), 1) for i in range(len(counts) + 1)]
-    bars = "".join(
-        f'<rect x="{i * bar:.1f}" y="{h - 12 - c / peak * (h - 14):.1f}" width="{max(bar - 1, 0.5):.1f}" '
-        f'height="{c / peak * (h - 14):.1f}" fill="#546e7a"><title>[{edges[i]:.3g}, {edges[i + 1]:.3g}): {c} '
-        f"({c / total:.1%})</title></rect>"
+    path = "".join(
+        f"M{i * bar:.1f} {h - 12}v{-c / peak * (h - 14):.1f}h{max(bar - 1, 0.5):.1f}v{c / peak * (h - 14):.1f}z"
         for i, c in enumerate(counts)
+        if c
+    )
+    top = max(range(len(counts)), key=lambda i: counts[i], default=0)
+    width = (hi - lo) / max(len(counts), 1)
+    title = (
+        f"{name}: {sum(counts)} finite values in [{lo:.3g}, {hi:.3g}]; the fullest bin "
+        f"[{lo + top * width:.3g}, {lo + (top + 1) * width:.3g}) holds {peak / total:.0%}"
     )
     return (
-        f'<svg width="{w}" height="{h}" role="img" aria-label="histogram of {e(name)}">{bars}'
-        f'<text x="0" y="{h - 1}" class="muted">{lo:.3g}</text>'
+        f'<svg width="{w}" height="{h}" role="img" aria-label="histogram of {e(name)}"><title>{e(title)}</title>'
+        f'<path d="{path}" fill="#546e7a"/><text x="0" y="{h - 1}" class="muted">{lo:.3g}</text>'
         f'<text x="{w}" y="{h - 1}" text-anchor="end" class="muted">{hi:.3g}</text></svg>'
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Quick start: install, then audit the bundled example models (one healthy, several broken on purpose).
+# The demo in one command: install, start a server on free ports (embedded SQLite), upload the example models,
+# capture, diagnose, print a short run history and a few Prometheus metrics, stop the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/layerscope audit examples/models --fail-on never "$@"
+exec .venv/bin/python scripts/demo.py "$@"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -31,9 +33,9 @@ def test_runs_and_compare_show_a_layer_that_died(client: Client, server: ServerH
     )
     assert compared.exit_code == 0, compared.output
     assert "new: dead-units" in compared.output
-    header = next(line for line in compared.output.splitlines() if "Δ dead units" in line)
+    header = next(line for line in compared.output.splitlines() if "Δ dead" in line)
     row = next(line for line in compared.output.splitlines() if cells(line)[:2] == ["dead", "activation"])
-    assert dict(zip(cells(header), cells(row), strict=True))["Δ dead units"] == "+1.000"  # from 0 to every unit
+    assert dict(zip(cells(header), cells(row), strict=True))["Δ dead"] == "+1.000"  # from 0 to every unit
     change = next(
         c for c in client.compare("hist-alive", "hist-dead").changes if (c.layer, c.kind) == ("dead", "activation")
     )
@@ -54,4 +56,5 @@ def test_runs_and_compare_show_a_layer_that_died(client: Client, server: ServerH
 
 
 def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("│┃").split("│" if "│" in line else "┃")]
+    """A table row's cells: columns stand two or more spaces apart."""
+    return re.split(r"\s{2,}", line.strip())

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from layerscope.client import Client
 
+NATIVE_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "cuInit", "oneDNN", "cudart_stub", "I0000", "E0000")
+
 
 def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
+    env = {  # as a new user starts it: nobody set TF_CPP_MIN_LOG_LEVEL
+        **{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
         "LAYERSCOPE_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     command = [
         sys.executable, "-m", "layerscope.cli", "serve",
@@ -35,6 +36,11 @@ def test_serve_on_a_free_port_answers_health_and_exits_cleanly_on_sigterm(tmp_pa
         assert (tmp_path / "env.db").exists()  # the database URL came from the environment
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+        assert process.stderr is not None
+        log = process.stderr.read().splitlines()
+        # The devices in one line; none of TensorFlow's native start-up lines (cuInit, CPU features, oneDNN).
+        assert [line.split(" INFO ", 1)[-1] for line in log if "devices:" in line] == ["layerscope: devices: CPU only"]
+        assert [line for line in log if any(noise in line for noise in NATIVE_NOISE)] == [], log
     finally:
         if process.poll() is None:
             process.kill()

@@ -51,6 +51,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the channel; calls in flight are cancelled. `with` (or `async with`) does this for you."""
         self._channel.close()
 
     def _call(self, method: Callable[..., T], request: Any) -> T:
@@ -60,31 +61,51 @@ class Client:
             raise translate(err) from err
 
     def health(self, service: str = "") -> str:
-        """SERVING or NOT_SERVING (for the whole server, or one service by its full name)."""
+        """SERVING or NOT_SERVING, for the whole server (`service=""`) or one service by its full name.
+
+        NOT_SERVING while the server starts (models loading, schema checked) and while it shuts down.
+        """
         reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     def upload_model(self, name: str, path: str | Path, version: int | None = None, load: bool = True) -> ModelInfo:
-        """Admin: stream a .keras file into the server's repository (and load it)."""
+        """Admin: stream a local .keras file into the server's repository; returns its ModelInfo.
+
+        `version` defaults to the next free number; `load=False` stores it without loading. The server
+        scans the archive before Keras sees it: Lambda layers and custom objects are refused
+        (InvalidArgumentError), as is a version that exists (AlreadyExistsError).
+        """
         requests = _core.upload_requests(name, _core.read_path(path), version, load)
         return _core.model_info(self._call(self._stub.UploadModel, requests))
 
     def load_model(self, name: str, version: int | None = None) -> ModelInfo:
-        """Admin: load a model from the repository; the newest version by default."""
+        """Admin: load a model stored in the repository; the newest version when `version` is None.
+
+        Raises NotFoundError for an unknown name or version.
+        """
         return _core.model_info(
             self._call(self._stub.LoadModel, models_pb2.LoadModelRequest(model=_core.ref(name, version)))
         )
 
     def list_models(self) -> list[ModelInfo]:
+        """Every loaded model version: name, version, sha256, parameters, layer names and details."""
         reply = self._call(self._stub.ListModels, models_pb2.ListModelsRequest())
         return [_core.model_info(m) for m in reply.models]
 
     def unload_model(self, name: str, version: int | None = None, remove: bool = False) -> ModelInfo:
-        """Admin: unload a version (the newest loaded when None); `remove` also deletes its archive."""
+        """Admin: unload a version (the newest loaded when None); `remove` also deletes its archive.
+
+        A removed version's number is never reused.
+        """
         request = models_pb2.UnloadModelRequest(model=_core.ref(name, version), remove=remove)
         return _core.model_info(self._call(self._stub.UnloadModel, request).model)
 
     def predict(self, name: str, x: _core.Inputs, version: int | None = None) -> dict[str, np.ndarray]:
+        """A plain forward pass: `{output_name: array}`.
+
+        `x` is one array (batch first) or a dict of arrays by input name for a multi-input model; dtypes
+        and shapes must fit the model's inputs (InvalidArgumentError says what was expected).
+        """
         request = models_pb2.PredictRequest(model=_core.ref(name, version), inputs=_core.tensors(x))
         return _core.outputs(self._call(self._stub.Predict, request).outputs)
 
@@ -100,11 +121,29 @@ class Client:
         max_tensor_bytes: int = 0,
         statistics: str = "sampled",
     ) -> Capture:
-        """Per-layer summaries of everything selected, plus the full tensors of the layers in `full`.
+        """Run `x` through the model and summarise what each selected layer holds; one stored run.
 
-        `statistics`: "sampled" (default; every statistic exact except the histogram of a tensor above 16,384
-        values, which bins a fixed sample: `Summary.estimated`), "exact", or "none" (no summaries, only the
-        full tensors, at the cost of the forward pass).
+        `layers`: glob patterns (fnmatch: `*`, `?`, `[ab]`) over layer paths or class names: `"*"` is every
+        layer, `"block1/*"` the layers of a nested model, `"Conv2D"` every Conv2D, `["dense", "conv*"]` several.
+        `kinds`, any of:
+          - `"activation"`: each layer's output (a layer called twice gives `name` and `name:1`);
+          - `"input"`: each layer's input;
+          - `"kernel"`: every weight whose role is a kernel (Dense/Conv kernels, an LSTM's
+            `recurrent_kernel`, ...);
+          - `"bias"`: every bias;
+          - `"other"`: all other weights: BatchNormalization's `gamma`, `beta`, `moving_mean`,
+            `moving_variance`, Embedding's `embeddings`, ...
+        A weight is keyed by its own name (`kernel`, `gamma`) when that is unique in its layer, else by the
+        sublayer that owns it: Bidirectional(LSTM) gives `forward_lstm/kernel` and `backward_lstm/kernel`,
+        MultiHeadAttention `query/kernel`, `key/bias`, ...
+        `full`: glob patterns as for `layers`; those layers' full tensors come back too (`cap.tensors`),
+        bounded by `max_tensor_bytes` (0: the server's limit). `run_id` makes a retry idempotent.
+        `statistics`: "sampled" (default: every statistic exact except the histogram of a tensor above 16,384
+        values, which bins a fixed, deterministic sample: `Summary.estimated`, `Summary.histogram_sample`),
+        "exact" (bins every value, about twice the cost), or "none" (no summaries, only the `full` tensors).
+
+        Returns a Capture: `summaries[layer][kind]` (Summary: count, mean, std, min, max, zero_fraction,
+        nan, posinf, neginf, histogram, unit_activity, histogram_sample), `tensors[layer][kind]`, `outputs`, `run_id`.
         """
         request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes, statistics)
         assembler = _core.CaptureAssembler()
@@ -122,7 +161,11 @@ class Client:
     def diagnose(
         self, name: str, x: _core.Inputs | None = None, version: int | None = None, run_id: str | None = None
     ) -> Report:
-        """Static and runtime findings; without `x` the server generates probe inputs."""
+        """Static and runtime findings for a model; without `x` the server generates probe inputs.
+
+        Returns a Report whose findings carry code, severity, layers, message, suggestion and evidence;
+        the run is stored (`report.run_id`).
+        """
         return _core.report(self._call(self._stub.Diagnose, _core.diagnose_request(name, x, version, run_id)))
 
     def runs_page(
@@ -135,17 +178,25 @@ class Client:
         code: str | None = None,
         page_token: str | None = None,
     ) -> RunPage:
+        """One page of stored runs, newest first, with `next_page_token` for the next page (None at the end).
+
+        Filters: model name, version, a time window (`since`, `until`, timezone-aware) and a finding `code`.
+        """
         request = _core.runs_request(model, limit, version, since, until, code, page_token)
         return _core.run_page(self._call(self._stub.ListRuns, request))
 
     def runs(self, model: str | None = None, limit: int = 20, **filters: Any) -> list[Run]:
-        """The newest stored runs (without summaries; `get_run` has them)."""
+        """The newest stored runs (without summaries; `get_run` has them). Filters as for `runs_page`."""
         return list(self.runs_page(model, limit, **filters).runs)
 
     def get_run(self, run_id: str) -> Run:
+        """One stored run with its summaries and findings; NotFoundError for an unknown id."""
         return _core.run(self._call(self._stub.GetRun, runs_pb2.GetRunRequest(run_id=run_id)))
 
     def compare(self, run_a: str, run_b: str) -> Comparison:
-        """Per layer and kind, what changed from run_a to run_b; and which findings came or went."""
+        """Per layer and kind, what changed from run_a to run_b; and which findings came or went.
+
+        Both runs must be of one model (any two versions); runs of two models raise InvalidArgumentError.
+        """
         request = runs_pb2.CompareRunsRequest(run_a=run_a, run_b=run_b)
         return _core.comparison(self._call(self._stub.CompareRuns, request))

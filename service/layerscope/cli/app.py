@@ -7,7 +7,8 @@ service) happen inside the commands that need them, so `--help` is instant.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib.metadata import version
+from typing import Annotated, Any
 
 import typer
 
@@ -17,8 +18,19 @@ from layerscope.cli.audit import command as audit
 app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare.", no_args_is_help=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"layerscope {version('layerscope')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """layerscope: model introspection and debugging for Keras 3."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +32,13 @@ def serve(
     """Run the gRPC service until SIGTERM/SIGINT."""
     from pydantic import ValidationError
 
-    from layerscope.service.app import App
-    from layerscope.service.app import serve as run
+    from layerscope.service.capture.quiet_start import native_stderr_muted
     from layerscope.service.settings import Settings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_stderr_muted():  # TensorFlow's native start-up lines; the server logs its devices itself
+        from layerscope.service.app import App
+        from layerscope.service.app import serve as run
 
     flags = {
         "host": host,

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from layerscope.service.capture.device import configure_devices
 from layerscope.service.capture.native import SummaryOpLoader
+from layerscope.service.capture.quiet_start import start_tensorflow
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector, LoadMetrics
+from layerscope.service.metrics_http import start_metrics_server
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
@@ -70,7 +71,7 @@ class App:
 async def start(settings: Settings, registry: CollectorRegistry | None = None) -> App:
     """Build every part, migrate the database, start gRPC and /metrics; returns once ready to serve."""
     registry = registry or CollectorRegistry()
-    gpus = configure_devices()
+    gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
     engine = create_engine(settings.database_url)
@@ -88,7 +89,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
-    metrics_server, metrics_thread = start_http_server(settings.metrics_port, settings.host, registry=registry)
+    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, settings.host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
     if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
         loaded = await inspector.load_repository()

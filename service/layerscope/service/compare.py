@@ -9,6 +9,7 @@ import numpy as np
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.runs import RunRecord
 from layerscope.service.domain.summary import Summary
+from layerscope.service.errors import InvalidInput
 
 GRID = 64
 """Bins of the common grid that both histograms are re-binned onto before measuring their distance."""
@@ -63,6 +64,13 @@ def _key(f: Finding) -> tuple[str, tuple[str, ...]]:
 
 
 def compare(a: RunRecord, b: RunRecord) -> Comparison:
+    """Layer by layer; both runs must be of one model (any two versions), else layer names mean nothing."""
+    if a.model_name != b.model_name:
+        raise InvalidInput(
+            f"Expected two runs of one model (any versions); received run '{a.run_id}' of model "
+            f"'{a.model_name}' v{a.model_version} and run '{b.run_id}' of model '{b.model_name}' "
+            f"v{b.model_version}. Pick both from `layerscope runs {a.model_name}`."
+        )
     left = {(s.layer, s.kind): s.summary for s in a.summaries}
     right = {(s.layer, s.kind): s.summary for s in b.summaries}
     changes = tuple(

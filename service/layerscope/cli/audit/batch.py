@@ -25,10 +25,13 @@ class AuditAborted(Exception):
 
 
 def model_files(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, folders expanded to every *.keras below them; sorted, without duplicates."""
+    """Files as given, folders expanded to every *.keras below them; sorted, without duplicates.
+
+    A TensorFlow SavedModel folder stays one entry, so its report says what it is and how to convert it.
+    """
     found: set[Path] = set()
     for path in paths:
-        if path.is_dir():
+        if path.is_dir() and not (path / "saved_model.pb").is_file():
             found.update(p for p in path.rglob("*.keras") if p.is_file())
         else:
             found.add(path)

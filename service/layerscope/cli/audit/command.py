@@ -6,7 +6,9 @@ bad usage.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +31,8 @@ class AuditGroup(TyperGroup):
 
     # ctx is click's Context, which typer vendors in recent releases and imports from click in older ones.
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[-1] == "--explain":  # no code given: list them all (typer has no optional values)
+            args = [*args[:-1], "--list-codes"]
         if not args or args[0] not in self.commands:
             args = [AUDIT, *args]
         return super().parse_args(ctx, args)
@@ -110,12 +114,17 @@ def audit(
         Path | None, typer.Option(help="A trusted local .py that registers custom layers (local audits only).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
-    explain: Annotated[str | None, typer.Option(help="Print what a finding code means and exit.")] = None,
+    explain: Annotated[
+        str | None, typer.Option(metavar="[CODE]", help="Print what a finding code means (no code: list them all).")
+    ] = None,
+    list_codes: Annotated[bool, typer.Option("--list-codes", help="List every finding code and exit.")] = False,
 ) -> None:
     """Audit model files: exit 0 clean, 1 findings at or above --fail-on, 2 a model could not be audited.
 
     `layerscope audit merge SHARD.json...` joins shard reports into one document.
     """
+    if list_codes:
+        raise typer.Exit(list_all_codes())
     if explain:
         raise typer.Exit(explain_code(explain))
     options = AuditOptions(
@@ -137,10 +146,14 @@ def audit(
 @app.command("merge")
 def merge(
     reports: Annotated[list[Path], typer.Argument(help="JSON reports of `layerscope audit --shard I/N`.")],
+    output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.json,
     output: Annotated[Path | None, typer.Option(help="Write the merged report here instead of stdout.")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")] = FailOn.error,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
 ) -> None:
-    """Join shard reports into one JSON document; a model in two shards is refused (exit 2)."""
-    raise typer.Exit(merge_reports(reports, output))
+    """Join shard reports into one document; the exit status is the whole batch's, as one audit's would be
+    (0 clean, 1 findings at or above --fail-on, 2 a model not audited); a model in two shards is refused (2)."""
+    raise typer.Exit(merge_reports(reports, output, output_format, fail_on, quiet))
 
 
 def run(options: AuditOptions) -> int:
@@ -150,6 +163,8 @@ def run(options: AuditOptions) -> int:
     if not options.paths:
         Console(stderr=True).print("[red]expected at least one model file or folder[/red]")
         return 2
+    if not options.server:  # a server audit runs no workers here
+        _warn_about_jobs(options.jobs, console)
     try:
         files = batch.shard(batch.model_files(options.paths), options.shard)
         arrays = batch.load_inputs(options.inputs)
@@ -159,7 +174,7 @@ def run(options: AuditOptions) -> int:
     if not files and options.shard is None:
         console.print(f"[red]expected .keras files; found none in {[str(p) for p in options.paths]}[/red]")
         return 2
-    refusal = options.refusal()
+    refusal = options.refusal() or render.unwritable(options.output)
     if refusal:
         errors.print(f"error: {refusal}", markup=False)
         return 2
@@ -168,9 +183,30 @@ def run(options: AuditOptions) -> int:
     except batch.AuditAborted as exc:
         errors.print(f"error: {exc.message}", markup=False, highlight=False)
         return 2
-    render.write(doc, options.output_format.value, options.output)
+    return _deliver(doc, options.output_format, options.output, options.fail_on, console)
+
+
+def _deliver(doc: report.Document, fmt: Format, output: Path | None, fail_on: FailOn, console: Console) -> int:
+    """Write the report and the summary; the exit status, 2 when the report could not be written."""
+    try:
+        render.write(doc, fmt.value, output)
+    except OSError as exc:
+        Console(stderr=True, soft_wrap=True).print(
+            f"error: could not write the report to {str(output)!r}: {exc.strerror or exc}", markup=False
+        )
+        return 2
     render.summary(doc, console)
-    return report.exit_status(doc, options.fail_on.value)
+    return report.exit_status(doc, fail_on.value)
+
+
+def _warn_about_jobs(jobs: int, console: Console) -> None:
+    """Each worker loads TensorFlow and runs its own threads: past the core count they only compete."""
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        console.print(
+            f"[yellow]warning:[/] --jobs {jobs} is more than the {cores} CPU cores here; "
+            f"each worker loads TensorFlow and competes for them. --jobs {cores} or fewer is faster."
+        )
 
 
 def _entries(options: AuditOptions, files: list[Path], arrays: batch.Arrays) -> Iterator[report.Entry]:
@@ -183,21 +219,42 @@ def _entries(options: AuditOptions, files: list[Path], arrays: batch.Arrays) -> 
     return local.entries(files, arrays, options.jobs, options.custom_objects)
 
 
-def merge_reports(reports: list[Path], output: Path | None) -> int:
-    console = Console(stderr=True)
+def merge_reports(
+    reports: list[Path],
+    output: Path | None,
+    fmt: Format = Format.json,
+    fail_on: FailOn = FailOn.error,
+    quiet: bool = False,
+) -> int:
+    errors = Console(stderr=True, soft_wrap=True)  # --quiet hides the summary, never why the merge stopped
+    refusal = render.unwritable(output)
+    if refusal:
+        errors.print(f"error: {refusal}", markup=False)
+        return 2
     parsed: list[tuple[str, Any]] = []
     for path in reports:
         try:
             parsed.append((str(path), json.loads(path.read_text())))
         except (OSError, ValueError) as exc:
-            console.print(f"[red]expected a layerscope audit JSON report: {path}: {exc}[/red]")
+            errors.print(f"error: expected a layerscope audit JSON report: {path}: {exc}", markup=False)
             return 2
     try:
         doc = report.merge(parsed)
     except report.MergeRefused as exc:
-        console.print(f"[red]{exc}[/red]")
+        errors.print(f"error: {exc}", markup=False)
         return 2
-    render.write(doc, "json", output)
+    return _deliver(doc, fmt, output, fail_on, Console(stderr=True, quiet=quiet))
+
+
+def list_all_codes() -> int:
+    """Every finding code with its severity and what it fires on, one line each."""
+    from layerscope.service.diagnosis.catalog import CATALOG
+
+    console = Console(soft_wrap=True)
+    width = max(len(code) for code in CATALOG)
+    for info in sorted(CATALOG.values(), key=lambda i: (-report.SEVERITY_RANK[i.severity.value], i.code)):
+        console.print(f"{info.code:<{width}}  {info.severity.value:<7}  {info.summary}", markup=False, highlight=False)
+    console.print("layerscope audit --explain CODE says why it matters and how to fix it.", markup=False)
     return 0
 
 
@@ -207,7 +264,13 @@ def explain_code(code: str) -> int:
     try:
         text = describe_code(code)
     except KeyError:
-        Console(stderr=True).print(f"[red]unknown finding code {code!r}[/red]")
+        from layerscope.service.diagnosis.catalog import CATALOG
+
+        close = difflib.get_close_matches(code, list(CATALOG), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        Console(stderr=True, soft_wrap=True).print(
+            f"error: unknown finding code {code!r}{hint} (layerscope audit --list-codes lists them)", markup=False
+        )
         return 2
     Console().print(text)
     return 0

@@ -1,143 +1,218 @@
-"""The audit as one self-contained HTML page: no scripts from elsewhere, no fonts, no requests.
+"""The audit as one self-contained HTML page (no scripts, fonts or requests), made to be read for a model zoo.
 
-Per model: its findings, the layer chain drawn as SVG with the layers a finding names in red, and plots by
-depth of activation scale (log), zero fraction and value histograms, so a person sees where it goes wrong.
+First a summary table (every model with its worst severity, counts and a link), then one section per model,
+worst first: its findings with long layer lists folded, a strip of its layers by depth coloured where the
+findings are, plots by depth of activation scale and zero fraction, the flagged layers with their value
+histograms, and the whole layer list folded. Full names and numbers show on hover.
 """
 
 from __future__ import annotations
 
-import html
-import math
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-COLOR = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0"}
+from layerscope.cli.audit import plots
+from layerscope.cli.audit.names import short_names
+from layerscope.cli.audit.plots import COLOR, e
+
+SEVERITIES = ("error", "warning", "info")
+RANK = {"not audited": 4, "error": 3, "warning": 2, "info": 1, "clean": 0}
+SHOWN_NAMES = 8
+"""Layer names a finding lists before the rest fold away."""
+SHOWN_PER_CODE = 3
+"""Findings of one code shown before the rest fold away."""
+SHOWN_FLAGGED = 12
+"""Flagged layers shown with their histograms before the rest fold away."""
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#222;max-width:1000px}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2.5rem;border-bottom:1px solid #ddd}
 .finding{border-left:4px solid;padding:.3rem .8rem;margin:.5rem 0;background:#fafafa}
-.error{border-color:#c62828}.warning{border-color:#ef6c00}.info{border-color:#1565c0}
-.code{font-weight:600}.muted{color:#666}.plots{display:flex;flex-wrap:wrap;gap:1rem}
-svg text{font:11px system-ui,sans-serif}
+.error{border-color:#c62828}.warning{border-color:#ef6c00}.info{border-color:#1565c0}.clean{border-color:#2e7d32}
+.badge{display:inline-block;padding:0 .5rem;border-radius:.6rem;color:#fff;font-size:12px}
+.badge.error,.badge.not-audited{background:#c62828}.badge.warning{background:#ef6c00}
+.badge.info{background:#1565c0}.badge.clean{background:#2e7d32}
+.code{font-weight:600}.muted{color:#666;fill:#666}
+svg text{font:11px system-ui,sans-serif}svg{display:block;margin:.4rem 0;max-width:100%;height:auto}
 table{border-collapse:collapse}td,th{padding:.15rem .6rem;border-bottom:1px solid #eee;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+details{margin:.4rem 0}summary{cursor:pointer;color:#1565c0}
+.name{max-width:22rem;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 """
 
 
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def layer_graph(model: dict[str, Any]) -> str:
-    layers = model["layers"]
-    flagged: dict[str, str] = {}
-    for f in model["findings"]:
-        for name in f["layers"]:
-            if flagged.get(name) != "error":
-                flagged[name] = f["severity"]
-    width, box = 150, 26
-    rows = [
-        f'<rect x="10" y="{10 + i * (box + 12)}" width="{width}" height="{box}" rx="4" '
-        f'fill="{COLOR.get(flagged.get(layer["name"], ""), "#eceff1")}" '
-        f'fill-opacity="{0.85 if layer["name"] in flagged else 1}"/>'
-        f'<text x="18" y="{27 + i * (box + 12)}" fill="{"#fff" if layer["name"] in flagged else "#222"}">'
-        f"{e(layer['name'][:22])}</text>"
-        f'<text x="{width + 20}" y="{27 + i * (box + 12)}" class="muted">{e(layer.get("class") or "")} '
-        f"{e(layer.get('output_shape') or '')}</text>"
-        + (
-            f'<line x1="85" y1="{10 + i * (box + 12) - 12}" x2="85" y2="{10 + i * (box + 12)}" stroke="#999"/>'
-            if i
-            else ""
-        )
-        for i, layer in enumerate(layers)
-    ]
-    height = 20 + len(layers) * (box + 12)
-    return f'<svg width="520" height="{height}" role="img" aria-label="layer graph">{"".join(rows)}</svg>'
-
-
-def line_plot(title: str, values: list[float | None], log: bool) -> str:
-    points = [(i, v) for i, v in enumerate(values) if v is not None and (v > 0 or not log)]
-    w, h, pad = 320, 160, 30
-    if not points:
-        return f'<svg width="{w}" height="{h}"><text x="10" y="20">{e(title)}: no data</text></svg>'
-    ys = [math.log10(v) if log else v for _, v in points]
-    lo, hi = min(ys), max(ys)
-    span = (hi - lo) or 1.0
-    n = max(len(values) - 1, 1)
-    coords = [
-        (pad + i * (w - 2 * pad) / n, h - pad - (y - lo) / span * (h - 2 * pad))
-        for (i, _), y in zip(points, ys, strict=True)
-    ]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#1565c0"/>' for x, y in coords)
-
-    def label(value: float) -> str:
-        return f"{10**value:.2g}" if log else f"{value:.2f}"
-
-    return (
-        f'<svg width="{w}" height="{h}" role="img" aria-label="{e(title)}">'
-        f'<text x="{pad}" y="14">{e(title)}</text>'
-        f'<text x="2" y="{pad + 4}">{label(hi)}</text><text x="2" y="{h - pad}">{label(lo)}</text>'
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#bbb"/>'
-        f'<polyline points="{path}" fill="none" stroke="#1565c0"/>{dots}'
-        f'<text x="{pad}" y="{h - 8}" class="muted">layer depth →</text></svg>'
-    )
-
-
-def histograms(model: dict[str, Any]) -> str:
-    """Each layer's value range and spread by depth: a bar from min to max, a tick at the mean."""
-    rows = [(layer["name"], layer["activation"]) for layer in model["layers"] if layer.get("activation")]
-    if not rows:
-        return ""
-    lo: float = min(a["min"] for _, a in rows)
-    hi: float = max(a["max"] for _, a in rows)
-    span = (hi - lo) or 1.0
-    w, row = 320, 14
-
-    def x(value: float) -> float:
-        return 110 + (value - lo) / span * (w - 120)
-
-    bars = "".join(
-        f'<text x="2" y="{20 + i * row}">{e(name[:16])}</text>'
-        f'<line x1="{x(a["min"]):.1f}" y1="{16 + i * row}" x2="{x(a["max"]):.1f}" y2="{16 + i * row}" '
-        'stroke="#90a4ae" stroke-width="6"/>'
-        f'<line x1="{x(a["mean"]):.1f}" y1="{11 + i * row}" x2="{x(a["mean"]):.1f}" y2="{21 + i * row}" '
-        'stroke="#c62828" stroke-width="2"/>'
-        for i, (name, a) in enumerate(rows)
-    )
-    return f'<svg width="{w}" height="{30 + len(rows) * row}" role="img" aria-label="value ranges">{bars}</svg>'
-
-
-def model_section(model: dict[str, Any]) -> str:
-    name = Path(model["source"]).name
+def worst(model: dict[str, Any]) -> str:
     if model["error"]:
-        return f'<h2>{e(name)}</h2><div class="finding error">not audited: {e(model["error"]["message"])}</div>'
-    findings = (
-        "".join(
-            f'<div class="finding {e(f["severity"])}"><span class="code">{e(f["code"])}</span> '
-            f'<span class="muted">{e(f["severity"])} · {e(", ".join(f["layers"]))}</span><br>{e(f["message"])}'
-            f'<br><span class="muted">Fix: {e(f["suggestion"])}</span></div>'
-            for f in model["findings"]
-        )
-        or '<p class="muted">No findings.</p>'
-    )
-    acts = [layer.get("activation") or {} for layer in model["layers"]]
-    scale = [math.sqrt(a["std"] ** 2 + a["mean"] ** 2) if a else None for a in acts]
-    zeros = [a.get("zero_fraction") if a else None for a in acts]
-    return (
-        f'<h2>{e(name)}</h2><p class="muted">{e(model["parameters"])} parameters · '
-        f"sha256 {e(model['sha256'][:16])}…</p>"
-        f"{findings}<div class='plots'>{layer_graph(model)}<div>"
-        f"{line_plot('activation scale (RMS, log10)', scale, log=True)}"
-        f"{line_plot('zero fraction', zeros, log=False)}{histograms(model)}</div></div>"
-    )
+        return "not audited"
+    found = {f["severity"] for f in model["findings"]}
+    return next((s for s in SEVERITIES if s in found), "clean")
+
+
+def counts(model: dict[str, Any]) -> dict[str, int]:
+    return {s: sum(f["severity"] == s for f in model["findings"]) for s in SEVERITIES}
+
+
+def badge(severity: str) -> str:
+    return f'<span class="badge {e(severity.replace(" ", "-"))}">{e(severity)}</span>'
 
 
 def to_html(doc: dict[str, Any]) -> str:
-    counts = {s: sum(f["severity"] == s for m in doc["models"] for f in m["findings"]) for s in COLOR}
-    summary = " · ".join(f"{n} {s}" for s, n in counts.items())
-    body = "".join(model_section(m) for m in doc["models"])
+    names = short_names(m["source"] for m in doc["models"])
+    ordered = sorted(doc["models"], key=lambda m: (-RANK[worst(m)], names[m["source"]]))
+    anchors = {m["source"]: f"model-{i}" for i, m in enumerate(ordered)}
+    sections = "".join(model_section(m, names[m["source"]], anchors[m["source"]]) for m in ordered)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>layerscope audit</title>'
         f"<style>{STYLE}</style></head><body><h1>layerscope audit</h1>"
-        f"<p>{len(doc['models'])} models · {e(summary)}</p>{body}</body></html>"
+        f"<p>{e(headline(doc['models']))}</p>{summary_table(ordered, names, anchors)}{sections}</body></html>"
+    )
+
+
+def headline(models: Sequence[dict[str, Any]]) -> str:
+    failed = sum(1 for m in models if m["error"])
+    total = {s: sum(counts(m)[s] for m in models) for s in SEVERITIES}
+    parts = [f"{len(models)} models", f"{len(models) - failed} audited"]
+    if failed:
+        parts.append(f"{failed} not audited")
+    parts += [f"{total[s]} {s}" for s in SEVERITIES]
+    return " · ".join(parts)
+
+
+def summary_table(models: Sequence[dict[str, Any]], names: dict[str, str], anchors: dict[str, str]) -> str:
+    head = "<tr><th>model</th><th>worst</th><th>errors</th><th>warnings</th><th>info</th><th>layers</th>"
+    head += "<th>parameters</th><th>seconds</th></tr>"
+    rows = "".join(
+        f'<tr><td class="name" title="{e(m["source"])}"><a href="#{anchors[m["source"]]}">{e(names[m["source"]])}</a>'
+        f"</td><td>{badge(worst(m))}</td>"
+        + "".join(f'<td class="num">{n}</td>' for n in counts(m).values())
+        + f'<td class="num">{len(m["layers"])}</td><td class="num">{m["parameters"]:,}</td>'
+        f'<td class="num">{m.get("seconds", 0):.1f}</td></tr>'
+        for m in models
+    )
+    return f'<table aria-label="summary">{head}{rows}</table>'
+
+
+def model_section(model: dict[str, Any], name: str, anchor: str) -> str:
+    title = f'<h2 id="{anchor}" title="{e(model["source"])}">{e(name)} {badge(worst(model))}</h2>'
+    if model["error"]:
+        error = model["error"]
+        return f'{title}<div class="finding error">not audited ({e(error["code"])}): {e(error["message"])}</div>'
+    flagged = flagged_layers(model)
+    findings = findings_html(model["findings"])
+    acts = [layer.get("activation") or {} for layer in model["layers"]]
+    scale = [((a["std"] ** 2 + a["mean"] ** 2) ** 0.5 if a else None) for a in acts]
+    zeros = [a.get("zero_fraction") if a else None for a in acts]
+    return (
+        f'{title}<p class="muted">{model["parameters"]:,} parameters · {len(model["layers"])} layers · '
+        f"sha256 {e(model['sha256'][:16])}…</p>{findings}"
+        f"{plots.depth_strip(model['layers'], flagged)}"
+        f"{plots.line_plot('activation scale by depth (RMS, log10)', model['layers'], scale, True, flagged)}"
+        f"{plots.line_plot('zero fraction by depth', model['layers'], zeros, False, flagged)}"
+        f"{flagged_table(model, flagged)}{layer_list(model, flagged)}"
+    )
+
+
+def flagged_layers(model: dict[str, Any]) -> dict[str, str]:
+    """Layer name -> the worst severity of a finding that names it."""
+    flagged: dict[str, str] = {}
+    for f in model["findings"]:
+        for name in f["layers"]:
+            if RANK[f["severity"]] > RANK.get(flagged.get(name, "clean"), 0):
+                flagged[name] = f["severity"]
+    return flagged
+
+
+def findings_html(findings: Sequence[dict[str, Any]]) -> str:
+    """Worst first; a code that fires on many layers one finding at a time shows a few, the rest folded."""
+    if not findings:
+        return '<p class="muted">No findings.</p>'
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for f in sorted(findings, key=lambda f: -RANK[f["severity"]]):
+        by_code.setdefault(f["code"], []).append(f)
+    parts: list[str] = []
+    for code, group in by_code.items():
+        parts.extend(finding_block(f) for f in group[:SHOWN_PER_CODE])
+        if len(group) > SHOWN_PER_CODE:
+            rest = "".join(finding_block(f) for f in group[SHOWN_PER_CODE:])
+            parts.append(
+                f"<details><summary>{len(group) - SHOWN_PER_CODE} more {e(code)} findings</summary>{rest}</details>"
+            )
+    return "".join(parts)
+
+
+def finding_block(f: dict[str, Any]) -> str:
+    layers = f["layers"]
+    shown = ", ".join(layers[:SHOWN_NAMES])
+    rest = ""
+    if len(layers) > SHOWN_NAMES:
+        rest = (
+            f"<details><summary>and {len(layers) - SHOWN_NAMES} more layers</summary>"
+            f"{e(', '.join(layers[SHOWN_NAMES:]))}</details>"
+        )
+    return (
+        f'<div class="finding {e(f["severity"])}"><span class="code">{e(f["code"])}</span> '
+        f'<span class="muted">{e(f["severity"])} · {e(shown)}</span>{rest}<br>{e(f["message"])}'
+        f'<br><span class="muted">Fix: {e(f["suggestion"])}</span></div>'
+    )
+
+
+def flagged_table(model: dict[str, Any], flagged: dict[str, str]) -> str:
+    # Worst first, then by depth: the error on the head shows before a hundred info rows.
+    rows = sorted(
+        (layer for layer in _numbered(model) if layer["name"] in flagged),
+        key=lambda layer: (-RANK[flagged[layer["name"]]], layer["index"]),
+    )
+    if not rows:
+        return ""
+    shown = _layer_rows(rows[:SHOWN_FLAGGED], flagged, histograms=True)
+    table = f'<table aria-label="flagged layers">{_HEAD_WITH_HISTOGRAM}{shown}</table>'
+    if len(rows) > SHOWN_FLAGGED:
+        more = _layer_rows(rows[SHOWN_FLAGGED:], flagged, histograms=True)
+        table += (
+            f"<details><summary>{len(rows) - SHOWN_FLAGGED} more flagged layers</summary>"
+            f'<table aria-label="more flagged layers">{_HEAD_WITH_HISTOGRAM}{more}</table></details>'
+        )
+    return f"<h3>Flagged layers ({len(rows)})</h3>{table}"
+
+
+def layer_list(model: dict[str, Any], flagged: dict[str, str]) -> str:
+    rows = _layer_rows(_numbered(model), flagged, histograms=False)
+    return (
+        f"<details><summary>All {len(model['layers'])} layers</summary>"
+        f'<table aria-label="all layers">{_HEAD}{rows}</table></details>'
+    )
+
+
+_COLUMNS = "<th>#</th><th>layer</th><th>class</th><th>output shape</th><th>mean</th><th>std</th><th>zeros</th>"
+_HEAD = f"<tr>{_COLUMNS}</tr>"
+_HEAD_WITH_HISTOGRAM = f"<tr>{_COLUMNS}<th>activation histogram</th></tr>"
+
+
+def _layer_rows(layers: Sequence[dict[str, Any]], flagged: dict[str, str], histograms: bool) -> str:
+    return "".join(_layer_row(layer, flagged, histograms) for layer in layers)
+
+
+def _numbered(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layers with their depth (`index`), so a folded-away row still says where it sits."""
+    return [{**layer, "index": i} for i, layer in enumerate(model["layers"])]
+
+
+def _layer_row(layer: dict[str, Any], flagged: dict[str, str], histogram: bool) -> str:
+    a = layer.get("activation") or {}
+    numbers = (
+        f'<td class="num">{a["mean"]:.3g}</td><td class="num">{a["std"]:.3g}</td>'
+        f'<td class="num">{a["zero_fraction"]:.0%}</td>'
+        if a
+        else '<td></td><td></td><td class="muted">no activation</td>'
+    )
+    severity = flagged.get(layer["name"])
+    mark = f' style="border-left:4px solid {COLOR[severity]}"' if severity else ""
+    cell = ""
+    if histogram:
+        h = layer.get("histogram")
+        cell = f"<td>{plots.histogram(layer['name'], h['counts'], h['range']) if h else ''}</td>"
+    shape = tuple(layer.get("output_shape") or ())
+    return (
+        f'<tr{mark}><td class="num">{layer.get("index", "")}</td>'
+        f'<td class="name" title="{e(layer["name"])}">{e(layer["name"])}</td><td>{e(layer.get("class") or "")}</td>'
+        f"<td>{e(shape)}</td>{numbers}{cell}</tr>"
     )

@@ -1,6 +1,7 @@
 """Audits in this process or in worker processes: open each file safely, diagnose it, describe it as an entry.
 
-This module brings in TensorFlow: the command imports it only when a local audit runs.
+TensorFlow loads where models run, once per process and quietly (`start_tensorflow`): in this process for
+--jobs 1, only in the workers for --jobs N, never in the parent that hands out the files.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from layerscope.cli.audit import report
 from layerscope.cli.audit.batch import Arrays, AuditAborted, one_line
-from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.errors import InvalidInput, ServiceError
-from layerscope.service.model_diagnosis import activation_summaries, diagnose
-from layerscope.service.models.registry import open_model
+from layerscope.service.models.formats import legacy_format
 from layerscope.service.models.scanner import sha256_of
+
+if TYPE_CHECKING:
+    from layerscope.service.diagnosis.diagnoser import Diagnoser
 
 _worker: Diagnoser | AuditAborted = AuditAborted("an audit worker ran a model before its initializer")
 """In a worker process: its rules, built once by the pool's initializer, or why it could not start."""
@@ -59,11 +62,17 @@ def audit_file(
     """
     started = time.perf_counter()
     source = str(path)
+    other_format = legacy_format(path)
+    if other_format:  # a SavedModel folder has no single file to hash
+        return report.failed(source, "", InvalidInput.status, other_format, time.perf_counter() - started)
     try:
         sha = sha256_of(path)
     except OSError as exc:
         message = f"Expected a readable .keras file; received {source!r}: {exc}"
         return report.failed(source, "", InvalidInput.status, message, time.perf_counter() - started)
+    from layerscope.service.model_diagnosis import activation_summaries, diagnose
+    from layerscope.service.models.registry import open_model
+
     try:
         with warnings.catch_warnings():
             # Keras warns about some faults it notices while building (a softmax over one unit); the
@@ -87,7 +96,12 @@ def audit_file(
 
 def _start_worker(custom_objects: Path | None) -> Diagnoser:
     """Import the trusted custom objects and build the rules once per worker, not once per model."""
+    from layerscope.service.capture.quiet_start import start_tensorflow
+
+    start_tensorflow()
     _load_custom_objects(custom_objects)
+    from layerscope.service.diagnosis.diagnoser import Diagnoser
+
     return Diagnoser()
 
 

@@ -13,8 +13,20 @@ from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
 from layerscope.cli.audit import report
+from layerscope.cli.audit.names import display_name, short_names
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def unwritable(output: Path | None) -> str | None:
+    """Why the report cannot go to `output`, told before the audit spends its time; None when it can."""
+    if output is None:
+        return None
+    if output.is_dir():
+        return f"expected a file for --output; received {str(output)!r}, which is a folder"
+    if not output.parent.is_dir():
+        return f"expected --output in an existing folder; {str(output.parent)!r} does not exist (create it first)"
+    return None
 
 
 def write(doc: report.Document, fmt: str, output: Path | None) -> None:
@@ -48,8 +60,9 @@ def table(doc: report.Document, console: Console) -> None:
     rows.add_column("code", overflow="fold", max_width=22)
     rows.add_column("layers", overflow="fold", max_width=24)
     rows.add_column("message", overflow="fold", ratio=1)
+    names = short_names(m["source"] for m in doc["models"])  # the full path is in the JSON report
     for model in doc["models"]:
-        name = Path(model["source"]).stem  # the full path is in the JSON report
+        name = display_name(names[model["source"]])
         if model["error"]:
             rows.add_row(name, "[bold red]not audited[/]", model["error"]["code"], "", model["error"]["message"])
         elif not model["findings"]:
@@ -71,8 +84,9 @@ def summary(doc: report.Document, console: Console) -> None:
         f"[cyan]{counts['info']} info[/]" + (f", [bold red]{failed} not audited[/]" if failed else "")
     )
     slowest = sorted((m for m in models if m.get("seconds")), key=lambda m: -m["seconds"])[:3]
+    names = short_names(m["source"] for m in models)
     if slowest:
-        console.print("slowest: " + ", ".join(f"{Path(m['source']).name} {m['seconds']:.1f}s" for m in slowest))
+        console.print("slowest: " + ", ".join(f"{names[m['source']]} {m['seconds']:.1f}s" for m in slowest))
 
 
 def progress(entries: Iterator[report.Entry], total: int, console: Console) -> Iterator[report.Entry]:

@@ -55,6 +55,10 @@ class StatsLike(Protocol):
     def posinf(self) -> int: ...
     @property
     def neginf(self) -> int: ...
+    @property
+    def histogram(self) -> Sequence[int]: ...
+    @property
+    def histogram_range(self) -> tuple[float, float]: ...
 
 
 def finding(f: FindingLike) -> dict[str, Any]:
@@ -69,8 +73,12 @@ def finding(f: FindingLike) -> dict[str, Any]:
 
 
 def layer(name: str, class_name: str, output_shape: Sequence[int | None], stats: StatsLike | None) -> dict[str, Any]:
+    """One layer row. Beside the contract's keys, `histogram` holds the activation's value histogram (the bins
+    the capture already computes: counts over `range`), which the HTML report draws for flagged layers."""
     activation = None
+    histogram = None
     if stats is not None:
+        histogram = {"counts": [int(c) for c in stats.histogram], "range": [float(v) for v in stats.histogram_range]}
         activation = {
             "mean": stats.mean,
             "std": stats.std,
@@ -80,7 +88,13 @@ def layer(name: str, class_name: str, output_shape: Sequence[int | None], stats:
             "nan": stats.nan,
             "inf": stats.posinf + stats.neginf,
         }
-    return {"name": name, "class": class_name, "output_shape": list(output_shape), "activation": activation}
+    return {
+        "name": name,
+        "class": class_name,
+        "output_shape": list(output_shape),
+        "activation": activation,
+        "histogram": histogram,
+    }
 
 
 def entry(

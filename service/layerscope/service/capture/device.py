@@ -23,6 +23,12 @@ def configure_devices() -> list[str]:
     return [g.name for g in gpus]
 
 
+def initialise_devices() -> None:
+    """Create the logical devices now (after `configure_devices`), so the runtime's start-up happens here
+    and not inside the first call that runs a model."""
+    tf.config.list_logical_devices()
+
+
 def memory_in_use() -> dict[str, int]:
     """Bytes in use per logical GPU; empty on a CPU-only machine."""
     usage = {}

@@ -22,6 +22,7 @@ from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
+from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
 from layerscope.service.errors import InvalidInput
@@ -212,8 +213,8 @@ class CaptureEngine:
             math.prod(v.shape) * np.dtype(v.dtype).itemsize
             for path, layer in self.layers
             if not isinstance(layer, keras.Model) and selection.wants_full(path, type(layer).__name__)
-            for v in layer.weights
-            if selection.selects(path, type(layer).__name__) and selection.wants_variable(v.name)
+            for name, v in named_weights(layer).items()
+            if selection.selects(path, type(layer).__name__) and selection.wants_variable(name)
         )
         return int(activations + weights)
 
@@ -283,15 +284,15 @@ class CaptureEngine:
         with self._lock:
             if self._weights is None:
                 self._weights = {
-                    path: {kind: summarize(value, per_unit=False) for kind, value in own_variables(layer).items()}
+                    path: {kind: summarize(value, per_unit=False) for kind, value in weight_values(layer).items()}
                     for path, layer in self.layers
-                    if own_variables(layer)
+                    if weight_values(layer)
                 }
             return self._weights
 
     def weight_tensors(self, path: str) -> dict[str, np.ndarray]:
         layer = dict(self.layers)[path]
-        return own_variables(layer)
+        return weight_values(layer)
 
     def _add_weights(self, result: CaptureResult, selection: Selection, summaries: bool = True) -> None:
         if not selection.kinds & {"kernel", "bias", "other"}:
@@ -317,13 +318,6 @@ def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], va
     cache[key] = value
     while len(cache) > limit:
         cache.popitem(last=False)
-
-
-def own_variables(layer: keras.Layer) -> dict[str, np.ndarray]:
-    """A layer's variables by their own name (kernel, bias, gamma, ...); none for a nested model."""
-    if isinstance(layer, keras.Model):
-        return {}
-    return {v.name: np.asarray(v.numpy()) for v in layer.weights}
 
 
 def _kinds_of(record: Recorded, wanted: set[str] | frozenset[str]) -> list[str]:

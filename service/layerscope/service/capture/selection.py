@@ -41,6 +41,8 @@ class Selection:
 
 
 def variable_role(name: str) -> str:
+    """The role is in the last part: `forward_lstm/recurrent_kernel` is a kernel (capture/weights.py)."""
+    name = name.rsplit("/", 1)[-1]
     if name.endswith("kernel"):
         return "kernel"
     if name == "bias":

@@ -7,6 +7,7 @@ wrapped as async generators, so their latency covers the whole stream, not just 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ from layerscope.service.grpc.status import status_for
 from layerscope.service.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+WATCH = "/grpc.health.v1.Health/Watch"
 
 
 def _answer_for(exc: Exception) -> tuple[StatusCode, str]:
@@ -56,10 +58,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
+        # A health watch lasts as long as its client (a load balancer, for hours): counted and timed, but it
+        # takes no slot of the concurrency limit, or a few watchers would shrink capacity for real calls.
+        admit = details.method != WATCH
         # Bidirectional streams (server reflection) pass through unmeasured.
-        return _rebuild(handler, lambda b: self._unary(method, b), lambda b: self._stream(method, b), None)
+        return _rebuild(handler, lambda b: self._unary(method, b), lambda b: self._stream(method, b, admit=admit), None)
 
-    def _admit(self, method: str) -> bool:
+    def _admit(self, method: str, limited: bool = True) -> bool:
+        if not limited:
+            return True
         if self._inflight >= self._max_concurrent:
             self._telemetry.rejections.labels("concurrency").inc()
             return False
@@ -67,9 +74,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         self._telemetry.inflight.set(self._inflight)
         return True
 
-    def _release(self, method: str, started: float, code: StatusCode) -> None:
-        self._inflight -= 1
-        self._telemetry.inflight.set(self._inflight)
+    def _release(self, method: str, started: float, code: StatusCode, limited: bool = True) -> None:
+        if limited:
+            self._inflight -= 1
+            self._telemetry.inflight.set(self._inflight)
         self._finish(method, started, code)
 
     def _finish(self, method: str, started: float, code: StatusCode) -> None:
@@ -84,14 +92,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         )
 
     @asynccontextmanager
-    async def _guard(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _guard(self, method: str, context: grpc.aio.ServicerContext, limited: bool = True) -> AsyncIterator[None]:
         """Admit, time and count one call; turn what escapes the handler into its status.
 
         A call is counted before its error status goes out: `abort` sends the status at once, and a
         client that reads the metrics right after its refusal must find the refusal counted.
         """
         started = time.perf_counter()
-        if not self._admit(method):
+        if not self._admit(method, limited):
             await self._refuse(method, context, started)
         code = StatusCode.OK
         counted = False
@@ -105,12 +113,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             raise
         except Exception as exc:
             code, message = _answer_for(exc)
-            self._release(method, started, code)
+            self._release(method, started, code, limited)
             counted = True
             await context.abort(code, message)
         finally:
             if not counted:
-                self._release(method, started, code)
+                self._release(method, started, code, limited)
 
     def _unary(self, method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -119,10 +127,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
 
         return handle
 
-    def _stream(self, method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(
+        self, method: str, behaviour: Callable[..., AsyncIterator[Any]], admit: bool = True
+    ) -> Callable[..., AsyncIterator[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with self._guard(method, context):
-                async for item in behaviour(request, context):
+            async with self._guard(method, context, limited=admit):
+                responses = behaviour(request, context)
+                if inspect.isawaitable(responses):
+                    # A coroutine handler (grpc's health Watch) writes with `context.write` itself.
+                    await responses
+                    return
+                async for item in responses:
                     yield item
 
         return handle

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from layerscope.service.errors import InvalidInput, UnsafeModel
+from layerscope.service.models.formats import legacy_format
 
 REFUSED_CLASSES = frozenset(
     {
@@ -94,6 +95,9 @@ def scan_archive(path: Path, limits: ScanLimits | None = None, allow_custom: boo
     code with --custom-objects; the server never sets it.
     """
     limits = limits or ScanLimits()
+    other_format = legacy_format(path, named=False)
+    if other_format:
+        raise InvalidInput(other_format)
     size = path.stat().st_size
     if size > limits.max_archive_bytes:
         raise UnsafeModel(f"Expected an archive of at most {limits.max_archive_bytes} bytes; received {size}.")
@@ -274,6 +278,20 @@ def _check_config(config: dict[str, Any], allow_custom: bool) -> Iterator[str]:
             stack.extend((value, f"{where}[{i}]", key) for i, value in enumerate(node))
 
 
+CODE_ADVICE = (
+    "Replace it with built-in layers, or move its code into a keras.layers.Layer subclass decorated with "
+    "@keras.saving.register_keras_serializable(), save the model again, and audit that file locally with "
+    "--custom-objects FILE.py (the file defining the class)."
+)
+
+
+def _advice_for(class_name: str) -> str:
+    """Advice that works: a Lambda's bytecode is never run, but the same code as a registered layer is."""
+    if class_name == "TFSMLayer":
+        return "Save the Keras model that the SavedModel came from as a .keras file and audit that instead."
+    return CODE_ADVICE
+
+
 def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) -> None:
     class_name = node.get("class_name")
     if class_name is None:
@@ -284,8 +302,8 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
     label = f"{class_name} '{layer}'" if layer else str(class_name)
     if class_name in REFUSED_CLASSES or (class_name in ("__lambda__", "function") and _has_code(node)):
         raise UnsafeModel(
-            f"Expected only built-in Keras layers; received {label}, which runs code or loads files the server "
-            "will not execute. Replace it with built-in layers, or audit the file locally with --custom-objects."
+            f"Expected only built-in Keras layers; received {label}, which runs code or loads files that "
+            f"layerscope never executes, not even with --custom-objects. {_advice_for(class_name)}"
         )
     if allow_custom:
         return

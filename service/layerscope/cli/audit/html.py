@@ -209,7 +209,7 @@ def _layer_row(layer: dict[str, Any], flagged: dict[str, str], histogram: bool) 
     cell = ""
     if histogram:
         h = layer.get("histogram")
-        cell = f"<td>{plots.histogram(layer['name'], h['counts'], h['range']) if h else ''}</td>"
+        cell = f"<td>{plots.histogram(layer['name'], h['counts'], h['range'], h.get('sample')) if h else ''}</td>"
     shape = tuple(layer.get("output_shape") or ())
     return (
         f'<tr{mark}><td class="num">{layer.get("index", "")}</td>'

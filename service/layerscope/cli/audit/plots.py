@@ -96,10 +96,11 @@ def _tick(value: float, log: bool) -> str:
     return f"{10**value:.2g}" if log else f"{value:.2f}"
 
 
-def histogram(name: str, counts: Sequence[int], value_range: Sequence[float]) -> str:
+def histogram(name: str, counts: Sequence[int], value_range: Sequence[float], sample: int | None = None) -> str:
     """A layer's activation histogram (the capture's bins), small enough to sit in a table row.
 
-    The bars are one path, not a shape each: a report of hundreds of flagged layers stays small.
+    The bars are one path, not a shape each: a report of hundreds of flagged layers stays small. A histogram
+    binned from a sample says so, in its title and with a "sampled" mark a reader sees without hovering.
     """
     w, h = 200, 48
     total = max(sum(counts), 1)
@@ -113,12 +114,14 @@ def histogram(name: str, counts: Sequence[int], value_range: Sequence[float]) ->
     )
     top = max(range(len(counts)), key=lambda i: counts[i], default=0)
     width = (hi - lo) / max(len(counts), 1)
+    binned = f"an estimate from a fixed sample of {sample} finite values" if sample else f"{sum(counts)} finite values"
     title = (
-        f"{name}: {sum(counts)} finite values in [{lo:.3g}, {hi:.3g}]; the fullest bin "
+        f"{name}: {binned} in [{lo:.3g}, {hi:.3g}]; the fullest bin "
         f"[{lo + top * width:.3g}, {lo + (top + 1) * width:.3g}) holds {peak / total:.0%}"
     )
+    mark = f'<text x="{w / 2}" y="10" text-anchor="middle" class="muted">sampled, n={sample}</text>' if sample else ""
     return (
         f'<svg width="{w}" height="{h}" role="img" aria-label="histogram of {e(name)}"><title>{e(title)}</title>'
-        f'<path d="{path}" fill="#546e7a"/><text x="0" y="{h - 1}" class="muted">{lo:.3g}</text>'
+        f'<path d="{path}" fill="#546e7a"/>{mark}<text x="0" y="{h - 1}" class="muted">{lo:.3g}</text>'
         f'<text x="{w}" y="{h - 1}" text-anchor="end" class="muted">{hi:.3g}</text></svg>'
     )

@@ -59,6 +59,8 @@ class StatsLike(Protocol):
     def histogram(self) -> Sequence[int]: ...
     @property
     def histogram_range(self) -> tuple[float, float]: ...
+    @property
+    def histogram_sample(self) -> int | None: ...
 
 
 def finding(f: FindingLike) -> dict[str, Any]:
@@ -78,7 +80,12 @@ def layer(name: str, class_name: str, output_shape: Sequence[int | None], stats:
     activation = None
     histogram = None
     if stats is not None:
-        histogram = {"counts": [int(c) for c in stats.histogram], "range": [float(v) for v in stats.histogram_range]}
+        histogram = {
+            "counts": [int(c) for c in stats.histogram],
+            "range": [float(v) for v in stats.histogram_range],
+            # Set when the counts bin a fixed sample of this many values (an estimate), null when they bin all.
+            "sample": stats.histogram_sample,
+        }
         activation = {
             "mean": stats.mean,
             "std": stats.std,

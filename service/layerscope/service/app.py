@@ -23,6 +23,7 @@ from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector, LoadMetrics
 from layerscope.service.metrics_http import start_metrics_server
+from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
@@ -82,7 +83,13 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         await asyncio.to_thread(summary_op.load)
         log.info("capture statistics: fused kernel %s", summary_op.reason)
     repository = ModelRepository(settings.model_repository)
-    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op)
+    budget = ModelBudget(
+        settings.max_model_layers,
+        settings.max_model_parameters,
+        settings.max_layer_output_elements,
+        settings.max_total_output_elements,
+    )
+    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, budget=budget)
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)

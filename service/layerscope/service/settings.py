@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     )
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
+    max_model_layers: int = Field(1000, gt=0, description="Layers a model may declare (refused before loading).")
+    max_model_parameters: int = Field(
+        250_000_000, gt=0, description="Parameters a model may declare, counted from its config before loading."
+    )
+    max_layer_output_elements: int = Field(
+        1 << 23, gt=0, description="Elements one layer output (or input) may declare per sample; bounds probes too."
+    )
+    max_total_output_elements: int = Field(
+        1 << 27, gt=0, description="Elements all layer outputs together may declare per sample."
+    )
+    call_timeout_seconds: float = Field(
+        600.0, gt=0, description="Server-side deadline of every call (uploads excepted), whatever the client asks."
+    )
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
     fused_statistics: bool = Field(
         True, description="Compute CPU capture statistics with the fused kernel (built with g++ at first use)."

@@ -11,6 +11,7 @@ from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.errors import NotFound
+from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.models.scanner import ScanLimits
@@ -36,9 +37,10 @@ def open_model(
     trial_timeout: float | None = None,
     allow_custom: bool = False,
     summary_op: SummaryOpLoader | None = None,
+    budget: ModelBudget | None = None,
 ) -> LoadedModel:
     """Load one archive into a ready engine: shared by the server and local audits."""
-    archive = load_archive(path, name, limits, trial_timeout, allow_custom)
+    archive = load_archive(path, name, limits, trial_timeout, allow_custom, budget)
     engine = CaptureEngine(archive.model, summary_op=summary_op)
     info = ModelInfo(
         name=name,
@@ -62,9 +64,11 @@ class ModelRegistry:
         limits: ScanLimits | None = None,
         trial_timeout: float | None = None,
         summary_op: SummaryOpLoader | None = None,
+        budget: ModelBudget | None = None,
     ) -> None:
         self._repository = repository
         self._limits = limits
+        self._budget = budget
         self._summary_op = summary_op
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
@@ -84,7 +88,15 @@ class ModelRegistry:
                 if key in self._models:
                     return self._models[key]
             try:
-                loaded = open_model(path, name, chosen, self._limits, self._trial_timeout, summary_op=self._summary_op)
+                loaded = open_model(
+                    path,
+                    name,
+                    chosen,
+                    self._limits,
+                    self._trial_timeout,
+                    summary_op=self._summary_op,
+                    budget=self._budget,
+                )
             finally:
                 with self._lock:
                     self._loading.pop(key, None)

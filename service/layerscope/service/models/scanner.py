@@ -2,8 +2,9 @@
 
 A Keras archive is a program: a Lambda layer carries marshalled bytecode, TFSMLayer loads a SavedModel
 from any path, a registered custom object names code to import, and the zip itself can traverse paths or
-expand into a bomb. Nothing here imports Keras or TensorFlow; everything is checked with zipfile, json and
-h5py (the weights file's declared dataset sizes, before Keras allocates them).
+expand into a bomb. Nothing here lets Keras read the archive; everything is checked with zipfile, json and
+h5py (the weights file's declared dataset sizes, before Keras allocates them). Keras is imported only to
+list its own modelling classes and functions (allowlist.py): every serialized object must be one of them.
 
 Keras's safe_mode stops Lambda bytecode, but a config can still name any *exported* Keras function as a
 `function` object (`keras.config.set_floatx`, `keras.distribution.set_distribution`, dataset downloaders),
@@ -25,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from layerscope.service.errors import InvalidInput, UnsafeModel
+from layerscope.service.models.allowlist import MARKERS, allow_list
 from layerscope.service.models.formats import legacy_format
 
 REFUSED_CLASSES = frozenset(
@@ -54,6 +56,8 @@ FUNCTION_MODULES = re.compile(
 losses, and resolves only among those). Any other exported function could change the process."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (newlines, ANSI escapes) in a name would forge lines and colours in logs and reports."""
 ALLOWED_MEMBERS = re.compile(r"^(config\.json|metadata\.json|model\.weights\.(h5|npz)|assets/.+)$")
 """What a Keras 3 archive holds; anything else is only ballast Keras would unpack to disk."""
 
@@ -272,6 +276,8 @@ def _check_config(config: dict[str, Any], allow_custom: bool) -> Iterator[str]:
             for k, value in node.items():
                 if isinstance(value, str):
                     _check_string(str(k), value, f"{where}.{k}")
+                    if k == "name":
+                        _check_name(value, f"{where}.{k}")
                 else:
                     stack.append((value, f"{where}.{k}", str(k)))
         elif isinstance(node, list):
@@ -307,8 +313,15 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
         )
     if allow_custom:
         return
+    if ".inbound_nodes[" in where and class_name not in MARKERS:
+        raise UnsafeModel(
+            f"Expected a layer's inbound-node arguments to carry tensors and plain values only; received {label} "
+            f"from module {node.get('module')!r} at {where}."
+        )
     if class_name == "function":
         _check_function(node, where)  # Keras writes its own functions with module "builtins"
+        return
+    if class_name in MARKERS:
         return
     module = node.get("module")
     if module is not None and not (isinstance(module, str) and ALLOWED_MODULES.match(module)):
@@ -328,17 +341,32 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
                 f"Expected only built-in Keras objects; received the registered custom object {node.get(field)!r} "
                 f"at {where}. Custom objects are not loaded on the server."
             )
+    if not allow_list(REFUSED_CLASSES).admits_class(module, class_name):
+        raise UnsafeModel(
+            "Expected a Keras layer, operation, initializer, regularizer, constraint, activation, loss, metric, "
+            f"optimizer or dtype policy; received {label} from module {module!r} at {where}, which Keras would "
+            "resolve to something else (a function that can change the server for every model)."
+        )
 
 
 def _check_function(node: dict[str, Any], where: str) -> None:
     module, name = node.get("module"), node.get("config")
-    if not (isinstance(module, str) and FUNCTION_MODULES.match(module)) or not (
-        isinstance(name, str) and _IDENTIFIER.match(name)
+    if (
+        not (isinstance(module, str) and FUNCTION_MODULES.match(module))
+        or not (isinstance(name, str) and _IDENTIFIER.match(name))
+        or name not in allow_list(REFUSED_CLASSES).functions
     ):
         raise UnsafeModel(
             "Expected functions only from Keras's activations, losses, metrics, initializers, regularizers or "
             f"constraints; received {name!r} from module {module!r} at {where}. Other functions are not run on "
             "the server."
+        )
+
+
+def _check_name(name: str, where: str) -> None:
+    if _CONTROL.search(name):
+        raise UnsafeModel(
+            f"Expected names without control characters (newlines, escapes); received {name[:80]!r} at {where}."
         )
 
 

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     )
     chunk_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=3 * 1024 * 1024, description="Bytes per tensor chunk.")
     max_concurrent_rpcs: int = Field(64, gt=0, description="RPCs in flight before new ones are refused.")
+    max_concurrent_uploads: int = Field(4, gt=0, description="Uploads in flight (their own pool, outside the RPC cap).")
+    max_reflection_streams: int = Field(8, gt=0, description="Server-reflection streams open (their own pool).")
+    max_streams_per_caller: int = Field(
+        16, gt=0, description="Streams one caller (token, or peer address without one) may hold open at once."
+    )
+    stream_idle_seconds: float = Field(
+        30.0, gt=0, description="How long a streamed response may wait for a client that does not read it."
+    )
+    upload_idle_seconds: float = Field(30.0, gt=0, description="How long an upload may wait for its next chunk.")
     max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
     load_at_start: bool = Field(
         True, description="Load the newest version of every model in the repository before reporting SERVING."

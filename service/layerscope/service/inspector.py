@@ -152,6 +152,7 @@ class Inspector:
         model = self._models.get(ref)
         self._check_batch(inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
+        _check_selection(model, selection, inputs, limit)
         started = time.perf_counter()
         with self._queue.admit(model):
             # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
@@ -251,6 +252,18 @@ class Inspector:
         started = time.perf_counter()
         await asyncio.to_thread(self._store.save_run, run)
         self._telemetry.db_write_seconds.observe(time.perf_counter() - started)
+
+
+def _check_selection(model: LoadedModel, selection: Selection, inputs: Mapping[str, np.ndarray], limit: int) -> None:
+    """Unknown layer names, and full tensors too large by the declared shapes alone: refused before the
+    model is traced or run (the traced size, checked next, is exact)."""
+    selection.check_names([(path, type(layer).__name__) for path, layer in model.engine.layers])
+    batch = max((a.shape[0] if a.ndim else 1 for a in inputs.values()), default=1)
+    declared = (
+        (layer.name, layer.class_name, layer.output_shapes, [(w.kind, w.shape) for w in layer.weights])
+        for layer in model.description.layers
+    )
+    _check_size(selection.declared_full_bytes(declared, int(batch)), limit)
 
 
 def _check_size(size: int, limit: int) -> None:

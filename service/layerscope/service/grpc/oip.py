@@ -18,7 +18,7 @@ from layerscope.client import codec
 from layerscope.oip import grpc_predict_v2_pb2 as pb
 from layerscope.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from layerscope.service.domain.description import InputSpec
-from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.models import ModelInfo, ModelRef, check_version
 from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.inspector import Inspector
 
@@ -71,7 +71,7 @@ def model_ref(name: str, version: str) -> ModelRef:
         raise InvalidInput("Expected a model name; received an empty one.")
     if version and not (version.isascii() and version.isdigit() and int(version) > 0):
         raise InvalidInput(f"Expected a positive integer model version, or none for the newest; received {version!r}.")
-    return ModelRef(name, int(version) if version else None)
+    return ModelRef(name, check_version(int(version)) if version else None)
 
 
 def input_dtype(datatype: str, tensor: str) -> np.dtype[Any]:

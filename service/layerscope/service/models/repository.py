@@ -12,6 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from layerscope.service.domain.models import MAX_VERSION, check_version
 from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded, NotFound
 
 ARCHIVE = "model.keras"
@@ -28,6 +29,11 @@ def check_name(name: str) -> str:
             f"digit); received {name!r}."
         )
     return name
+
+
+def _version_folder(name: str) -> bool:
+    """A folder a version lives in; one named past MAX_VERSION (copied in by hand) is never served."""
+    return name.isascii() and name.isdigit() and 0 < int(name) <= MAX_VERSION
 
 
 class ModelRepository:
@@ -51,9 +57,7 @@ class ModelRepository:
         folder = self.root / check_name(name)
         if not folder.is_dir():
             return []
-        return sorted(
-            int(p.name) for p in folder.iterdir() if p.name.isdigit() and int(p.name) > 0 and (p / ARCHIVE).is_file()
-        )
+        return sorted(int(p.name) for p in folder.iterdir() if _version_folder(p.name) and (p / ARCHIVE).is_file())
 
     def locate(self, name: str, version: int | None = None) -> tuple[int, Path]:
         """The archive of `name` at `version` (newest when None)."""
@@ -72,11 +76,16 @@ class ModelRepository:
         get the same version, whether they asked for it or were given the next free one.
         """
         check_name(name)
-        if version is not None and version <= 0:
-            raise InvalidInput(f"Expected a positive model version; received {version}.")
+        if version is not None:
+            check_version(version)
         (self.root / name).mkdir(exist_ok=True)
         while True:
             chosen = version or self._next_version(name)
+            if chosen > MAX_VERSION:
+                raise InvalidInput(
+                    f"Expected a model with versions left to give; '{name}' has used version {MAX_VERSION}, the "
+                    "largest. Upload it under a new name."
+                )
             folder = self.root / name / str(chosen)
             try:
                 folder.mkdir()
@@ -95,7 +104,7 @@ class ModelRepository:
 
     def _next_version(self, name: str) -> int:
         """One past every version folder, committed or still being uploaded."""
-        taken = [int(p.name) for p in (self.root / name).iterdir() if p.name.isdigit()]
+        taken = [int(p.name) for p in (self.root / name).iterdir() if _version_folder(p.name)]
         return max(taken, default=0) + 1
 
     def remove(self, name: str, version: int) -> None:

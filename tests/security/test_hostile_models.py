@@ -257,6 +257,37 @@ def control_character_name_archive(folder: Path) -> Path:
     return rewrite(healthy_archive(folder), folder / "log-forger.keras", edit_config(rename))
 
 
+def junk_directories_archive(folder: Path) -> Path:
+    target = rewrite(healthy_archive(folder), folder / "junk-dirs.keras", lambda m: None)
+    with zipfile.ZipFile(target, "a") as archive:
+        for i in range(20):
+            archive.writestr(zipfile.ZipInfo(f"junk/{i}/"), b"")
+    return target
+
+
+def junk_datasets_archive(folder: Path) -> Path:
+    """Ten thousand empty groups and a dataset: each costs Keras (and h5py) a look-up, none holds a weight."""
+    junk = io.BytesIO()
+    with h5py.File(junk, "w") as weights:
+        group = weights.create_group("junk")
+        group.create_dataset("0", data=np.zeros(1, "float32"))
+        for i in range(1, 10_001):
+            group.create_group(str(i))
+    weights_file = {"model.weights.h5": junk.getvalue()}
+    return rewrite(healthy_archive(folder), folder / "junk-h5.keras", lambda m: m.update(weights_file))
+
+
+def damaged_asset_archive(folder: Path) -> Path:
+    """An asset whose bytes fail their checksum: Keras would unpack it half-way and leave its folder behind."""
+    target = rewrite(healthy_archive(folder), folder / "damaged-asset.keras", lambda m: None)
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr("assets/big.bin", os.urandom(1 << 16))
+    data = bytearray(target.read_bytes())
+    data[data.find(b"assets/big.bin") + 200] ^= 0xFF  # inside the member's (stored, incompressible) data
+    target.write_bytes(bytes(data))
+    return target
+
+
 NOT_A_ZIP = "Expected a .keras zip archive with config.json; received a file that is not one (File is not a zip file)"
 
 CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
@@ -278,6 +309,9 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
         for case, setter in CONFIG_SETTERS.items()
     },
     "control-character-name": (control_character_name_archive, "without control characters"),
+    "junk-directories": (junk_directories_archive, "received 'junk/0/'"),
+    "junk-hdf5-datasets": (junk_datasets_archive, "Expected at most 10000 groups and datasets in model.weights.h5"),
+    "damaged-asset": (damaged_asset_archive, "match their checksums; received a damaged 'assets/big.bin'"),
     "url-in-config": (url_archive, "https://evil.example"),
     "path-traversal": (traversal_archive, "../../evil.py"),
     "zip-bomb": (zip_bomb, "zip bomb"),

@@ -75,9 +75,10 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
 
-    def load(self, name: str, version: int | None = None) -> LoadedModel:
-        """Load once: concurrent calls for one version wait for the first instead of loading it again."""
-        chosen, path = self._repository.locate(name, version)
+    def load(self, name: str, version: int | None = None, staged: Path | None = None) -> LoadedModel:
+        """Load once: concurrent calls for one version wait for the first instead of loading it again.
+        `staged` loads an uploaded archive (of `version`) before it is published."""
+        chosen, path = (version, staged) if staged is not None and version else self._repository.locate(name, version)
         key = (name, chosen)
         with self._lock:
             if key in self._models:

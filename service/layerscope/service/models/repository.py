@@ -17,6 +17,8 @@ from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded
 
 ARCHIVE = "model.keras"
 _PARTIAL = ".upload-"
+_STAGED = ".staged-" + ARCHIVE
+"""An uploaded archive whose bytes are verified, not yet proven to load: invisible to `versions`."""
 _UNLOADED = ".unloaded"
 _DELETED = ".deleted"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -43,8 +45,9 @@ class ModelRepository:
         self._clear_interrupted_uploads()
 
     def _clear_interrupted_uploads(self) -> None:
-        """At start-up no upload is in progress: a partial file or an empty version folder is a crash's."""
-        for partial in self.root.glob(f"*/*/{_PARTIAL}*"):
+        """At start-up no upload is in progress: a partial or staged file, or an empty version folder, is a
+        crash's; the version it would have been was never published, and the previous one stays newest."""
+        for partial in [*self.root.glob(f"*/*/{_PARTIAL}*"), *self.root.glob(f"*/*/{_STAGED}")]:
             partial.unlink(missing_ok=True)
         for folder in self.root.glob("*/*"):
             if folder.is_dir() and folder.name.isdigit() and not any(folder.iterdir()):
@@ -162,17 +165,26 @@ class Upload:
         self._file.write(chunk)
 
     def commit(self, sha256: str = "") -> Path:
+        """Verify the bytes and stage them beside the version's archive; `publish` makes them the archive."""
         self._file.close()
         if self._size == 0:
             raise InvalidInput("Expected the bytes of a .keras archive after the header; received none.")
         if sha256 and self._digest.hexdigest() != sha256.lower():
             raise InvalidInput(f"Expected sha256 {sha256}; received an archive with {self._digest.hexdigest()}.")
+        staged = self.folder / _STAGED
+        os.replace(self._tmp, staged)
+        return staged
+
+    def publish(self) -> Path:
+        """Make the staged archive this version's (an atomic rename): done only once it has loaded."""
         target = self.folder / ARCHIVE
-        os.replace(self._tmp, target)
+        os.replace(self.folder / _STAGED, target)
         return target
 
     def abort(self) -> None:
+        """Take back everything this upload wrote, published or not: the version never existed."""
         self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        for leftover in (self._tmp, self.folder / _STAGED, self.folder / ARCHIVE, self.folder / _UNLOADED):
+            leftover.unlink(missing_ok=True)
         if self.folder.is_dir() and not any(self.folder.iterdir()):
             self.folder.rmdir()

@@ -19,11 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from layerscope.service.errors import InvalidInput, UnsafeModel
 from layerscope.service.models.allowlist import MARKERS, allow_list
@@ -61,6 +64,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 ALLOWED_MEMBERS = re.compile(r"^(config\.json|metadata\.json|model\.weights\.(h5|npz)|assets/.+)$")
 """What a Keras 3 archive holds; anything else is only ballast Keras would unpack to disk."""
 
+ALLOWED_DIRECTORIES = re.compile(r"^assets/([^/]+/)*$")
+"""Directory entries: only folders of assets (zip writers add them; Keras unpacks them to disk)."""
+
 ALLOWED_MODULES = re.compile(r"^(keras|keras\.(src\.)?[a-z_][a-z0-9_.]*)$")
 """Serialized objects must come from Keras itself."""
 
@@ -80,6 +86,8 @@ class ScanLimits:
     max_config_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64
     max_layers: int = 5000
+    max_weight_objects: int = 10_000
+    """Groups and datasets in the weights file: four or five per layer, not tens of thousands of junk."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +122,12 @@ def scan_archive(path: Path, limits: ScanLimits | None = None, allow_custom: boo
             metadata = _read_json(archive, "metadata.json", limits) if "metadata.json" in archive.namelist() else {}
             if "model.weights.h5" in archive.namelist():
                 _check_weights(archive, "model.weights.h5", limits)
+            _check_integrity(archive)
     except zipfile.BadZipFile as exc:
         raise InvalidInput(
             f"Expected a .keras zip archive with config.json; received a file that is not one ({exc})."
         ) from exc
-    except (EOFError, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+    except (EOFError, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError, zlib.error) as exc:
         raise InvalidInput(f"Expected a readable .keras zip archive; received a damaged one ({exc}).") from exc
     if not isinstance(config, dict):
         raise InvalidInput(f"Expected config.json to hold an object; received {type(config).__name__}.")
@@ -160,7 +169,7 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits, size: int, 
     expanded = 0
     for info in infos:
         name = info.filename
-        if not allow_custom and not info.is_dir() and not ALLOWED_MEMBERS.match(name):
+        if not allow_custom and not (ALLOWED_DIRECTORIES if info.is_dir() else ALLOWED_MEMBERS).match(name):
             raise UnsafeModel(
                 "Expected only config.json, metadata.json, model.weights.h5 (or .npz) and assets/ in the "
                 f"archive; received {name!r}."
@@ -188,15 +197,38 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits, size: int, 
         raise UnsafeModel(f"Expected at most {limits.max_expanded_bytes} bytes unpacked; received {expanded}.")
 
 
+def _check_integrity(archive: zipfile.ZipFile) -> None:
+    """Every member's checksum, before Keras unpacks assets: Keras leaves its temporary folder (and what it
+    unpacked into it) behind when a member turns out to be damaged half-way through."""
+    damaged = archive.testzip()
+    if damaged is not None:
+        raise InvalidInput(f"Expected archive members that match their checksums; received a damaged {damaged!r}.")
+
+
 def _check_weights(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> None:
     """Every dataset's declared size, before Keras allocates it: a 2 KB file can declare 1 GiB of fill value."""
     import h5py  # type: ignore[import-untyped]  # a Keras dependency without type hints; only needed here
 
     declared = 0
     try:
-        with archive.open(member) as raw, h5py.File(raw, "r") as weights:
+        with _seekable(archive, member) as raw, h5py.File(raw, "r") as weights:
             datasets: list[Any] = []
-            weights.visititems(lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None)
+            objects = 0
+
+            def visit(_: str, item: Any) -> bool | None:
+                nonlocal objects
+                objects += 1
+                if objects > limits.max_weight_objects:
+                    return True  # stops the walk; refused below
+                if isinstance(item, h5py.Dataset):
+                    datasets.append(item)
+                return None
+
+            weights.visititems(visit)
+            if objects > limits.max_weight_objects:
+                raise UnsafeModel(
+                    f"Expected at most {limits.max_weight_objects} groups and datasets in {member}; received more."
+                )
             for dataset in datasets:
                 size = int(dataset.size) * dataset.dtype.itemsize
                 stored = int(dataset.id.get_storage_size())
@@ -214,6 +246,18 @@ def _check_weights(archive: zipfile.ZipFile, member: str, limits: ScanLimits) ->
         raise UnsafeModel(
             f"Expected at most {limits.max_expanded_bytes} bytes of weights; received {declared} declared."
         )
+
+
+def _seekable(archive: zipfile.ZipFile, member: str) -> IO[bytes]:
+    """The member as a file h5py can seek in cheaply: a compressed zip member re-inflates from its start on
+    every backward seek, so a weights file of many small objects would take minutes to walk."""
+    if archive.getinfo(member).compress_type == zipfile.ZIP_STORED:
+        return archive.open(member)
+    copy = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115  # the caller closes it; RAM to 64 MiB
+    with archive.open(member) as raw:
+        shutil.copyfileobj(raw, copy, 1 << 20)
+    copy.seek(0)
+    return copy
 
 
 def _read_json(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> Any:

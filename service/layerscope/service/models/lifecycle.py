@@ -60,7 +60,12 @@ class ModelLifecycle:
     ) -> ModelInfo:
         """Stream an archive into the repository, prove it loads, then publish it; a refused archive, or a
         caller that hangs up, leaves nothing, and the previous version stays the newest."""
-        upload = await asyncio.to_thread(self._repository.begin_upload, name, version, max_bytes)
+        begin = asyncio.ensure_future(asyncio.to_thread(self._repository.begin_upload, name, version, max_bytes))
+        try:
+            upload = await asyncio.shield(begin)
+        except asyncio.CancelledError:  # the folder may be made all the same: take it back once it is
+            await asyncio.shield(_abort_once_begun(begin))
+            raise
         try:
             async for chunk in chunks:
                 await asyncio.to_thread(upload.write, chunk)  # hashing and disk writes stay off the event loop
@@ -143,3 +148,11 @@ class ModelLifecycle:
         self._observer.loaded(time.perf_counter() - started)
         self._observer.count(len(self._registry.loaded()))
         return loaded
+
+
+async def _abort_once_begun(begin: asyncio.Future[Upload]) -> None:
+    try:
+        upload = await begin
+    except Exception:  # it failed by itself: nothing was made
+        return
+    await asyncio.to_thread(upload.abort)

@@ -96,7 +96,8 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
-    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, settings.host, registry=registry)
+    metrics_host = settings.metrics_host or settings.host
+    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, metrics_host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
     if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
         loaded = await inspector.load_repository()

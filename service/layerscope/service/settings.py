@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 picks one.")
+    metrics_host: str | None = Field(
+        None,
+        description="Address /metrics binds; None: `host`. /metrics has no authentication and names models and "
+        "layers: bind it where only the scraper reaches (127.0.0.1, a pod-internal address).",
+    )
     model_repository: Path = Field(Path("models"), description="<dir>/<name>/<version>/model.keras")
     database_url: str = Field("sqlite:///layerscope.db", description="SQLAlchemy URL of the run store.")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 
 from layerscope.service import cancellation
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 
 KINDS = frozenset({"activation", "input", "kernel", "bias", "other"})
@@ -66,7 +67,8 @@ class Selection:
             unknown = [p for p in patterns if not any(_matches(_compile(field_name, (p,)), *layer) for layer in layers)]
             if unknown:
                 raise InvalidInput(
-                    f"Expected `{field_name}` patterns that name layers of the model; received {unknown!r}, which "
+                    f"Expected `{field_name}` patterns that name layers of the model; received "
+                    f"[{', '.join(quoted(u) for u in unknown[:10])}]{' and more' if len(unknown) > 10 else ''}, which "
                     f"match none{_close_matches(unknown, names)}."
                 )
         outside = sorted({_base(p) for p, c in layers if self.wants_full(p, c) and not self.selects(p, c)})

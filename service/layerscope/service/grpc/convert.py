@@ -20,6 +20,7 @@ from layerscope.service.domain.jsonable import jsonable
 from layerscope.service.domain.models import MAX_VERSION, ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
 
@@ -44,7 +45,7 @@ def inputs(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
     for i, tensor in enumerate(tensors):
         name = tensor.name or f"input_{i}"
         if name in arrays:
-            raise InvalidInput(f"Expected distinct input names; received '{name}' twice.")
+            raise InvalidInput(f"Expected distinct input names; received {quoted(name)} twice.")
         try:
             arrays[name] = codec.decode(tensor)
         except codec.CodecError as exc:

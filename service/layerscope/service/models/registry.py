@@ -10,6 +10,7 @@ from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import NotFound
 from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
@@ -109,7 +110,7 @@ class ModelRegistry:
             versions = sorted(v for n, v in self._models if n == ref.name)
             if not versions:
                 raise NotFound(
-                    f"Expected a loaded model named '{ref.name}'; received a name that is not loaded "
+                    f"Expected a loaded model named {quoted(ref.name)}; received a name that is not loaded "
                     f"(loaded: {sorted({n for n, _ in self._models}) or 'none'})."
                 )
             version = versions[-1] if ref.version is None else ref.version

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from layerscope.service.domain.models import MAX_VERSION, check_version
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded, NotFound
 
 ARCHIVE = "model.keras"
@@ -28,7 +29,7 @@ def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(
             "Expected a model name of 1-128 letters, digits, '.', '_' or '-' (starting with a letter or "
-            f"digit); received {name!r}."
+            f"digit); received {quoted(name)}."
         )
     return name
 

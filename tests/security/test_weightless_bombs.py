@@ -86,9 +86,9 @@ def parallel_bomb(folder: Path) -> Path:
 
 
 BOMBS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "repeat-vector-5e7": (repeat_vector_bomb, "received layer 'repeat' declaring 200000000"),
+    "repeat-vector-5e7": (repeat_vector_bomb, "33554432 elements per sample; received layer 'repeat' declaring 2000"),
     "dense-1e8": (dense_bomb, "parameters; received one declaring 500000000"),
-    "input-1e7": (wide_input_bomb, "received layer 'x' declaring 10000000"),
+    "input-1e7": (wide_input_bomb, "4194304 elements per sample; received input 'x' declaring 10000000"),
     "parallel-1500": (parallel_bomb, "at most 1000 layers; received one declaring 1501"),
 }
 

@@ -88,6 +88,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_model_parameters,
         settings.max_layer_output_elements,
         settings.max_total_output_elements,
+        settings.max_input_elements,
     )
     registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, budget=budget)
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))

@@ -56,10 +56,13 @@ class Settings(BaseSettings):
         250_000_000, gt=0, description="Parameters a model may declare, counted from its config before loading."
     )
     max_layer_output_elements: int = Field(
-        1 << 23, gt=0, description="Elements one layer output (or input) may declare per sample; bounds probes too."
+        1 << 25, gt=0, description="Elements one layer output may declare per sample."
     )
     max_total_output_elements: int = Field(
-        1 << 27, gt=0, description="Elements all layer outputs together may declare per sample."
+        1 << 31, gt=0, description="Elements all layer outputs together may declare per sample."
+    )
+    max_input_elements: int = Field(
+        1 << 22, gt=0, description="Elements one model input may declare per sample; bounds Diagnose's probes too."
     )
     call_timeout_seconds: float = Field(
         600.0, gt=0, description="Server-side deadline of every call (uploads excepted), whatever the client asks."

@@ -26,10 +26,15 @@ class ModelBudget:
 
     max_layers: int = 1000
     max_parameters: int = 250_000_000
-    max_layer_elements: int = 1 << 23
-    """Elements of one layer's output (or a model input) per sample: 8 Mi, 32 MiB of float32."""
-    max_total_elements: int = 1 << 27
-    """Elements of every layer's outputs together per sample: 128 Mi, 512 MiB of float32."""
+    max_layer_elements: int = 1 << 25
+    """Elements of one layer's output per sample: 32 Mi, 128 MiB of float32 (EfficientNetB7 at 600x600
+    declares 17 Mi)."""
+    max_total_elements: int = 1 << 31
+    """Elements of every layer's outputs together per sample: 2 Gi, what one sample's forward pass writes
+    (EfficientNetB7 at 600x600 writes 1.0 Gi); a bound on time more than memory, as each is freed once used."""
+    max_input_elements: int = 1 << 22
+    """Elements of one model input per sample: 4 Mi (a 1024x1024x3 image is 3 Mi). Diagnose's probes are
+    24 rows of every input, so this bounds them too."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Declared:
     parameters: int
     largest_output: tuple[str, int]
     total_elements: int
+    largest_input: tuple[str, int] = ("", 0)
 
 
 def count_layers(config: Any) -> int:
@@ -67,6 +73,12 @@ def check_budget(config: dict[str, Any], budget: ModelBudget) -> Declared:
             f"Expected a model of at most {budget.max_parameters} parameters; received one declaring "
             f"{declared.parameters} (before loading it)."
         )
+    name, largest = declared.largest_input
+    if largest > budget.max_input_elements:
+        raise UnsafeModel(
+            f"Expected model inputs of at most {budget.max_input_elements} elements per sample; received input "
+            f"'{name}' declaring {largest}."
+        )
     name, largest = declared.largest_output
     if largest > budget.max_layer_elements:
         raise UnsafeModel(
@@ -84,13 +96,15 @@ def check_budget(config: dict[str, Any], budget: ModelBudget) -> Declared:
 def _measure(config: dict[str, Any], layers: int) -> Declared:
     skeleton = _skeleton(config)
     parameters = sum(math.prod(int(d) for d in w.shape) for w in skeleton.weights)
-    largest = ("", 0)
+    largest = largest_input = ("", 0)
     total = 0
-    for name, elements in _outputs(skeleton):
+    for name, elements, is_input in _outputs(skeleton):
         total += elements
-        if elements > largest[1]:
+        if is_input and elements > largest_input[1]:
+            largest_input = (name, elements)
+        elif not is_input and elements > largest[1]:
             largest = (name, elements)
-    return Declared(layers, parameters, largest, total)
+    return Declared(layers, parameters, largest, total, largest_input)
 
 
 def _skeleton(config: dict[str, Any]) -> Any:
@@ -120,15 +134,16 @@ class _Empty:
     weights: tuple[Any, ...] = ()
 
 
-def _outputs(model: Any) -> Iterator[tuple[str, int]]:
-    """Every layer's outputs (each call of a shared layer), and the model's inputs, in elements per sample."""
+def _outputs(model: Any) -> Iterator[tuple[str, int, bool]]:
+    """Every layer's outputs (each call of a shared layer) in elements per sample, and whether the layer is
+    an input."""
     flatten = getattr(model, "_flatten_layers", None)
     if flatten is None:
         return
     for layer in flatten(include_self=False, recursive=True):
         for node in getattr(layer, "_inbound_nodes", ()):
             for tensor in node.output_tensors:
-                yield layer.name, _per_sample(tensor.shape)
+                yield layer.name, _per_sample(tensor.shape), type(layer).__name__ == "InputLayer"
 
 
 def _per_sample(shape: tuple[int | None, ...]) -> int:

@@ -28,6 +28,7 @@ PROBES = frozenset(
 REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
 MAIN, UPLOADS, REFLECTION = "calls", "uploads", "reflection streams"
+_REASONS = {MAIN: "concurrency", UPLOADS: "uploads", REFLECTION: "reflection"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class AdmissionLimits:
 class Ticket:
     pool: str | None
     caller: str | None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    """The rejections metric's label: `concurrency` (the RPC cap), `uploads`, `reflection`, `per_caller`."""
+    message: str
 
 
 def pool_of(method: str, client_streaming: bool) -> str | None:
@@ -85,14 +93,18 @@ class Admission:
     def inflight(self, pool: str = MAIN) -> int:
         return self._pools[pool]
 
-    def admit(self, pool: str | None, caller: str | None) -> Ticket | str:
-        """A ticket to release when the call ends, or the refusal's message."""
+    def admit(self, pool: str | None, caller: str | None) -> Ticket | Refusal:
+        """A ticket to release when the call ends, or why the call is refused."""
         if pool is not None and self._pools[pool] >= self.capacity(pool):
-            return f"Expected at most {self.capacity(pool)} {pool} in flight; the server is at that limit. Retry later."
+            return Refusal(
+                _REASONS[pool],
+                f"Expected at most {self.capacity(pool)} {pool} in flight; the server is at that limit. Retry later.",
+            )
         if caller is not None and self._streams[caller] >= self.limits.max_streams_per_caller:
-            return (
+            return Refusal(
+                "per_caller",
                 f"Expected at most {self.limits.max_streams_per_caller} open streams per caller; this caller has "
-                f"{self._streams[caller]}. Read or cancel some first."
+                f"{self._streams[caller]}. Read or cancel some first.",
             )
         if pool is not None:
             self._pools[pool] += 1

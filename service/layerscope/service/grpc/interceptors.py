@@ -22,7 +22,7 @@ from grpc import StatusCode
 from layerscope.service import cancellation
 from layerscope.service.auth import TokenPolicy
 from layerscope.service.errors import DeadlineExceeded, ServiceError
-from layerscope.service.grpc.admission import MAIN, Admission, AdmissionLimits, Ticket, caller_of, pool_of
+from layerscope.service.grpc.admission import MAIN, Admission, AdmissionLimits, Refusal, Ticket, caller_of, pool_of
 from layerscope.service.grpc.status import status_for
 from layerscope.service.telemetry import Telemetry
 
@@ -80,15 +80,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         self._telemetry.rpcs.labels(method, code.name).inc()
         self._telemetry.rpc_seconds.labels(method, code.name).observe(time.perf_counter() - started)
 
-    def _admit(self, call: _Call, context: grpc.aio.ServicerContext) -> Ticket | str:
+    def _admit(self, call: _Call, context: grpc.aio.ServicerContext) -> Ticket | Refusal:
         caller = None
         if call.streams:
             authorization = dict(context.invocation_metadata() or ()).get("authorization")
             caller = caller_of(authorization if isinstance(authorization, str) else None, context.peer() or "")
         ticket = self._admission.admit(call.pool, caller)
-        if isinstance(ticket, str):
-            reason = "concurrency" if call.pool == MAIN and "per caller" not in ticket else call.pool or "concurrency"
-            self._telemetry.rejections.labels("per_caller" if "per caller" in ticket else reason).inc()
+        if isinstance(ticket, Refusal):
+            self._telemetry.rejections.labels(ticket.reason).inc()
         else:
             self._telemetry.inflight.set(self._admission.inflight())
         return ticket
@@ -108,9 +107,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         """
         started = time.perf_counter()
         ticket = self._admit(call, context)
-        if isinstance(ticket, str):
+        if isinstance(ticket, Refusal):
             self._finish(call.method, started, StatusCode.RESOURCE_EXHAUSTED)
-            await context.abort(StatusCode.RESOURCE_EXHAUSTED, ticket)
+            await context.abort(StatusCode.RESOURCE_EXHAUSTED, ticket.message)  # raises: the handler never runs
             return
         flag = cancellation.start_call()
         deadline = _Deadline(call.timeout)

@@ -208,6 +208,86 @@ def weights_bomb_archive(folder: Path) -> Path:
     )
 
 
+def exported(module: str, name: str) -> dict:  # type: ignore[type-arg]
+    """An exported Keras function written as if it were a class: Keras resolves it and returns the function."""
+    return {"module": module, "class_name": name, "config": {}, "registered_name": None}
+
+
+CONFIG_SETTERS = {
+    "floatx": ("keras.config", "set_floatx"),
+    "epsilon": ("keras.config", "set_epsilon"),
+    "image-data-format": ("keras.config", "set_image_data_format"),
+    "dtype-policy": ("keras.config", "set_dtype_policy"),
+    "distribution": ("keras.distribution", "set_distribution"),
+}
+
+
+def setter_as_activation(setter: tuple[str, str]) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        def activate_with(config: dict) -> None:  # type: ignore[type-arg]
+            first_layer(config)["config"]["activation"] = exported(*setter)
+
+        return rewrite(healthy_archive(folder), folder / "setter.keras", edit_config(activate_with))
+
+    return build
+
+
+def setter_in_node_kwargs(setter: tuple[str, str]) -> Callable[[Path], Path]:
+    """A function handed to a layer's call through its inbound node: kwargs may carry tensors and values only."""
+
+    def build(folder: Path) -> Path:
+        x = keras.Input((4,), name="x")
+        functional = models.save(keras.Model(x, keras.layers.Dense(2, name="out")(x)), folder, "functional")
+
+        def call_with(config: dict) -> None:  # type: ignore[type-arg]
+            call = {"module": setter[0], "class_name": "function", "config": setter[1], "registered_name": None}
+            first_layer(config)["inbound_nodes"][0]["kwargs"]["training"] = call
+
+        return rewrite(functional, folder / "kwargs.keras", edit_config(call_with))
+
+    return build
+
+
+def control_character_name_archive(folder: Path) -> Path:
+    """A layer name that would forge a line in the server log, coloured."""
+
+    def rename(config: dict) -> None:  # type: ignore[type-arg]
+        first_layer(config)["config"]["name"] = "out\n2026-01-01 INFO admin logged in \x1b[31m"
+
+    return rewrite(healthy_archive(folder), folder / "log-forger.keras", edit_config(rename))
+
+
+def junk_directories_archive(folder: Path) -> Path:
+    target = rewrite(healthy_archive(folder), folder / "junk-dirs.keras", lambda m: None)
+    with zipfile.ZipFile(target, "a") as archive:
+        for i in range(20):
+            archive.writestr(zipfile.ZipInfo(f"junk/{i}/"), b"")
+    return target
+
+
+def junk_datasets_archive(folder: Path) -> Path:
+    """Ten thousand empty groups and a dataset: each costs Keras (and h5py) a look-up, none holds a weight."""
+    junk = io.BytesIO()
+    with h5py.File(junk, "w") as weights:
+        group = weights.create_group("junk")
+        group.create_dataset("0", data=np.zeros(1, "float32"))
+        for i in range(1, 10_001):
+            group.create_group(str(i))
+    weights_file = {"model.weights.h5": junk.getvalue()}
+    return rewrite(healthy_archive(folder), folder / "junk-h5.keras", lambda m: m.update(weights_file))
+
+
+def damaged_asset_archive(folder: Path) -> Path:
+    """An asset whose bytes fail their checksum: Keras would unpack it half-way and leave its folder behind."""
+    target = rewrite(healthy_archive(folder), folder / "damaged-asset.keras", lambda m: None)
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr("assets/big.bin", os.urandom(1 << 16))
+    data = bytearray(target.read_bytes())
+    data[data.find(b"assets/big.bin") + 200] ^= 0xFF  # inside the member's (stored, incompressible) data
+    target.write_bytes(bytes(data))
+    return target
+
+
 NOT_A_ZIP = "Expected a .keras zip archive with config.json; received a file that is not one (File is not a zip file)"
 
 CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
@@ -220,6 +300,18 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "lying-zip-directory": (lying_directory_archive, "a directory declaring"),
     "weights-bomb": (weights_bomb_archive, "declaring 268435456 bytes"),
     "tfsm-layer": (tfsm_archive, "TFSMLayer"),
+    **{
+        f"exported-{case}-as-activation": (setter_as_activation(setter), f"received {setter[1]} from module")
+        for case, setter in CONFIG_SETTERS.items()
+    },
+    **{
+        f"exported-{case}-in-node-kwargs": (setter_in_node_kwargs(setter), "tensors and plain values only")
+        for case, setter in CONFIG_SETTERS.items()
+    },
+    "control-character-name": (control_character_name_archive, "without control characters"),
+    "junk-directories": (junk_directories_archive, "received 'junk/0/'"),
+    "junk-hdf5-datasets": (junk_datasets_archive, "Expected at most 10000 groups and datasets in model.weights.h5"),
+    "damaged-asset": (damaged_asset_archive, "match their checksums; received a damaged 'assets/big.bin'"),
     "url-in-config": (url_archive, "https://evil.example"),
     "path-traversal": (traversal_archive, "../../evil.py"),
     "zip-bomb": (zip_bomb, "zip bomb"),
@@ -254,8 +346,17 @@ def test_hostile_archives_are_refused_with_a_clear_message(
     assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert expected in caught.value.message
     assert not (server.repository / case).exists() or not any((server.repository / case).rglob("*.keras"))
-    assert (keras.config.floatx(), keras.config.epsilon()) == ("float32", 1e-7)  # no payload changed the process
-    assert_still_serving(guarded_client)
+    assert_keras_config_unchanged()  # at load: no payload changed the process
+    assert_still_serving(guarded_client)  # which sends a Predict
+    assert_keras_config_unchanged()
+
+
+def assert_keras_config_unchanged() -> None:
+    """The server runs in this process here: its Keras config is the one read."""
+    assert (keras.config.floatx(), keras.config.epsilon()) == ("float32", 1e-7)
+    assert keras.config.image_data_format() == "channels_last"
+    assert keras.config.dtype_policy().name == "float32"
+    assert keras.distribution.distribution() is None
 
 
 CODE_CARRIERS: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {

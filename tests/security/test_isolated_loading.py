@@ -60,17 +60,23 @@ def stored(server: ServerHandle, name: str, version: int = 1) -> Path:
     return server.repository / name / str(version) / ARCHIVE
 
 
+def staged(server: ServerHandle, name: str, version: int = 1) -> Path:
+    return server.repository / name / str(version) / f".staged-{ARCHIVE}"
+
+
 def test_the_server_loads_through_a_trial_in_a_child_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trials = spy_on_trials(monkeypatch)
     server = start_server(tmp_path, isolated_loading=True, load_timeout_seconds=TRIAL_TIMEOUT)
     try:
         with Client(server.target, timeout=120) as c:
             assert c.upload_model("good", models.save(models.dead_relu_model(), tmp_path)).version == 1
-            assert trials == [(stored(server, "good"), TRIAL_TIMEOUT)]
+            # The trial loads the uploaded bytes before they are published as the version's archive.
+            assert trials == [(staged(server, "good"), TRIAL_TIMEOUT)]
+            assert stored(server, "good").is_file() and not staged(server, "good").exists()
             with pytest.raises(InvalidArgumentError, match=CHILD_REFUSED):
                 c.upload_model("damaged", weights_damaged(tmp_path))
-            assert trials[1:] == [(stored(server, "damaged"), TRIAL_TIMEOUT)]
-            assert not stored(server, "damaged").exists()
+            assert trials[1:] == [(staged(server, "damaged"), TRIAL_TIMEOUT)]
+            assert not stored(server, "damaged").exists() and not staged(server, "damaged").exists()
             assert c.health() == "SERVING"
             assert c.predict("good", np.zeros((1, 4), "float32"))["out"].shape == (1, 2)
             assert len(trials) == 2, "a trial runs once per upload, not per request"
@@ -129,7 +135,7 @@ def test_a_child_that_crashes_or_hangs_costs_the_upload_not_the_server(
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)  # killed and reaped, not left behind
 
-            assert [path for path, _ in trials] == [stored(server, n) for n in ("good", "crasher", "sleeper")]
+            assert [path for path, _ in trials] == [staged(server, n) for n in ("good", "crasher", "sleeper")]
             assert {timeout for _, timeout in trials} == {6.0}
             assert not stored(server, "crasher").exists() and not stored(server, "sleeper").exists()
             assert c.health() == "SERVING"

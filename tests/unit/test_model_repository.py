@@ -18,7 +18,9 @@ def test_uploads_in_flight_at_once_get_distinct_versions_and_both_are_kept(tmp_p
     first.write(b"first")
     second.write(b"second")
     second.commit()
+    second.publish()
     first.commit()
+    first.publish()
     assert repository.versions("digits") == [1, 2]
     assert repository.locate("digits", 1)[1].read_bytes() == b"first"
     assert repository.locate("digits")[1].read_bytes() == b"second"
@@ -31,6 +33,7 @@ def test_a_version_being_uploaded_cannot_be_asked_for_twice(tmp_path: Path) -> N
         repository.begin_upload("digits", 3, 1024)
     pending.write(b"bytes")
     pending.commit()
+    pending.publish()
     with pytest.raises(AlreadyExists, match="already has version 3"):
         repository.begin_upload("digits", 3, 1024)
     assert repository.begin_upload("digits", None, 1024).version == 4
@@ -52,6 +55,7 @@ def test_a_restart_clears_what_a_crash_left_half_written(tmp_path: Path) -> None
     kept = repository.begin_upload("digits", None, 1024)
     kept.write(b"whole")
     kept.commit()
+    kept.publish()
     repository.begin_upload("digits", None, 1024).write(b"half")  # the process dies here
     reopened = ModelRepository(tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
@@ -74,6 +78,7 @@ def test_a_deleted_version_is_gone_but_its_number_is_never_given_out_again(tmp_p
     upload = repository.begin_upload("digits", None, 1024)
     upload.write(b"bytes")
     upload.commit()
+    upload.publish()
     repository.delete("digits", 1)
     with pytest.raises(NotFound):
         repository.locate("digits", 1)

@@ -32,6 +32,7 @@ def serve(
     """Run the gRPC service until SIGTERM/SIGINT."""
     from pydantic import ValidationError
 
+    from layerscope.service import logsafe
     from layerscope.service.capture.quiet_start import native_stderr_muted
     from layerscope.service.settings import Settings
 
@@ -52,7 +53,7 @@ def serve(
     except ValidationError as exc:
         Console(stderr=True).print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install(logging.INFO)  # control characters in logged text are escaped: no forged lines
 
     def announce(started: App) -> None:
         print(

@@ -23,6 +23,7 @@ from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector, LoadMetrics
 from layerscope.service.metrics_http import start_metrics_server
+from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
@@ -82,14 +83,22 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         await asyncio.to_thread(summary_op.load)
         log.info("capture statistics: fused kernel %s", summary_op.reason)
     repository = ModelRepository(settings.model_repository)
-    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op)
+    budget = ModelBudget(
+        settings.max_model_layers,
+        settings.max_model_parameters,
+        settings.max_layer_output_elements,
+        settings.max_total_output_elements,
+        settings.max_input_elements,
+    )
+    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, budget=budget)
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
-    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, settings.host, registry=registry)
+    metrics_host = settings.metrics_host or settings.host
+    metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, metrics_host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
     if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
         loaded = await inspector.load_repository()

@@ -11,7 +11,9 @@ ServiceError            internal            a fault of the service itself
 ├── PermissionDenied    permission-denied   the caller's role does not allow the call
 ├── Unauthenticated     unauthenticated     no valid token
 ├── StoreUnavailable    unavailable         the database cannot be reached and the spool is full
-└── Overloaded          resource-exhausted  too many calls in flight
+├── Overloaded          resource-exhausted  too many calls in flight
+├── DeadlineExceeded    deadline-exceeded   a call past the server's deadline, or a stream the client stopped reading
+└── Cancelled           cancelled           work stopped because its call already ended
 """
 
 from __future__ import annotations
@@ -64,3 +66,11 @@ class StoreUnavailable(ServiceError):
 
 class Overloaded(ServiceError):
     status = "resource-exhausted"
+
+
+class DeadlineExceeded(ServiceError):
+    status = "deadline-exceeded"
+
+
+class Cancelled(ServiceError):
+    status = "cancelled"

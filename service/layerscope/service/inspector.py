@@ -7,6 +7,7 @@ Nothing here knows gRPC; domain errors carry the messages the transport passes o
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -133,6 +134,7 @@ class Inspector:
 
     async def predict(self, ref: ModelRef, inputs: Mapping[str, np.ndarray]) -> tuple[ModelInfo, dict[str, np.ndarray]]:
         model = self._models.get(ref)
+        _check_input_dtypes(model.info)
         self._check_batch(inputs)
         with self._queue.admit(model):
             return model.info, await asyncio.to_thread(model.engine.predict, inputs)
@@ -150,19 +152,22 @@ class Inspector:
         if max_bytes < 0:
             raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
         model = self._models.get(ref)
+        _check_input_dtypes(model.info)
         self._check_batch(inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
+        outputs = _check_selection(model, selection, inputs, limit)
         started = time.perf_counter()
         with self._queue.admit(model):
             # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
-            _check_size(await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics), limit)
+            traced = await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics)
+            _check_size(traced, limit, outputs)
             result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics)
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for device, used in memory_in_use().items():
             self._telemetry.device_memory.labels(device).set(used)
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
-        _check_size(size, limit)
+        _check_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
         self._observe_health(model, result, findings=None)
         run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
@@ -172,6 +177,7 @@ class Inspector:
     async def diagnose(self, ref: ModelRef, inputs: Mapping[str, np.ndarray] | None, run_id: str) -> DiagnoseOutcome:
         check_run_id(run_id)
         model = self._models.get(ref)
+        _check_input_dtypes(model.info)
         if inputs:
             self._check_batch(inputs)
         started = time.perf_counter()
@@ -253,9 +259,42 @@ class Inspector:
         self._telemetry.db_write_seconds.observe(time.perf_counter() - started)
 
 
-def _check_size(size: int, limit: int) -> None:
-    if size > limit:
+def _check_input_dtypes(info: ModelInfo) -> None:
+    """A model that takes strings (a StringLookup front end) cannot be fed numbers over the wire, nor probed."""
+    for spec in info.inputs:
+        try:
+            kind = np.dtype(spec.dtype).kind
+        except TypeError:
+            kind = "O"
+        if kind not in "biuf":
+            raise InvalidInput(
+                f"Expected a model whose inputs take numbers or booleans; model '{info.name}' input '{spec.name}' "
+                f"takes {spec.dtype}, which no tensor on the wire holds. Feed it the output of its text layers."
+            )
+
+
+def _check_selection(model: LoadedModel, selection: Selection, inputs: Mapping[str, np.ndarray], limit: int) -> int:
+    """Unknown layer names, and full tensors too large by the declared shapes alone: refused before the
+    model is traced or run (the traced size, checked next, is exact). Returns the bytes of the model's
+    outputs, which the stream's header carries and which count against the same limit."""
+    selection.check_names([(path, type(layer).__name__) for path, layer in model.engine.layers])
+    batch = max((a.shape[0] if a.ndim else 1 for a in inputs.values()), default=1)
+    declared = (
+        (layer.name, layer.class_name, layer.output_shapes, [(w.kind, w.shape) for w in layer.weights])
+        for layer in model.description.layers
+    )
+    outputs = sum(
+        math.prod(1 if d is None else d for d in spec.shape[1:]) * int(batch) * np.dtype(spec.dtype).itemsize
+        for spec in model.info.output_specs
+    )
+    _check_size(selection.declared_full_bytes(declared, int(batch)), limit, outputs)
+    return outputs
+
+
+def _check_size(size: int, limit: int, outputs: int = 0) -> None:
+    if size + outputs > limit:
+        also = f", and the model's outputs (in the header) {outputs} more" if outputs else ""
         raise LimitExceeded(
             f"Expected full tensors of at most {limit} bytes per capture; the layers asked for hold "
-            f"{size} bytes. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
+            f"{size} bytes{also}. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from layerscope.service import cancellation
 from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.diagnoser import Diagnoser
@@ -44,6 +45,7 @@ def diagnose(model: LoadedModel, diagnoser: Diagnoser, inputs: Mapping[str, np.n
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
     result = model.engine.capture(arrays, ACTIVATIONS, statistics="exact")
+    cancellation.check()  # the call may have ended while the model ran: the rules need not run for no one
     prepared = model.engine.prepare(arrays)
     evidence = RuntimeEvidence(
         activations=result.summaries,

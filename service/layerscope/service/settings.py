@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 picks one.")
+    metrics_host: str | None = Field(
+        None,
+        description="Address /metrics binds; None: `host`. /metrics has no authentication and names models and "
+        "layers: bind it where only the scraper reaches (127.0.0.1, a pod-internal address).",
+    )
     model_repository: Path = Field(Path("models"), description="<dir>/<name>/<version>/model.keras")
     database_url: str = Field("sqlite:///layerscope.db", description="SQLAlchemy URL of the run store.")
 
@@ -28,6 +33,15 @@ class Settings(BaseSettings):
     )
     chunk_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=3 * 1024 * 1024, description="Bytes per tensor chunk.")
     max_concurrent_rpcs: int = Field(64, gt=0, description="RPCs in flight before new ones are refused.")
+    max_concurrent_uploads: int = Field(4, gt=0, description="Uploads in flight (their own pool, outside the RPC cap).")
+    max_reflection_streams: int = Field(8, gt=0, description="Server-reflection streams open (their own pool).")
+    max_streams_per_caller: int = Field(
+        16, gt=0, description="Streams one caller (token, or peer address without one) may hold open at once."
+    )
+    stream_idle_seconds: float = Field(
+        30.0, gt=0, description="How long a streamed response may wait for a client that does not read it."
+    )
+    upload_idle_seconds: float = Field(30.0, gt=0, description="How long an upload may wait for its next chunk.")
     max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
     load_at_start: bool = Field(
         True, description="Load the newest version of every model in the repository before reporting SERVING."
@@ -37,6 +51,22 @@ class Settings(BaseSettings):
     )
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
+    max_model_layers: int = Field(1000, gt=0, description="Layers a model may declare (refused before loading).")
+    max_model_parameters: int = Field(
+        250_000_000, gt=0, description="Parameters a model may declare, counted from its config before loading."
+    )
+    max_layer_output_elements: int = Field(
+        1 << 25, gt=0, description="Elements one layer output may declare per sample."
+    )
+    max_total_output_elements: int = Field(
+        1 << 31, gt=0, description="Elements all layer outputs together may declare per sample."
+    )
+    max_input_elements: int = Field(
+        1 << 22, gt=0, description="Elements one model input may declare per sample; bounds Diagnose's probes too."
+    )
+    call_timeout_seconds: float = Field(
+        600.0, gt=0, description="Server-side deadline of every call (uploads excepted), whatever the client asks."
+    )
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
     fused_statistics: bool = Field(
         True, description="Compute CPU capture statistics with the fused kernel (built with g++ at first use)."

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layerscope.service.domain.description import InputSpec, LayerDetail
+from layerscope.service.errors import InvalidInput
+
+MAX_VERSION = 2**31 - 1
+"""The largest model version every layer holds: the proto carries int64, but the run store's column is a
+32-bit integer, and a version it cannot store would make every later listing of runs fail."""
+
+
+def check_version(version: int) -> int:
+    if not 0 < version <= MAX_VERSION:
+        raise InvalidInput(f"Expected a model version from 1 to {MAX_VERSION}; received {version}.")
+    return version
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from layerscope.service.compare import Comparison
 from layerscope.service.domain.description import Shape
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.jsonable import jsonable
-from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.models import MAX_VERSION, ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
 
@@ -32,8 +33,10 @@ MAX_RUNS_PAGE = 500
 def model_ref(message: tensor_pb2.ModelRef) -> ModelRef:
     if not message.name:
         raise InvalidInput("Expected a model name in `model.name`; received an empty name.")
-    if message.version < 0:
-        raise InvalidInput(f"Expected a model version >= 1 (or 0 for the newest); received {message.version}.")
+    if message.version < 0 or message.version > MAX_VERSION:
+        raise InvalidInput(
+            f"Expected a model version from 1 to {MAX_VERSION} (or 0 for the newest); received {message.version}."
+        )
     return ModelRef(message.name, message.version or None)
 
 
@@ -42,7 +45,7 @@ def inputs(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
     for i, tensor in enumerate(tensors):
         name = tensor.name or f"input_{i}"
         if name in arrays:
-            raise InvalidInput(f"Expected distinct input names; received '{name}' twice.")
+            raise InvalidInput(f"Expected distinct input names; received {quoted(name)} twice.")
         try:
             arrays[name] = codec.decode(tensor)
         except codec.CodecError as exc:

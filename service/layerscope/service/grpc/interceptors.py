@@ -13,18 +13,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc import StatusCode
 
+from layerscope.service import cancellation
 from layerscope.service.auth import TokenPolicy
-from layerscope.service.errors import ServiceError
+from layerscope.service.errors import DeadlineExceeded, ServiceError
+from layerscope.service.grpc.admission import MAIN, Admission, AdmissionLimits, Refusal, Ticket, caller_of, pool_of
 from layerscope.service.grpc.status import status_for
 from layerscope.service.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-WATCH = "/grpc.health.v1.Health/Watch"
 
 
 def _answer_for(exc: Exception) -> tuple[StatusCode, str]:
@@ -42,12 +44,16 @@ def _code_after_abort(context: grpc.aio.ServicerContext) -> StatusCode:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
-    """Counts and times every RPC by method and status code, bounds concurrency, maps domain errors."""
+    """Counts and times every RPC by method and status code, admits calls (admission.py), bounds their time,
+    maps domain errors.
 
-    def __init__(self, telemetry: Telemetry, max_concurrent: int) -> None:
+    Responses of server streams are written with `context.write`, each within `stream_idle` seconds: a
+    client that stops reading holds one message in flight, not the whole result, and not for ever.
+    """
+
+    def __init__(self, telemetry: Telemetry, max_concurrent: int, limits: AdmissionLimits | None = None) -> None:
         self._telemetry = telemetry
-        self._max_concurrent = max_concurrent
-        self._inflight = 0
+        self._admission = Admission(limits or AdmissionLimits(max_concurrent=max_concurrent))
 
     async def intercept_service(
         self,
@@ -58,49 +64,55 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
-        # A health watch lasts as long as its client (a load balancer, for hours): counted and timed, but it
-        # takes no slot of the concurrency limit, or a few watchers would shrink capacity for real calls.
-        admit = details.method != WATCH
-        # Bidirectional streams (server reflection) pass through unmeasured.
-        return _rebuild(handler, lambda b: self._unary(method, b), lambda b: self._stream(method, b, admit=admit), None)
-
-    def _admit(self, method: str, limited: bool = True) -> bool:
-        if not limited:
-            return True
-        if self._inflight >= self._max_concurrent:
-            self._telemetry.rejections.labels("concurrency").inc()
-            return False
-        self._inflight += 1
-        self._telemetry.inflight.set(self._inflight)
-        return True
-
-    def _release(self, method: str, started: float, code: StatusCode, limited: bool = True) -> None:
-        if limited:
-            self._inflight -= 1
-            self._telemetry.inflight.set(self._inflight)
-        self._finish(method, started, code)
+        client_streaming = bool(handler.stream_unary or handler.stream_stream)
+        pool = pool_of(details.method, client_streaming)
+        # A health watch lasts as long as its client (a load balancer, for hours) and probes must answer
+        # under any load: counted and timed, but they take no slot and have no deadline.
+        call = _Call(
+            method,
+            pool,
+            streams=pool is not None and bool(handler.unary_stream or handler.stream_stream),
+            timeout=self._admission.limits.call_timeout if pool == MAIN and not client_streaming else None,
+        )
+        return _rebuild(handler, lambda b: self._unary(call, b), lambda b: self._stream(call, b), self._bidi(call))
 
     def _finish(self, method: str, started: float, code: StatusCode) -> None:
         self._telemetry.rpcs.labels(method, code.name).inc()
         self._telemetry.rpc_seconds.labels(method, code.name).observe(time.perf_counter() - started)
 
-    async def _refuse(self, method: str, context: grpc.aio.ServicerContext, started: float) -> None:
-        self._finish(method, started, StatusCode.RESOURCE_EXHAUSTED)
-        await context.abort(
-            StatusCode.RESOURCE_EXHAUSTED,
-            f"Expected at most {self._max_concurrent} calls in flight; the server is at that limit. Retry later.",
-        )
+    def _admit(self, call: _Call, context: grpc.aio.ServicerContext) -> Ticket | Refusal:
+        caller = None
+        if call.streams:
+            authorization = dict(context.invocation_metadata() or ()).get("authorization")
+            caller = caller_of(authorization if isinstance(authorization, str) else None, context.peer() or "")
+        ticket = self._admission.admit(call.pool, caller)
+        if isinstance(ticket, Refusal):
+            self._telemetry.rejections.labels(ticket.reason).inc()
+        else:
+            self._telemetry.inflight.set(self._admission.inflight())
+        return ticket
+
+    def _release(self, ticket: Ticket, method: str, started: float, code: StatusCode) -> None:
+        self._admission.release(ticket)
+        self._telemetry.inflight.set(self._admission.inflight())
+        self._finish(method, started, code)
 
     @asynccontextmanager
-    async def _guard(self, method: str, context: grpc.aio.ServicerContext, limited: bool = True) -> AsyncIterator[None]:
-        """Admit, time and count one call; turn what escapes the handler into its status.
+    async def _guard(self, call: _Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Admit, time and count one call; bound its time; turn what escapes the handler into its status.
 
         A call is counted before its error status goes out: `abort` sends the status at once, and a
-        client that reads the metrics right after its refusal must find the refusal counted.
+        client that reads the metrics right after its refusal must find the refusal counted. When the call
+        ends early (cancelled, past its deadline) its cancellation flag stops the work left in threads.
         """
         started = time.perf_counter()
-        if not self._admit(method, limited):
-            await self._refuse(method, context, started)
+        ticket = self._admit(call, context)
+        if isinstance(ticket, Refusal):
+            self._finish(call.method, started, StatusCode.RESOURCE_EXHAUSTED)
+            await context.abort(StatusCode.RESOURCE_EXHAUSTED, ticket.message)  # raises: the handler never runs
+            return
+        flag = cancellation.start_call()
+        deadline = _Deadline(call.timeout)
         code = StatusCode.OK
         counted = False
         try:
@@ -109,38 +121,131 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             code = _code_after_abort(context)
             raise
         except asyncio.CancelledError:
-            code = StatusCode.CANCELLED
-            raise
+            if not deadline.expired:
+                code = StatusCode.CANCELLED
+                raise
+            code, counted = StatusCode.DEADLINE_EXCEEDED, True
+            self._release(ticket, call.method, started, code)
+            await context.abort(code, deadline.message)
         except Exception as exc:
             code, message = _answer_for(exc)
-            self._release(method, started, code, limited)
+            self._release(ticket, call.method, started, code)
             counted = True
             await context.abort(code, message)
         finally:
+            flag.set()  # the call is over: work still running for it in a thread stops at its next check
+            deadline.cancel()
             if not counted:
-                self._release(method, started, code, limited)
+                self._release(ticket, call.method, started, code)
 
-    def _unary(self, method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, call: _Call, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        idle = self._admission.limits.upload_idle
+
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with self._guard(method, context):
+            async with self._guard(call, context):
+                if hasattr(request, "__aiter__"):  # client streaming: an upload
+                    request = _idle_guarded(request, idle)
                 return await behaviour(request, context)
 
         return handle
 
-    def _stream(
-        self, method: str, behaviour: Callable[..., AsyncIterator[Any]], admit: bool = True
-    ) -> Callable[..., AsyncIterator[Any]]:
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with self._guard(method, context, limited=admit):
+    def _stream(self, call: _Call, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[None]]:
+        idle = self._admission.limits.stream_idle
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> None:
+            async with self._guard(call, context):
                 responses = behaviour(request, context)
                 if inspect.isawaitable(responses):
                     # A coroutine handler (grpc's health Watch) writes with `context.write` itself.
                     await responses
                     return
-                async for item in responses:
-                    yield item
+                await _write_all(context, responses, idle)
 
         return handle
+
+    def _bidi(self, call: _Call) -> Callable[[Behaviour], Behaviour]:
+        limits = self._admission.limits
+
+        def wrap(behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[None]]:
+            async def handle(requests: Any, context: grpc.aio.ServicerContext) -> None:
+                async with self._guard(call, context):
+                    responses = behaviour(_idle_guarded(requests, limits.upload_idle), context)
+                    if inspect.isawaitable(responses):
+                        await responses
+                        return
+                    await _write_all(context, responses, limits.stream_idle)
+
+            return handle
+
+        return wrap
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    pool: str | None
+    streams: bool
+    timeout: float | None
+
+
+class _Deadline:
+    """Cancels the calling task after `seconds`; `expired` tells that cancellation from the client's."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._timer: asyncio.TimerHandle | None = None
+        task = asyncio.current_task()
+        if seconds is not None and task is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._expire, task)
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self.expired = True
+        task.cancel()
+
+    @property
+    def message(self) -> str:
+        return f"Expected the call to finish within the server's deadline of {self.seconds:g} s; it took longer."
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+async def _write_all(context: grpc.aio.ServicerContext, responses: AsyncIterator[Any], idle: float | None) -> None:
+    """Write each response once the previous one is taken by the transport; close the source on any exit,
+    so what it holds (a capture's tensors) is freed when the stream ends, early or not."""
+    try:
+        async for item in responses:
+            if idle is None:
+                await context.write(item)
+                continue
+            try:
+                await asyncio.wait_for(context.write(item), idle)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"Expected the client to read its stream; a response waited {idle:g} s unread, so the stream "
+                    "was ended."
+                ) from None
+    finally:
+        aclose = getattr(responses, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _idle_guarded(requests: AsyncIterator[Any], idle: float | None) -> AsyncIterator[Any]:
+    """The client's messages, each within `idle` seconds of the last: a stalled upload loses its slot."""
+    iterator = aiter(requests)
+    while True:
+        try:
+            item = await (anext(iterator) if idle is None else asyncio.wait_for(anext(iterator), idle))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"Expected the client's next message within {idle:g} s; received none, so the call was ended."
+            ) from None
+        yield item
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types

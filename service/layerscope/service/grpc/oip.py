@@ -18,7 +18,8 @@ from layerscope.client import codec
 from layerscope.oip import grpc_predict_v2_pb2 as pb
 from layerscope.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from layerscope.service.domain.description import InputSpec
-from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.models import ModelInfo, ModelRef, check_version
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.inspector import Inspector
 
@@ -70,13 +71,17 @@ def model_ref(name: str, version: str) -> ModelRef:
     if not name:
         raise InvalidInput("Expected a model name; received an empty one.")
     if version and not (version.isascii() and version.isdigit() and int(version) > 0):
-        raise InvalidInput(f"Expected a positive integer model version, or none for the newest; received {version!r}.")
-    return ModelRef(name, int(version) if version else None)
+        raise InvalidInput(
+            f"Expected a positive integer model version, or none for the newest; received {quoted(version)}."
+        )
+    return ModelRef(name, check_version(int(version)) if version else None)
 
 
 def input_dtype(datatype: str, tensor: str) -> np.dtype[Any]:
     if datatype not in DATATYPES:
-        raise InvalidInput(f"Input '{tensor}': expected a datatype among {sorted(DATATYPES)}; received {datatype!r}.")
+        raise InvalidInput(
+            f"Input {quoted(tensor)}: expected a datatype among {sorted(DATATYPES)}; received {quoted(datatype)}."
+        )
     return codec.WIRE_DTYPES[DATATYPES[datatype]]
 
 
@@ -147,7 +152,7 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(request.inputs):
         if tensor.name in arrays:
-            raise InvalidInput(f"Expected distinct input names; received '{tensor.name}' twice.")
+            raise InvalidInput(f"Expected distinct input names; received {quoted(tensor.name)} twice.")
         if raw and tensor.contents.ListFields():
             raise InvalidInput(
                 f"Input '{tensor.name}': expected either raw_input_contents or typed contents; received both."

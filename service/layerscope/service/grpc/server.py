@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 
 from layerscope.oip import grpc_predict_v2_pb2_grpc
 from layerscope.service.auth import TokenPolicy
+from layerscope.service.grpc.admission import AdmissionLimits
 from layerscope.service.grpc.interceptors import AuthInterceptor, ServiceInterceptor
 from layerscope.service.grpc.oip import SERVICE_NAME as OIP_SERVICE
 from layerscope.service.grpc.oip import OpenInferenceServicer
@@ -42,7 +43,7 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
     server = grpc.aio.server(
         # Outermost first: metrics see every call, including those auth refuses.
         interceptors=[
-            ServiceInterceptor(telemetry, settings.max_concurrent_rpcs),
+            ServiceInterceptor(telemetry, settings.max_concurrent_rpcs, admission_limits(settings)),
             AuthInterceptor(TokenPolicy(settings.tokens)),
         ],
         options=[
@@ -65,6 +66,18 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     return Running(server, port, health_servicer)
+
+
+def admission_limits(settings: Settings) -> AdmissionLimits:
+    return AdmissionLimits(
+        max_concurrent=settings.max_concurrent_rpcs,
+        max_uploads=settings.max_concurrent_uploads,
+        max_reflection=settings.max_reflection_streams,
+        max_streams_per_caller=settings.max_streams_per_caller,
+        call_timeout=settings.call_timeout_seconds,
+        stream_idle=settings.stream_idle_seconds,
+        upload_idle=settings.upload_idle_seconds,
+    )
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

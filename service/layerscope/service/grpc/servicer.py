@@ -8,6 +8,7 @@ from typing import TypeAlias
 import grpc
 
 from layerscope.client import codec
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 from layerscope.service.grpc import convert
 from layerscope.service.inspector import Inspector
@@ -97,5 +98,5 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
 
     async def CompareRuns(self, request: runs_pb2.CompareRunsRequest, context: Context) -> runs_pb2.CompareRunsResponse:
         if not request.run_a or not request.run_b:
-            raise InvalidInput(f"Expected two run ids; received {request.run_a!r} and {request.run_b!r}.")
+            raise InvalidInput(f"Expected two run ids; received {quoted(request.run_a)} and {quoted(request.run_b)}.")
         return convert.comparison(await self._inspector.compare_runs(request.run_a, request.run_b))

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from layerscope.service.errors import InvalidInput, LimitExceeded
@@ -21,8 +22,17 @@ LOAD_FAILED = 3
 
 
 def trial_load(path: Path, timeout: float) -> None:
-    """Raise InvalidInput if loading crashes or fails in a child process, LimitExceeded if it hangs."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}  # the child needs no GPU
+    """Raise InvalidInput if loading crashes or fails in a child process, LimitExceeded if it hangs.
+
+    The child's temporary files go to a folder of its own, removed on every path: Keras leaves what it
+    unpacked behind when it refuses an archive, and a killed child cleans up nothing.
+    """
+    with tempfile.TemporaryDirectory(prefix="layerscope-trial-", ignore_cleanup_errors=True) as scratch:
+        _trial(path, timeout, scratch)
+
+
+def _trial(path: Path, timeout: float, scratch: str) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "TMPDIR": scratch}  # no GPU
     try:
         done = subprocess.run(
             [sys.executable, "-m", __name__, str(path)], capture_output=True, text=True, timeout=timeout, env=env

@@ -10,11 +10,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Protocol
 
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
-from layerscope.service.models.repository import ModelRepository
+from layerscope.service.models.repository import ModelRepository, Upload
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,22 @@ class ModelLifecycle:
         load: bool,
         max_bytes: int,
     ) -> ModelInfo:
-        """Stream an archive into the repository, then prove it loads; a refused archive leaves nothing."""
-        upload = await asyncio.to_thread(self._repository.begin_upload, name, version, max_bytes)
+        """Stream an archive into the repository, prove it loads, then publish it; a refused archive, or a
+        caller that hangs up, leaves nothing, and the previous version stays the newest."""
+        begin = asyncio.ensure_future(asyncio.to_thread(self._repository.begin_upload, name, version, max_bytes))
+        try:
+            upload = await asyncio.shield(begin)
+        except asyncio.CancelledError:  # the folder may be made all the same: take it back once it is
+            await asyncio.shield(_abort_once_begun(begin))
+            raise
         try:
             async for chunk in chunks:
                 await asyncio.to_thread(upload.write, chunk)  # hashing and disk writes stay off the event loop
-            await asyncio.to_thread(upload.commit, sha256)
         except BaseException:
             await asyncio.shield(asyncio.to_thread(upload.abort))
             raise
-        # Once committed the archive is either proven loadable or taken back, even if the caller hangs up.
-        return await asyncio.shield(self._install(name, upload.version, load))
+        # Verified, loaded and published as one step, or rolled back, even if the caller hangs up meanwhile.
+        return await asyncio.shield(self._install(name, upload, sha256, load))
 
     async def load_new(self) -> list[ModelInfo]:
         """Load the newest version of every model in the repository, as TF Serving and Triton do; returns
@@ -115,23 +121,38 @@ class ModelLifecycle:
                 found.append((name, versions[-1]))
         return found
 
-    async def _install(self, name: str, version: int, load: bool) -> ModelInfo:
+    async def _install(self, name: str, upload: Upload, sha256: str, load: bool) -> ModelInfo:
+        version = upload.version
+        loaded: LoadedModel | None = None
         try:
-            loaded = await self._load(name, version)
-        except Exception:
-            await asyncio.to_thread(self._repository.remove, name, version)
+            staged = await asyncio.to_thread(upload.commit, sha256)
+            loaded = await self._load(name, version, staged)
+            await asyncio.to_thread(upload.publish)
+        except BaseException:
+            if loaded is not None:  # loaded, but not published: no one may use a version that does not exist
+                self._registry.unload(ModelRef(name, version))
+                self._observer.count(len(self._registry.loaded()))
+            await asyncio.to_thread(upload.abort)
             raise
         if not load:
             await self.unload(ModelRef(name, version))
         return loaded.info
 
-    async def _load(self, name: str, version: int | None) -> LoadedModel:
+    async def _load(self, name: str, version: int | None, staged: Path | None = None) -> LoadedModel:
         started = time.perf_counter()
         try:
-            loaded = await asyncio.to_thread(self._registry.load, name, version)
+            loaded = await asyncio.to_thread(self._registry.load, name, version, staged)
         except Exception as exc:
             self._observer.failed(exc)
             raise
         self._observer.loaded(time.perf_counter() - started)
         self._observer.count(len(self._registry.loaded()))
         return loaded
+
+
+async def _abort_once_begun(begin: asyncio.Future[Upload]) -> None:
+    try:
+        upload = await begin
+    except Exception:  # it failed by itself: nothing was made
+        return
+    await asyncio.to_thread(upload.abort)

@@ -15,6 +15,7 @@ import keras
 
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.errors import InvalidInput, UnsafeModel
+from layerscope.service.models.budget import ModelBudget, check_budget
 from layerscope.service.models.describe import describe
 from layerscope.service.models.isolation import trial_load
 from layerscope.service.models.scanner import ScanLimits, scan_archive
@@ -36,9 +37,13 @@ def load_archive(
     limits: ScanLimits | None = None,
     trial_timeout: float | None = None,
     allow_custom: bool = False,
+    budget: ModelBudget | None = None,
 ) -> LoadedArchive:
-    """Scan, optionally load once in a child process, then load; refusals say what was expected and found."""
+    """Scan, bound what the config declares, optionally load once in a child process, then load; refusals
+    say what was expected and found."""
     report = scan_archive(path, limits or ScanLimits(), allow_custom=allow_custom)
+    if not allow_custom:  # a local audit of trusted code may declare what it likes
+        check_budget(report.config, budget or ModelBudget())
     if trial_timeout is not None:
         trial_load(path, trial_timeout)
     try:

@@ -10,7 +10,9 @@ from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import NotFound
+from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.models.scanner import ScanLimits
@@ -36,9 +38,10 @@ def open_model(
     trial_timeout: float | None = None,
     allow_custom: bool = False,
     summary_op: SummaryOpLoader | None = None,
+    budget: ModelBudget | None = None,
 ) -> LoadedModel:
     """Load one archive into a ready engine: shared by the server and local audits."""
-    archive = load_archive(path, name, limits, trial_timeout, allow_custom)
+    archive = load_archive(path, name, limits, trial_timeout, allow_custom, budget)
     engine = CaptureEngine(archive.model, summary_op=summary_op)
     info = ModelInfo(
         name=name,
@@ -62,18 +65,21 @@ class ModelRegistry:
         limits: ScanLimits | None = None,
         trial_timeout: float | None = None,
         summary_op: SummaryOpLoader | None = None,
+        budget: ModelBudget | None = None,
     ) -> None:
         self._repository = repository
         self._limits = limits
+        self._budget = budget
         self._summary_op = summary_op
         self._trial_timeout = trial_timeout
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
 
-    def load(self, name: str, version: int | None = None) -> LoadedModel:
-        """Load once: concurrent calls for one version wait for the first instead of loading it again."""
-        chosen, path = self._repository.locate(name, version)
+    def load(self, name: str, version: int | None = None, staged: Path | None = None) -> LoadedModel:
+        """Load once: concurrent calls for one version wait for the first instead of loading it again.
+        `staged` loads an uploaded archive (of `version`) before it is published."""
+        chosen, path = (version, staged) if staged is not None and version else self._repository.locate(name, version)
         key = (name, chosen)
         with self._lock:
             if key in self._models:
@@ -84,7 +90,15 @@ class ModelRegistry:
                 if key in self._models:
                     return self._models[key]
             try:
-                loaded = open_model(path, name, chosen, self._limits, self._trial_timeout, summary_op=self._summary_op)
+                loaded = open_model(
+                    path,
+                    name,
+                    chosen,
+                    self._limits,
+                    self._trial_timeout,
+                    summary_op=self._summary_op,
+                    budget=self._budget,
+                )
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -96,7 +110,7 @@ class ModelRegistry:
             versions = sorted(v for n, v in self._models if n == ref.name)
             if not versions:
                 raise NotFound(
-                    f"Expected a loaded model named '{ref.name}'; received a name that is not loaded "
+                    f"Expected a loaded model named {quoted(ref.name)}; received a name that is not loaded "
                     f"(loaded: {sorted({n for n, _ in self._models}) or 'none'})."
                 )
             version = versions[-1] if ref.version is None else ref.version

@@ -12,10 +12,14 @@ import re
 import tempfile
 from pathlib import Path
 
+from layerscope.service.domain.models import MAX_VERSION, check_version
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import AlreadyExists, InvalidInput, LimitExceeded, NotFound
 
 ARCHIVE = "model.keras"
 _PARTIAL = ".upload-"
+_STAGED = ".staged-" + ARCHIVE
+"""An uploaded archive whose bytes are verified, not yet proven to load: invisible to `versions`."""
 _UNLOADED = ".unloaded"
 _DELETED = ".deleted"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -25,9 +29,14 @@ def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(
             "Expected a model name of 1-128 letters, digits, '.', '_' or '-' (starting with a letter or "
-            f"digit); received {name!r}."
+            f"digit); received {quoted(name)}."
         )
     return name
+
+
+def _version_folder(name: str) -> bool:
+    """A folder a version lives in; one named past MAX_VERSION (copied in by hand) is never served."""
+    return name.isascii() and name.isdigit() and 0 < int(name) <= MAX_VERSION
 
 
 class ModelRepository:
@@ -37,8 +46,9 @@ class ModelRepository:
         self._clear_interrupted_uploads()
 
     def _clear_interrupted_uploads(self) -> None:
-        """At start-up no upload is in progress: a partial file or an empty version folder is a crash's."""
-        for partial in self.root.glob(f"*/*/{_PARTIAL}*"):
+        """At start-up no upload is in progress: a partial or staged file, or an empty version folder, is a
+        crash's; the version it would have been was never published, and the previous one stays newest."""
+        for partial in [*self.root.glob(f"*/*/{_PARTIAL}*"), *self.root.glob(f"*/*/{_STAGED}")]:
             partial.unlink(missing_ok=True)
         for folder in self.root.glob("*/*"):
             if folder.is_dir() and folder.name.isdigit() and not any(folder.iterdir()):
@@ -51,9 +61,7 @@ class ModelRepository:
         folder = self.root / check_name(name)
         if not folder.is_dir():
             return []
-        return sorted(
-            int(p.name) for p in folder.iterdir() if p.name.isdigit() and int(p.name) > 0 and (p / ARCHIVE).is_file()
-        )
+        return sorted(int(p.name) for p in folder.iterdir() if _version_folder(p.name) and (p / ARCHIVE).is_file())
 
     def locate(self, name: str, version: int | None = None) -> tuple[int, Path]:
         """The archive of `name` at `version` (newest when None)."""
@@ -72,11 +80,16 @@ class ModelRepository:
         get the same version, whether they asked for it or were given the next free one.
         """
         check_name(name)
-        if version is not None and version <= 0:
-            raise InvalidInput(f"Expected a positive model version; received {version}.")
+        if version is not None:
+            check_version(version)
         (self.root / name).mkdir(exist_ok=True)
         while True:
             chosen = version or self._next_version(name)
+            if chosen > MAX_VERSION:
+                raise InvalidInput(
+                    f"Expected a model with versions left to give; '{name}' has used version {MAX_VERSION}, the "
+                    "largest. Upload it under a new name."
+                )
             folder = self.root / name / str(chosen)
             try:
                 folder.mkdir()
@@ -95,7 +108,7 @@ class ModelRepository:
 
     def _next_version(self, name: str) -> int:
         """One past every version folder, committed or still being uploaded."""
-        taken = [int(p.name) for p in (self.root / name).iterdir() if p.name.isdigit()]
+        taken = [int(p.name) for p in (self.root / name).iterdir() if _version_folder(p.name)]
         return max(taken, default=0) + 1
 
     def remove(self, name: str, version: int) -> None:
@@ -153,17 +166,26 @@ class Upload:
         self._file.write(chunk)
 
     def commit(self, sha256: str = "") -> Path:
+        """Verify the bytes and stage them beside the version's archive; `publish` makes them the archive."""
         self._file.close()
         if self._size == 0:
             raise InvalidInput("Expected the bytes of a .keras archive after the header; received none.")
         if sha256 and self._digest.hexdigest() != sha256.lower():
             raise InvalidInput(f"Expected sha256 {sha256}; received an archive with {self._digest.hexdigest()}.")
+        staged = self.folder / _STAGED
+        os.replace(self._tmp, staged)
+        return staged
+
+    def publish(self) -> Path:
+        """Make the staged archive this version's (an atomic rename): done only once it has loaded."""
         target = self.folder / ARCHIVE
-        os.replace(self._tmp, target)
+        os.replace(self.folder / _STAGED, target)
         return target
 
     def abort(self) -> None:
+        """Take back everything this upload wrote, published or not: the version never existed."""
         self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        for leftover in (self._tmp, self.folder / _STAGED, self.folder / ARCHIVE, self.folder / _UNLOADED):
+            leftover.unlink(missing_ok=True)
         if self.folder.is_dir() and not any(self.folder.iterdir()):
             self.folder.rmdir()

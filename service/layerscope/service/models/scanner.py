@@ -2,8 +2,9 @@
 
 A Keras archive is a program: a Lambda layer carries marshalled bytecode, TFSMLayer loads a SavedModel
 from any path, a registered custom object names code to import, and the zip itself can traverse paths or
-expand into a bomb. Nothing here imports Keras or TensorFlow; everything is checked with zipfile, json and
-h5py (the weights file's declared dataset sizes, before Keras allocates them).
+expand into a bomb. Nothing here lets Keras read the archive; everything is checked with zipfile, json and
+h5py (the weights file's declared dataset sizes, before Keras allocates them). Keras is imported only to
+list its own modelling classes and functions (allowlist.py): every serialized object must be one of them.
 
 Keras's safe_mode stops Lambda bytecode, but a config can still name any *exported* Keras function as a
 `function` object (`keras.config.set_floatx`, `keras.distribution.set_distribution`, dataset downloaders),
@@ -16,15 +17,21 @@ initializers, regularizers and constraints, control-flow operations never, and a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import shutil
+import struct
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from layerscope.service.errors import InvalidInput, UnsafeModel
+from layerscope.service.models.allowlist import MARKERS, allow_list
 from layerscope.service.models.formats import legacy_format
 
 REFUSED_CLASSES = frozenset(
@@ -54,8 +61,13 @@ FUNCTION_MODULES = re.compile(
 losses, and resolves only among those). Any other exported function could change the process."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (newlines, ANSI escapes) in a name would forge lines and colours in logs and reports."""
 ALLOWED_MEMBERS = re.compile(r"^(config\.json|metadata\.json|model\.weights\.(h5|npz)|assets/.+)$")
 """What a Keras 3 archive holds; anything else is only ballast Keras would unpack to disk."""
+
+ALLOWED_DIRECTORIES = re.compile(r"^assets/([^/]+/)*$")
+"""Directory entries: only folders of assets (zip writers add them; Keras unpacks them to disk)."""
 
 ALLOWED_MODULES = re.compile(r"^(keras|keras\.(src\.)?[a-z_][a-z0-9_.]*)$")
 """Serialized objects must come from Keras itself."""
@@ -76,6 +88,8 @@ class ScanLimits:
     max_config_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64
     max_layers: int = 5000
+    max_weight_objects: int = 10_000
+    """Groups and datasets in the weights file: four or five per layer, not tens of thousands of junk."""
 
 
 @dataclass(frozen=True)
@@ -110,11 +124,12 @@ def scan_archive(path: Path, limits: ScanLimits | None = None, allow_custom: boo
             metadata = _read_json(archive, "metadata.json", limits) if "metadata.json" in archive.namelist() else {}
             if "model.weights.h5" in archive.namelist():
                 _check_weights(archive, "model.weights.h5", limits)
+            _check_integrity(archive)
     except zipfile.BadZipFile as exc:
         raise InvalidInput(
             f"Expected a .keras zip archive with config.json; received a file that is not one ({exc})."
         ) from exc
-    except (EOFError, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+    except (EOFError, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError, zlib.error) as exc:
         raise InvalidInput(f"Expected a readable .keras zip archive; received a damaged one ({exc}).") from exc
     if not isinstance(config, dict):
         raise InvalidInput(f"Expected config.json to hold an object; received {type(config).__name__}.")
@@ -156,7 +171,7 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits, size: int, 
     expanded = 0
     for info in infos:
         name = info.filename
-        if not allow_custom and not info.is_dir() and not ALLOWED_MEMBERS.match(name):
+        if not allow_custom and not (ALLOWED_DIRECTORIES if info.is_dir() else ALLOWED_MEMBERS).match(name):
             raise UnsafeModel(
                 "Expected only config.json, metadata.json, model.weights.h5 (or .npz) and assets/ in the "
                 f"archive; received {name!r}."
@@ -184,15 +199,38 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: ScanLimits, size: int, 
         raise UnsafeModel(f"Expected at most {limits.max_expanded_bytes} bytes unpacked; received {expanded}.")
 
 
+def _check_integrity(archive: zipfile.ZipFile) -> None:
+    """Every member's checksum, before Keras unpacks assets: Keras leaves its temporary folder (and what it
+    unpacked into it) behind when a member turns out to be damaged half-way through."""
+    damaged = archive.testzip()
+    if damaged is not None:
+        raise InvalidInput(f"Expected archive members that match their checksums; received a damaged {damaged!r}.")
+
+
 def _check_weights(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> None:
     """Every dataset's declared size, before Keras allocates it: a 2 KB file can declare 1 GiB of fill value."""
     import h5py  # type: ignore[import-untyped]  # a Keras dependency without type hints; only needed here
 
     declared = 0
     try:
-        with archive.open(member) as raw, h5py.File(raw, "r") as weights:
+        with _seekable(archive, member) as raw, h5py.File(raw, "r") as weights:
             datasets: list[Any] = []
-            weights.visititems(lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None)
+            objects = 0
+
+            def visit(_: str, item: Any) -> bool | None:
+                nonlocal objects
+                objects += 1
+                if objects > limits.max_weight_objects:
+                    return True  # stops the walk; refused below
+                if isinstance(item, h5py.Dataset):
+                    datasets.append(item)
+                return None
+
+            weights.visititems(visit)
+            if objects > limits.max_weight_objects:
+                raise UnsafeModel(
+                    f"Expected at most {limits.max_weight_objects} groups and datasets in {member}; received more."
+                )
             for dataset in datasets:
                 size = int(dataset.size) * dataset.dtype.itemsize
                 stored = int(dataset.id.get_storage_size())
@@ -210,6 +248,62 @@ def _check_weights(archive: zipfile.ZipFile, member: str, limits: ScanLimits) ->
         raise UnsafeModel(
             f"Expected at most {limits.max_expanded_bytes} bytes of weights; received {declared} declared."
         )
+
+
+def _seekable(archive: zipfile.ZipFile, member: str) -> IO[bytes]:
+    """The member as a file h5py can seek in cheaply. zipfile's own reader (Python 3.11) serves a backward
+    seek by reading again from the member's start, so walking a weights file took seconds per hundred MB,
+    and minutes for one of many small objects. A stored member is read in place; a compressed one is copied
+    out once."""
+    info = archive.getinfo(member)
+    if info.compress_type == zipfile.ZIP_STORED and isinstance(archive.filename, str):
+        with open(archive.filename, "rb") as raw:
+            raw.seek(info.header_offset)
+            header = raw.read(30)
+        if header[:4] == b"PK\x03\x04":
+            name_length, extra_length = struct.unpack("<HH", header[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            return io.BufferedReader(_Window(archive.filename, start, info.file_size), 1 << 16)
+    copy = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115  # the caller closes it; RAM to 64 MiB
+    with archive.open(member) as raw_member:
+        shutil.copyfileobj(raw_member, copy, 1 << 20)
+    copy.seek(0)
+    return copy
+
+
+class _Window(io.RawIOBase):
+    """`size` bytes of a file from `start`, seekable: a stored zip member, read where it lies."""
+
+    def __init__(self, path: str, start: int, size: int) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115  # closed with the window
+        self._start, self._size, self._position = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        self._file.seek(self._start + self._position)
+        got = self._file.readinto(memoryview(buffer)[:wanted])
+        self._position += got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _read_json(archive: zipfile.ZipFile, member: str, limits: ScanLimits) -> Any:
@@ -272,6 +366,8 @@ def _check_config(config: dict[str, Any], allow_custom: bool) -> Iterator[str]:
             for k, value in node.items():
                 if isinstance(value, str):
                     _check_string(str(k), value, f"{where}.{k}")
+                    if k == "name":
+                        _check_name(value, f"{where}.{k}")
                 else:
                     stack.append((value, f"{where}.{k}", str(k)))
         elif isinstance(node, list):
@@ -307,8 +403,15 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
         )
     if allow_custom:
         return
+    if ".inbound_nodes[" in where and class_name not in MARKERS:
+        raise UnsafeModel(
+            f"Expected a layer's inbound-node arguments to carry tensors and plain values only; received {label} "
+            f"from module {node.get('module')!r} at {where}."
+        )
     if class_name == "function":
         _check_function(node, where)  # Keras writes its own functions with module "builtins"
+        return
+    if class_name in MARKERS:
         return
     module = node.get("module")
     if module is not None and not (isinstance(module, str) and ALLOWED_MODULES.match(module)):
@@ -328,17 +431,32 @@ def _check_object(node: dict[str, Any], where: str, allow_custom: bool = False) 
                 f"Expected only built-in Keras objects; received the registered custom object {node.get(field)!r} "
                 f"at {where}. Custom objects are not loaded on the server."
             )
+    if not allow_list(REFUSED_CLASSES).admits_class(module, class_name):
+        raise UnsafeModel(
+            "Expected a Keras layer, operation, initializer, regularizer, constraint, activation, loss, metric, "
+            f"optimizer or dtype policy; received {label} from module {module!r} at {where}, which Keras would "
+            "resolve to something else (a function that can change the server for every model)."
+        )
 
 
 def _check_function(node: dict[str, Any], where: str) -> None:
     module, name = node.get("module"), node.get("config")
-    if not (isinstance(module, str) and FUNCTION_MODULES.match(module)) or not (
-        isinstance(name, str) and _IDENTIFIER.match(name)
+    if (
+        not (isinstance(module, str) and FUNCTION_MODULES.match(module))
+        or not (isinstance(name, str) and _IDENTIFIER.match(name))
+        or name not in allow_list(REFUSED_CLASSES).functions
     ):
         raise UnsafeModel(
             "Expected functions only from Keras's activations, losses, metrics, initializers, regularizers or "
             f"constraints; received {name!r} from module {module!r} at {where}. Other functions are not run on "
             "the server."
+        )
+
+
+def _check_name(name: str, where: str) -> None:
+    if _CONTROL.search(name):
+        raise UnsafeModel(
+            f"Expected names without control characters (newlines, escapes); received {name[:80]!r} at {where}."
         )
 
 

@@ -33,6 +33,7 @@ from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.jsonable import jsonable
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput, NotFound, StoreUnavailable
 from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, RunRow
 
@@ -307,7 +308,7 @@ def _run_row(session: Session, run_id: str) -> RunRow:
     # An id PostgreSQL could not even compare (NUL) names no stored run.
     row = None if "\x00" in run_id else session.get(RunRow, run_id, populate_existing=True)
     if row is None:
-        raise NotFound(f"Expected a stored run with id '{run_id}'; received an id that is not stored.")
+        raise NotFound(f"Expected a stored run with id {quoted(run_id)}; received an id that is not stored.")
     return row
 
 
@@ -404,7 +405,7 @@ def _decode_token(token: str) -> tuple[datetime, str]:
         created, run_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
         return _as_utc(datetime.fromisoformat(created)), run_id
     except (ValueError, UnicodeError, OverflowError) as exc:
-        raise InvalidInput(f"Expected a page token from a previous ListRuns answer; received {token!r}.") from exc
+        raise InvalidInput(f"Expected a page token from a previous ListRuns answer; received {quoted(token)}.") from exc
 
 
 def _first_line(exc: BaseException) -> str:

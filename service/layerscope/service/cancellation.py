@@ -1,0 +1,29 @@
+"""A call's cancellation, seen from the worker thread that does its work.
+
+`asyncio.to_thread` copies the caller's context variables into the thread, so the transport sets one
+`threading.Event` per call and sets it when the client cancels, the call passes its deadline, or its
+stream stalls; long loops in worker threads call `check()` between steps (layers, probes) and stop.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+
+from layerscope.service.errors import Cancelled
+
+_CURRENT: ContextVar[threading.Event | None] = ContextVar("layerscope_call_cancelled", default=None)
+
+
+def start_call() -> threading.Event:
+    """A fresh flag for the call running in this context (set by the transport when the call ends early)."""
+    flag = threading.Event()
+    _CURRENT.set(flag)
+    return flag
+
+
+def check() -> None:
+    """Raise Cancelled if the current call was cancelled; free when no call is being tracked."""
+    flag = _CURRENT.get()
+    if flag is not None and flag.is_set():
+        raise Cancelled("Expected the call to be still wanted; it was cancelled or passed its deadline: work stopped.")

@@ -7,7 +7,9 @@ from fnmatch import fnmatchcase
 
 from layerscope.service.errors import InvalidInput
 
-KINDS = frozenset({"activation", "input", "kernel", "bias", "other"})
+GRADIENT_KINDS = frozenset({"gradient", "kernel_gradient", "bias_gradient"})
+"""Gradients of the loss (on caller targets): of each layer's output, of its kernels, of its biases."""
+KINDS = frozenset({"activation", "input", "kernel", "bias", "other"}) | GRADIENT_KINDS
 DEFAULT_KINDS = frozenset({"activation", "kernel", "bias"})
 
 
@@ -28,6 +30,10 @@ class Selection:
             raise InvalidInput(f"Expected kinds among {sorted(KINDS)}; received {unknown}.")
         if not self.kinds:
             raise InvalidInput(f"Expected at least one kind among {sorted(KINDS)}; received none.")
+
+    @property
+    def gradients(self) -> frozenset[str]:
+        return self.kinds & GRADIENT_KINDS
 
     def selects(self, path: str, class_name: str) -> bool:
         return _matches(self.layers, path, class_name)

@@ -22,12 +22,20 @@ import tensorflow as tf
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
 from layerscope.service.capture.native import SummaryOpLoader
+from layerscope.service.capture.probe import run_probe
 from layerscope.service.capture.selection import Selection, variable_role
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
-from layerscope.service.domain.training import LOSSES, LossSpec, compiled_losses, named_loss
+from layerscope.service.domain.training import (
+    LOSSES,
+    LossSpec,
+    ProbeResult,
+    compiled_losses,
+    named_loss,
+    probe_optimizer,
+)
 from layerscope.service.errors import InvalidInput
 
 Arrays = Mapping[str, np.ndarray]
@@ -155,6 +163,26 @@ class CaptureEngine:
                 f"{sorted(LOSSES)}; received none."
             )
         return tuple(compiled)
+
+    # -- training probe ---------------------------------------------------------------------------------
+
+    def probe(
+        self,
+        inputs: Arrays,
+        targets: Arrays,
+        steps: int,
+        loss: str | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
+    ) -> ProbeResult:
+        """`steps` optimizer steps on a clone of the model (the served weights are only read), with the
+        named or compiled loss and optimizer (else Adam at 1e-3); a measurement per step."""
+        arrays = self.prepare(inputs)
+        ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
+        losses = self.loss_specs(loss)
+        spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
+        with self._lock:  # cloning reads every variable; keep it apart from tracing hooks into the model
+            return run_probe(self.model, arrays, ys, losses, spec, steps, self.device, _model_args)
 
     # -- plain forward pass -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import InvalidInput
 
 LOSSES = frozenset(
@@ -217,3 +218,63 @@ class ProbeResult:
     """The loss identifier(s), comma-separated per output."""
     learning_layers: tuple[str, ...] = ()
     """Layers with trainable variables, in graph order (first to last)."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """What a caller asks of the training side of a capture or diagnosis: targets, loss, probe settings."""
+
+    targets: Mapping[str, Any] | None = None
+    """output name -> array of targets, as the inputs are given."""
+    loss: str | None = None
+    probe_steps: int | None = None
+    """None: the server's default (when targets are given); 0: no probe."""
+    optimizer: str | None = None
+    learning_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the rules see of one output's targets: their statistics and shape (never the values)."""
+
+    summary: Summary
+    shape: tuple[int, ...]
+
+
+def probe_to_data(probe: ProbeResult) -> dict[str, Any]:
+    """Plain JSON-able data (NaN stays a float: callers write it with allow_nan) for the store and spool."""
+    return {
+        "optimizer": probe.optimizer,
+        "loss": probe.loss,
+        "learning_layers": list(probe.learning_layers),
+        "steps": [
+            {
+                "step": s.step,
+                "loss": s.loss,
+                "gradient_norms": dict(s.gradient_norms),
+                "update_ratios": dict(s.update_ratios),
+                "dead_fractions": dict(s.dead_fractions),
+                "saturated_fractions": dict(s.saturated_fractions),
+            }
+            for s in probe.steps
+        ],
+    }
+
+
+def probe_from_data(data: Mapping[str, Any]) -> ProbeResult:
+    return ProbeResult(
+        steps=tuple(
+            ProbeStep(
+                step=int(s["step"]),
+                loss=float(s["loss"]),
+                gradient_norms={str(k): float(v) for k, v in s["gradient_norms"].items()},
+                update_ratios={str(k): float(v) for k, v in s["update_ratios"].items()},
+                dead_fractions={str(k): float(v) for k, v in s["dead_fractions"].items()},
+                saturated_fractions={str(k): float(v) for k, v in s["saturated_fractions"].items()},
+            )
+            for s in data["steps"]
+        ),
+        optimizer=str(data["optimizer"]),
+        loss=str(data["loss"]),
+        learning_layers=tuple(str(x) for x in data.get("learning_layers", ())),
+    )

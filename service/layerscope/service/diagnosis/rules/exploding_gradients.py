@@ -24,8 +24,9 @@ class ExplodingGradients(TrainingRule):
     code = "exploding-gradients"
     severity = Severity.ERROR
 
-    def __init__(self, max_growth: float = 100.0) -> None:
+    def __init__(self, max_growth: float = 100.0, min_loss_rise: float = 0.1) -> None:
         self.max_growth = check_at_least("max_growth", max_growth, 1.0)
+        self.min_loss_rise = check_at_least("min_loss_rise", min_loss_rise, 0.0)
 
     def check_training(self, description: ModelDescription, training: TrainingEvidence) -> list[Finding]:
         non_finite = sorted(p for p, kinds in training.gradients.items() if any(s.non_finite for s in kinds.values()))
@@ -57,7 +58,10 @@ class ExplodingGradients(TrainingRule):
             for layer, norm in first.gradient_norms.items()
             if norm > 0
         }
-        grown = sorted(layer for layer, g in growth.items() if g > self.max_growth)
+        # Gradients that grow while the loss falls are an optimizer leaving a flat start (Adam's normalised
+        # steps on tiny gradients, say), not divergence: they count only when the loss rises too.
+        rising = steps[-1].loss > first.loss * (1.0 + self.min_loss_rise)
+        grown = sorted(layer for layer, g in growth.items() if g > self.max_growth) if rising else []
         if loss_growth <= self.max_growth and not grown:
             return []
         layers = grown or list(probe.learning_layers[-1:])
@@ -79,7 +83,8 @@ class ExplodingGradients(TrainingRule):
     def _finding(self, layers: list[str], what: str, numbers: Mapping[str, JsonValue]) -> Finding:
         return self.finding(
             layers,
-            f"Training diverges: {what}; expected the loss and gradient norms to stay finite and within "
+            f"Training diverges at {', '.join(repr(name) for name in layers)}: {what}; "
+            f"expected the loss and gradient norms to stay finite and within "
             f"{self.max_growth:g}x of their first value, received the divergence above.",
             "Lower the learning rate (10x at a time), scale inputs and targets, clip gradients "
             "(clipnorm=1.0), or add BatchNormalization.",

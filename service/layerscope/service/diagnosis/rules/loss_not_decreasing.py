@@ -42,7 +42,8 @@ class LossNotDecreasing(TrainingRule):
         return [
             self.finding(
                 layers,
-                f"Over {len(probe.steps) - 1} probe steps of {probe.optimizer} the loss ({probe.loss}) went from "
+                f"Over {len(probe.steps) - 1} probe steps of {probe.optimizer} the loss ({probe.loss}) of "
+                f"{', '.join(repr(name) for name in layers)} went from "
                 f"{first:.4g} to {last:.4g}; expected a decrease of at least {self.min_relative_decrease:.2%}, "
                 f"received {decrease:.2%}.",
                 "Check that the output activation fits the loss and the targets, that gradients reach the "

@@ -10,6 +10,7 @@ import tensorflow as tf
 from layerscope.client import AsyncClient, Client, InvalidArgumentError
 from tests.conftest import ServerHandle
 from tests.support import models
+from tests.support.metrics import scrape
 
 
 def regressor() -> keras.Model:
@@ -64,7 +65,9 @@ def test_gradient_refusals_are_invalid_argument_and_say_what_to_pass(client: Cli
         client.diagnose("regressor", x, y=y, probe_steps=-1)
 
 
-def test_diagnose_with_targets_probes_a_copy_and_finds_the_range_mismatch(client: Client, served: keras.Model) -> None:
+def test_diagnose_with_targets_probes_a_copy_and_finds_the_range_mismatch(
+    client: Client, served: keras.Model, server: ServerHandle
+) -> None:
     x, y = batch()
     weights = [w.tobytes() for w in served.get_weights()]
     report = client.diagnose("regressor", x, y=y, probe_steps=3)
@@ -80,6 +83,10 @@ def test_diagnose_with_targets_probes_a_copy_and_finds_the_range_mismatch(client
     assert again.probe is not None and again.probe.steps[0].loss == pytest.approx(report.probe.steps[0].loss)
     change = client.compare(report.run_id, again.run_id).probe
     assert change is not None and change.first_loss_delta == pytest.approx(0.0, abs=1e-5)
+    # The first step's gradient norms are the model-health series of the latest probe.
+    samples = scrape(server.metrics_url)
+    series = 'layerscope_layer_gradient_norm{layer="hidden",model="regressor",version="1"}'
+    assert samples[series] == pytest.approx(again.probe.steps[0].gradient_norms["hidden"], rel=1e-6)
     # The served model answers as before: its weights were only read.
     after = client.predict("regressor", x)["out"]
     np.testing.assert_allclose(after, served(x, training=False), rtol=1e-5, atol=1e-6)

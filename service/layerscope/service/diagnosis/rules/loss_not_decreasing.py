@@ -32,9 +32,12 @@ class LossNotDecreasing(TrainingRule):
         if probe is None or len(probe.steps) - 1 < self.min_steps:
             return []
         first, last = probe.steps[0].loss, probe.steps[-1].loss
-        if not (math.isfinite(first) and math.isfinite(last)) or first <= self.min_loss:
+        later = [s.loss for s in probe.steps[1:]]
+        if not all(math.isfinite(v) for v in [first, *later]) or first <= self.min_loss:
             return []  # non-finite: exploding-gradients; a loss of ~0 has nothing left to lose
-        decrease = (first - last) / first
+        # The best later loss, not the last: each step's loss is measured in training mode, where dropout
+        # makes it noisy, and a model that learns gets below its first loss at some step.
+        decrease = (first - min(later)) / first
         if decrease >= self.min_relative_decrease:
             return []
         layers = [layer.name for layer in output_layers(description)]
@@ -44,7 +47,8 @@ class LossNotDecreasing(TrainingRule):
                 layers,
                 f"Over {len(probe.steps) - 1} probe steps of {probe.optimizer} the loss ({probe.loss}) of "
                 f"{', '.join(repr(name) for name in layers)} went from "
-                f"{first:.4g} to {last:.4g}; expected a decrease of at least {self.min_relative_decrease:.2%}, "
+                f"{first:.4g} to {last:.4g} (best {min(later):.4g}); expected a decrease of at least "
+                f"{self.min_relative_decrease:.2%}, "
                 f"received {decrease:.2%}.",
                 "Check that the output activation fits the loss and the targets, that gradients reach the "
                 "weights (gradient norms, dead units), and that the learning rate is not far too small.",

@@ -22,7 +22,7 @@ import tensorflow as tf
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
 from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.capture.probe import run_probe
+from layerscope.service.capture.probe import ProbeRunner
 from layerscope.service.capture.selection import Selection, variable_role
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
@@ -107,6 +107,8 @@ class CaptureEngine:
         self._max_traces = max_traces
         self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
         self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._probes: OrderedDict[tuple[Any, ...], ProbeRunner] = OrderedDict()
+        """At most one kept: a runner holds a full copy of the model's variables."""
         self._lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
         self.traces = 0
@@ -181,8 +183,12 @@ class CaptureEngine:
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
         losses = self.loss_specs(loss)
         spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
-        with self._lock:  # cloning reads every variable; keep it apart from tracing hooks into the model
-            return run_probe(self.model, arrays, ys, losses, spec, steps, self.device, _model_args)
+        # One probe at a time per model, apart from tracing hooks into it: the runner's clone is reused.
+        with self._lock:
+            key = (losses, spec)
+            if key not in self._probes:
+                _remember(self._probes, key, ProbeRunner(self.model, losses, spec, self.device, _model_args), 1)
+            return self._probes[key].run(arrays, ys, steps)
 
     # -- plain forward pass -----------------------------------------------------------------------------
 

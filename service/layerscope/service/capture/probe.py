@@ -36,35 +36,49 @@ class _Plan:
     saturating: list[tuple[str, keras.Layer, str]]
 
 
-def run_probe(
-    model: keras.Model,
-    xs: list[np.ndarray],
-    ys: list[np.ndarray],
-    losses: Sequence[LossSpec],
-    optimizer: OptimizerSpec,
-    steps: int,
-    device: str,
-    model_args: Callable[[keras.Model, list[tf.Tensor]], Any],
-) -> ProbeResult:
-    """`steps` updates of a clone of `model` on one batch; returns steps 0..N (N: after the last update)."""
-    clone = _clone(model)
-    plan = _plan(clone)
-    loss_fn = build_loss(losses)
-    trainable = list(clone.trainable_variables)
-    opt = _optimizer(optimizer)
-    with tf.device(device):
-        opt.build(trainable)
-        train = _step_function(clone, plan, loss_fn, trainable, opt, model_args)
-        records = [_record(step, plan, train(xs, ys)) for step in range(steps + 1)]
-    # Step N measures the state after N updates; the update it also made touched only the discarded clone,
-    # and one traced function instead of two (measure, train) halves the probe's fixed cost.
-    records[-1] = dataclasses.replace(records[-1], update_ratios={})
-    return ProbeResult(
-        steps=tuple(records),
-        optimizer=optimizer.describe(),
-        loss=", ".join(s.name + (" (from_logits)" if s.from_logits else "") for s in losses),
-        learning_layers=tuple(path for path, _ in plan.learning),
-    )
+class ProbeRunner:
+    """A clone of one model with its optimizer and compiled step, reused across probes of one (loss,
+    optimizer): each run first copies the served weights into the clone and restores the optimizer's
+    freshly built state, so every probe starts where a new one would, without cloning and tracing again
+    (most of a probe's cost for a small model). Not thread-safe: the engine runs one probe at a time."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        losses: Sequence[LossSpec],
+        optimizer: OptimizerSpec,
+        device: str,
+        model_args: Callable[[keras.Model, list[tf.Tensor]], Any],
+    ) -> None:
+        self._model = model
+        self._clone = _clone(model)
+        self._plan = _plan(self._clone)
+        self._losses = tuple(losses)
+        self._optimizer = optimizer
+        self._device = device
+        trainable = list(self._clone.trainable_variables)
+        self._opt = _optimizer(optimizer)
+        with tf.device(device):
+            self._opt.build(trainable)
+        self._fresh = [np.array(v.numpy(), copy=True) for v in self._opt.variables]
+        self._step = _step_function(self._clone, self._plan, build_loss(losses), trainable, self._opt, model_args)
+
+    def run(self, xs: list[np.ndarray], ys: list[np.ndarray], steps: int) -> ProbeResult:
+        """`steps` updates on one batch; returns steps 0..N (N: after the last update)."""
+        self._clone.set_weights(self._model.get_weights())  # the served model is only read
+        for variable, value in zip(self._opt.variables, self._fresh, strict=True):
+            variable.assign(value)
+        with tf.device(self._device):
+            records = [_record(step, self._plan, self._step(xs, ys)) for step in range(steps + 1)]
+        # Step N measures the state after N updates; the update it also made touched only the clone (reset
+        # by the next run), and one traced function instead of two (measure, train) halves the tracing.
+        records[-1] = dataclasses.replace(records[-1], update_ratios={})
+        return ProbeResult(
+            steps=tuple(records),
+            optimizer=self._optimizer.describe(),
+            loss=", ".join(s.name + (" (from_logits)" if s.from_logits else "") for s in self._losses),
+            learning_layers=tuple(path for path, _ in self._plan.learning),
+        )
 
 
 def _clone(model: keras.Model) -> keras.Model:
@@ -150,7 +164,8 @@ def _step_function(
         result["ratios"] = tf.stack(ratios) if ratios else tf.zeros([0])
         return result
 
-    return tf.function(step, autograph=False)  # type: ignore[no-any-return]
+    # reduce_retracing: a caller varying the batch size gets one shape-polymorphic trace, not one per size.
+    return tf.function(step, autograph=False, reduce_retracing=True)  # type: ignore[no-any-return]
 
 
 def _norm(tensors: list[Any]) -> tf.Tensor:

@@ -103,3 +103,17 @@ def test_one_trace_per_loss() -> None:
     traced = engine.traces
     engine.capture({"x": x}, GRADIENTS, targets={"y": y}, loss="mae")
     assert engine.traces == traced + 1
+
+
+def test_a_wrapper_layer_names_each_weight_gradient_by_its_owner() -> None:
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential(
+        [keras.Input((3, 2)), keras.layers.Bidirectional(keras.layers.LSTM(2), name="bi"), keras.layers.Dense(1)]
+    )
+    x, y = np.ones((2, 3, 2), "float32"), np.ones((2, 1), "float32")
+    result = CaptureEngine(model).capture({"x": x}, GRADIENTS, targets={"y": y}, loss="mse")
+    assert {
+        "forward_lstm/kernel_gradient",
+        "forward_lstm/recurrent_kernel_gradient",
+        "backward_lstm/bias_gradient",
+    } <= set(result.summaries["bi"])

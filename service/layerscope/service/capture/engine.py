@@ -469,7 +469,15 @@ def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], va
 
 
 def _kinds_of(record: Recorded, wanted: set[str] | frozenset[str]) -> list[str]:
-    return [k for k in record.tensors if k.split(".")[0] in wanted]
+    """`activation.1` is an activation; `forward_lstm/kernel_gradient` a kernel_gradient (of a wrapper's weight)."""
+    return [k for k in record.tensors if k.split(".")[0] in wanted or _gradient_role(k) in wanted]
+
+
+def _gradient_role(kind: str) -> str:
+    name = kind.rsplit("/", 1)[-1]
+    if not name.endswith("_gradient"):
+        return ""
+    return f"{variable_role(name.removesuffix('_gradient'))}_gradient"
 
 
 def _gradient_variables(

@@ -110,6 +110,7 @@ class CaptureEngine:
         self._probes: OrderedDict[tuple[Any, ...], ProbeRunner] = OrderedDict()
         """At most one kept: a runner holds a full copy of the model's variables."""
         self._lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
         self.traces = 0
         """How many times a function was traced: a test proves repeated calls never retrace."""
@@ -183,8 +184,9 @@ class CaptureEngine:
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
         losses = self.loss_specs(loss)
         spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
-        # One probe at a time per model, apart from tracing hooks into it: the runner's clone is reused.
-        with self._lock:
+        # One probe at a time per model (the runner's clone is reused), under its own lock: a probe hooks only
+        # into the clone, so captures of the served model need not wait for its steps.
+        with self._probe_lock:
             key = (losses, spec)
             if key not in self._probes:
                 _remember(self._probes, key, ProbeRunner(self.model, losses, spec, self.device, _model_args), 1)

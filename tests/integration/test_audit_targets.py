@@ -83,3 +83,10 @@ def test_targets_without_inputs_are_refused_in_one_line(files: tuple[Path, Path,
     result = RUNNER.invoke(app, ["audit", str(model), "--targets", str(y)])
     assert result.exit_code == 2
     assert "--targets are the labels of --inputs" in result.output
+
+
+def test_explain_names_a_training_rule() -> None:
+    result = RUNNER.invoke(app, ["audit", "--explain", "vanishing-gradients"])
+    assert result.exit_code == 0
+    assert "vanishing-gradients (warning, training rule)" in result.stdout
+    assert "Default thresholds: max_ratio=0.001, min_learning_layers=3" in result.stdout

@@ -100,3 +100,19 @@ async def test_async_client_takes_targets_too(server: ServerHandle, served: kera
         report = await c.diagnose("regressor", x, y=y, probe_steps=0)
     assert "kernel_gradient" in cap.summaries["hidden"]
     assert report.probe is None
+
+
+def test_a_model_without_a_compiled_loss_needs_one_named(
+    client: Client, server: ServerHandle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    keras.utils.set_random_seed(9)
+    bare = keras.Sequential([keras.Input((6,), name="x"), keras.layers.Dense(2, name="out")], name="bare")
+    client.upload_model("bare", models.save(bare, tmp_path_factory.mktemp("bare")))
+    x, y = np.ones((4, 6), "float32"), np.ones((4, 2), "float32")
+    with pytest.raises(InvalidArgumentError, match=r"has no compiled loss .* expected a loss named in the request"):
+        client.capture("bare", x, y=y, kinds=("kernel_gradient",))
+    with pytest.raises(InvalidArgumentError, match=r"Expected an optimizer among .*received 'adamx'"):
+        client.diagnose("bare", x, y=y, loss="mse", optimizer="adamx")
+    report = client.diagnose("bare", x, y=y, loss="mse", optimizer="sgd", learning_rate=0.1, probe_steps=2)
+    assert report.probe is not None and report.probe.optimizer == "SGD(learning_rate=0.1)"
+    assert report.probe.steps[-1].loss < report.probe.steps[0].loss

@@ -149,6 +149,7 @@ def exported_series() -> dict[str, frozenset[str]]:
             LayerHealth("dense", dead_unit_fraction=0.5, saturated_fraction=0.1, non_finite=2, activation_rms=1.5),
         ),
         findings={("dense-on-spatial", "error"): 1},
+        gradient_norms={"dense": 0.25},
     )
     registry.register(ModelHealthCollector(lambda: [health], max_layer_series=10))
 

@@ -31,6 +31,7 @@ ROW_METRICS = {
         "layerscope_layer_saturated_fraction",
         "layerscope_layer_nonfinite_values",
         "layerscope_layer_activation_rms",
+        "layerscope_layer_gradient_norm",
     },
     "Findings": {"layerscope_findings_total"},
 }

@@ -80,3 +80,20 @@ def _output_names(model: keras.Model, count: int) -> list[str]:
 
 def codes(findings: list[Finding]) -> set[str]:
     return {f.code for f in findings}
+
+
+def training_evidence_for(
+    model: keras.Model,
+    description: ModelDescription,
+    inputs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    probe_steps: int = 5,
+) -> RuntimeEvidence:
+    """Evidence with gradients, targets and a probe, from the capture engine itself (as a Diagnose with y)."""
+    from layerscope.service.capture.engine import CaptureEngine
+    from layerscope.service.domain.training import TrainingOptions
+    from layerscope.service.model_diagnosis import training_evidence
+
+    engine = CaptureEngine(model, compile_config=description.compile_config)
+    _, evidence = training_evidence(engine, inputs, targets, TrainingOptions(), probe_steps)
+    return evidence

@@ -33,12 +33,18 @@ DESIGN_CODES = {
     "parameter-explosion", "missing-nonlinearity", "redundant-activation", "saturating-deep-stack", "constant-init",
     "bias-before-batchnorm", "dropout-placement", "feature-map-too-small", "cnn-design-smell", "non-finite",
     "dead-units", "saturated-units", "exploding-activations", "vanishing-activations", "constant-output",
-    "unscaled-input", "dead-weights",
+    "unscaled-input", "dead-weights", "vanishing-gradients", "exploding-gradients", "loss-not-decreasing",
+    "units-die-in-training", "output-range-mismatch", "bounded-output-regression",
 }  # fmt: skip
 
 
 def test_one_rule_per_design_code() -> None:
     assert sorted(cls.code for cls in RULE_CLASSES) == sorted(DESIGN_CODES)
+
+
+def test_readme_counts_the_codes_of_the_catalog() -> None:
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    assert f"one pure rule class per finding code ({len(RULE_CLASSES)} codes;" in readme
 
 
 @pytest.mark.parametrize("cls", RULE_CLASSES, ids=lambda c: c.code)

@@ -7,9 +7,11 @@ Expected info findings are part of the record: ResNet50 puts a bias in front of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import keras
+import numpy as np
 import pytest
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
@@ -17,7 +19,7 @@ from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo
-from tests.diagnosis.harness import evidence_for
+from tests.diagnosis.harness import evidence_for, training_evidence_for
 
 APPLICATIONS: dict[str, tuple[int, int]] = {
     # name: (input side, classes). 64 keeps ResNet50/DenseNet121/MobileNetV2's last maps at 2x2, where a 3x3
@@ -88,6 +90,56 @@ def test_tutorial_models_are_clean(name: str) -> None:
     description = describe(model, config)
     findings = Diagnoser().diagnose(description, evidence_for(model, description))
     assert findings == [], [f.message for f in findings]
+
+
+def targets_for(
+    model: keras.Model, description: ModelDescription, loss: object, batch: int = 16
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Seeded inputs in [-1, 1] and labels the loss expects: one-hot, 0/1, or class indices."""
+    rng = np.random.default_rng(0)
+    shape = description.inputs[0].shape[1:]
+    x = rng.uniform(-1, 1, size=(batch, *shape)).astype("float32")
+    units = int(model.outputs[0].shape[-1])
+    labels = rng.integers(0, units if units > 1 else 2, size=batch)
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    if "Sparse" in name:
+        return {"x": x}, {"y": labels}
+    if name == "binary_crossentropy":
+        return {"x": x}, {"y": labels.reshape(batch, 1).astype("float32")}
+    return {"x": x}, {"y": np.eye(units, dtype="float32")[labels]}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, loss) in TUTORIALS.items() if loss is not None))
+def test_tutorial_models_are_clean_with_targets_and_a_probe(name: str) -> None:
+    """Gradients on labels and five probe steps with the compiled optimizer: no training finding either."""
+    build, loss = TUTORIALS[name]
+    model = build()
+    model.compile(optimizer="adam", loss=loss)
+    description = describe(model, model.get_compile_config())
+    evidence = training_evidence_for(model, description, *targets_for(model, description, loss))
+    findings = Diagnoser().diagnose(description, evidence)
+    assert findings == [], [f.message for f in findings]
+    assert evidence.training is not None and evidence.training.probe is not None
+    steps = evidence.training.probe.steps
+    assert steps[-1].loss < steps[0].loss
+
+
+GRADIENT_APPLICATIONS = {"resnet50", "mobilenetv2_1.00_64"}
+"""The applications whose gradients run in every suite (the deepest plain and residual stacks); the other
+four add 60 s on two cores and run with LAYERSCOPE_ALL_APPLICATIONS=1 (all were quiet when this was written)."""
+
+
+def test_applications_are_clean_with_targets(application: tuple[keras.Model, ModelDescription]) -> None:
+    """Gradients of the loss on one-hot labels (no probe: tracing a training step of each application
+    costs 15-25 s on two cores; the tutorial models above and the corpus run the probe)."""
+    model, description = application
+    if model.name not in GRADIENT_APPLICATIONS and not os.environ.get("LAYERSCOPE_ALL_APPLICATIONS"):
+        pytest.skip(f"{model.name}: gradients checked with LAYERSCOPE_ALL_APPLICATIONS=1 (60 s more)")
+    inputs, labels = targets_for(model, description, "categorical_crossentropy", batch=8)
+    evidence = training_evidence_for(model, description, inputs, labels, probe_steps=0)
+    findings = Diagnoser().diagnose(description, evidence)
+    assert loud(findings) == []
+    assert evidence.training is not None and len(evidence.training.gradients) > 10
 
 
 def test_minimum_input_size_is_reported() -> None:

@@ -7,8 +7,12 @@ import pytest
 from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.models.describe import describe
-from tests.diagnosis.harness import evidence_for
-from tests.diagnosis.zoo import CASES, Case
+from tests.diagnosis.harness import evidence_for, training_evidence_for
+from tests.diagnosis.training_zoo import TRAINING_CASES
+from tests.diagnosis.zoo import CASES as STATIC_AND_RUNTIME_CASES
+from tests.diagnosis.zoo import Case
+
+CASES = STATIC_AND_RUNTIME_CASES + TRAINING_CASES
 
 RULES: dict[str, type[Rule]] = {cls.code: cls for cls in RULE_CLASSES}
 
@@ -17,13 +21,16 @@ def run_case(case: Case) -> list[Finding]:
     model = case.build()
     config = None
     if case.compile:
-        model.compile(optimizer="adam", **case.compile)
+        model.compile(**{"optimizer": "adam", **case.compile})
         config = model.get_compile_config()
     description = describe(model, config)
     rule = RULES[case.code]()
     evidence = None
     if rule.kind == "runtime":
         evidence = evidence_for(model, description, case.inputs(model) if case.inputs else None)
+    elif rule.kind == "training":
+        assert case.targets is not None, case.id
+        evidence = training_evidence_for(model, description, *case.targets(model))
     return rule.check(description, evidence)
 
 
@@ -91,8 +98,17 @@ def test_severities_follow_the_contract() -> None:
         "constant-output": Severity.ERROR,
         "unscaled-input": Severity.WARNING,
         "dead-weights": Severity.WARNING,
+        "vanishing-gradients": Severity.WARNING,
+        "exploding-gradients": Severity.ERROR,
+        "loss-not-decreasing": Severity.WARNING,
+        "units-die-in-training": Severity.WARNING,
+        "output-range-mismatch": Severity.ERROR,
+        "bounded-output-regression": Severity.WARNING,
     }
     assert {code: cls.severity for code, cls in RULES.items()} == expected
     runtime = {"non-finite", "dead-units", "saturated-units", "exploding-activations", "vanishing-activations"}
     runtime |= {"constant-output", "unscaled-input", "dead-weights"}
     assert {code for code, cls in RULES.items() if cls.kind == "runtime"} == runtime
+    training = {"vanishing-gradients", "exploding-gradients", "loss-not-decreasing", "units-die-in-training"}
+    training |= {"output-range-mismatch"}
+    assert {code for code, cls in RULES.items() if cls.kind == "training"} == training

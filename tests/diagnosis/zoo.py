@@ -27,6 +27,8 @@ class Case:
     """model.compile(**compile) before describing (for rules that read the compile config)."""
     also: tuple[tuple[str, ...], ...] = ()
     """The layers of each further finding of the code, where the model legitimately earns several."""
+    targets: Callable[[keras.Model], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None
+    """Inputs and targets for a training rule: its evidence comes from gradients and a probe on them."""
 
     @property
     def count(self) -> int:

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from layerscope.service.compare import compare
 from layerscope.service.domain.findings import Finding, Severity
-from layerscope.service.domain.runs import RunQuery, RunRecord
+from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
+from layerscope.service.domain.training import ProbeResult, ProbeStep
 from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.store.repository import MAX_PAGE, SqlRunStore
+from layerscope.service.store.spool import run_from_json, run_to_json
 from tests.store.factory import T0, make_run
 
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -222,3 +225,62 @@ def test_pruning_removes_old_runs_with_their_rows(store: SqlRunStore, engine: sa
     assert [r.run_id for r in store.list_runs(RunQuery()).runs] == ["digits-5", "digits-4"]
     assert (count(engine, "layer_summary"), count(engine, "finding")) == (12, 2)
     assert store.prune(cutoff) == 0
+
+
+# -- training probes -------------------------------------------------------------------------------------------
+
+
+def probe_run(i: int, losses: tuple[float, ...]) -> RunRecord:
+    steps = tuple(
+        ProbeStep(
+            step=n,
+            loss=loss,
+            gradient_norms={"dense": loss / 10, "out": math.inf if math.isnan(loss) else 1.0},
+            update_ratios={} if n == len(losses) - 1 else {"dense": 1e-3, "out": 2e-3},
+            dead_fractions={"dense": 0.25},
+            saturated_fractions={},
+        )
+        for n, loss in enumerate(losses)
+    )
+    probe = ProbeResult(steps, "Adam(learning_rate=0.001)", "mean_squared_error", ("dense", "out"))
+    summary = LayerSummaryRecord("dense", "kernel_gradient", make_run(i).summaries[1].summary)
+    return replace(make_run(i, codes=("exploding-gradients",)), probe=probe, summaries=(summary,))
+
+
+def test_a_probe_and_gradient_summaries_come_back_exactly_even_when_they_diverged(
+    store: SqlRunStore, engine: sa.Engine
+) -> None:
+    run = probe_run(1, (2.0, 1e30, math.nan))
+    store.save_run(run)
+    back = store.get_run(run.run_id)
+    assert back.probe is not None and run.probe is not None
+    assert back.summaries == run.summaries
+    assert [s.loss for s in back.probe.steps][:2] == [2.0, 1e30] and math.isnan(back.probe.steps[2].loss)
+    assert back.probe.steps[2].gradient_norms == {"dense": pytest.approx(math.nan, nan_ok=True), "out": math.inf}
+    assert back.probe.steps[0] == run.probe.steps[0] and back.probe.learning_layers == ("dense", "out")
+    assert store.save_run(run) is False  # a retry stores nothing twice
+    assert count(store._engine, "probe") == 1  # type: ignore[attr-defined]
+    assert all(r.probe is None for r in store.list_runs(RunQuery()).runs)  # listing leaves probes out
+
+
+def test_compare_covers_probes(store: SqlRunStore) -> None:
+    a, b = probe_run(1, (2.0, 1.5, 1.0)), probe_run(2, (3.0, 2.0, 0.5))
+    store.save_run(a)
+    store.save_run(b)
+    change = compare(store.get_run(a.run_id), store.get_run(b.run_id)).probe
+    assert change is not None
+    assert (change.first_loss_delta, change.last_loss_delta) == (1.0, -0.5)
+    assert change.gradient_norm_deltas == {"dense": pytest.approx(0.1), "out": 0.0}
+
+
+def test_pruning_removes_probes(store: SqlRunStore, engine: sa.Engine) -> None:
+    store.save_run(probe_run(1, (2.0, 1.0)))
+    assert store.prune(T0 + timedelta(days=1)) == 1
+    assert count(store._engine, "probe") == 0  # type: ignore[attr-defined]
+
+
+def test_the_spool_keeps_probes() -> None:
+    run = probe_run(1, (2.0, math.inf))
+    back = run_from_json(run_to_json(run))
+    assert back.probe is not None and back.probe.steps[0] == run.probe.steps[0]  # type: ignore[union-attr]
+    assert back.probe.steps[1].loss == math.inf

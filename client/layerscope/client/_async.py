@@ -122,6 +122,8 @@ class AsyncClient:
         run_id: str | None = None,
         max_tensor_bytes: int = 0,
         statistics: str = "sampled",
+        y: _core.Inputs | None = None,
+        loss: str | None = None,
     ) -> Capture:
         """Run `x` through the model and summarise what each selected layer holds; one stored run.
 
@@ -143,11 +145,16 @@ class AsyncClient:
         `statistics`: "sampled" (default: every statistic exact except the histogram of a tensor above 16,384
         values, which bins a fixed, deterministic sample: `Summary.estimated`, `Summary.histogram_sample`),
         "exact" (bins every value, about twice the cost), or "none" (no summaries, only the `full` tensors).
+        Gradients of the loss on targets `y` (one array per model output, given like `x`): kinds
+        `"gradient"` (of each layer's output), `"kernel_gradient"`, `"bias_gradient"`; `loss` is a Keras loss
+        identifier ("mse", "categorical_crossentropy", ...), else the model's compiled loss.
 
         Returns a Capture: `summaries[layer][kind]` (Summary: count, mean, std, min, max, zero_fraction,
         nan, posinf, neginf, histogram, unit_activity, histogram_sample), `tensors[layer][kind]`, `outputs`, `run_id`.
         """
-        request = _core.capture_request(name, x, layers, kinds, full, version, run_id, max_tensor_bytes, statistics)
+        request = _core.capture_request(
+            name, x, layers, kinds, full, version, run_id, max_tensor_bytes, statistics, y, loss
+        )
         assembler = _core.CaptureAssembler()
         stream = self._stub.Capture(request, timeout=self.timeout, metadata=self._metadata)
         try:
@@ -161,14 +168,27 @@ class AsyncClient:
         return assembler.result()
 
     async def diagnose(
-        self, name: str, x: _core.Inputs | None = None, version: int | None = None, run_id: str | None = None
+        self,
+        name: str,
+        x: _core.Inputs | None = None,
+        version: int | None = None,
+        run_id: str | None = None,
+        y: _core.Inputs | None = None,
+        probe_steps: int | None = None,
+        loss: str | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
     ) -> Report:
         """Static and runtime findings for a model; without `x` the server generates probe inputs.
 
         Returns a Report whose findings carry code, severity, layers, message, suggestion and evidence;
-        the run is stored (`report.run_id`).
+        the run is stored (`report.run_id`). With targets `y` for `x` the training rules run too, on the
+        gradients of the loss (`loss`, else the compiled one) and on a probe of `probe_steps` optimizer steps
+        on a copy of the weights (None: the server's default, 0: none) with `optimizer`/`learning_rate`, else
+        the compiled ones: `report.probe` holds the loss, gradient norms, update ratios, dead and saturated
+        fractions of every step.
         """
-        request = _core.diagnose_request(name, x, version, run_id)
+        request = _core.diagnose_request(name, x, version, run_id, y, probe_steps, loss, optimizer, learning_rate)
         return _core.report(await self._call(self._stub.Diagnose, request))
 
     async def runs_page(

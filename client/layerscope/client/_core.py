@@ -22,6 +22,9 @@ from layerscope.client.types import (
     LayerChange,
     LayerDetail,
     ModelInfo,
+    Probe,
+    ProbeChange,
+    ProbeStep,
     Report,
     Run,
     RunPage,
@@ -133,10 +136,14 @@ def capture_request(
     run_id: str | None,
     max_tensor_bytes: int,
     statistics: str = "sampled",
+    y: Inputs | None = None,
+    loss: str | None = None,
 ) -> capture_pb2.CaptureRequest:
     if statistics not in STATISTICS:
         raise invalid_argument(f"Expected statistics among {sorted(STATISTICS)}; received {statistics!r}.")
     return capture_pb2.CaptureRequest(
+        targets=tensors(y) if y is not None else [],
+        loss=loss or "",
         statistics=STATISTICS[statistics],
         model=ref(name, version),
         inputs=tensors(x),
@@ -149,10 +156,27 @@ def capture_request(
 
 
 def diagnose_request(
-    name: str, x: Inputs | None, version: int | None, run_id: str | None
+    name: str,
+    x: Inputs | None,
+    version: int | None,
+    run_id: str | None,
+    y: Inputs | None = None,
+    probe_steps: int | None = None,
+    loss: str | None = None,
+    optimizer: str | None = None,
+    learning_rate: float | None = None,
 ) -> diagnosis_pb2.DiagnoseRequest:
+    if y is not None and x is None:
+        raise invalid_argument("Expected inputs x with the targets y (targets belong to inputs); received y alone.")
     return diagnosis_pb2.DiagnoseRequest(
-        model=ref(name, version), inputs=tensors(x) if x is not None else [], run_id=run_id or ""
+        model=ref(name, version),
+        inputs=tensors(x) if x is not None else [],
+        run_id=run_id or "",
+        targets=tensors(y) if y is not None else [],
+        probe_steps=probe_steps,
+        loss=loss or "",
+        optimizer=optimizer or "",
+        learning_rate=learning_rate,
     )
 
 
@@ -256,7 +280,30 @@ def evidence(f: diagnosis_pb2.Finding) -> dict[str, Any]:
 
 
 def report(r: diagnosis_pb2.DiagnoseResponse) -> Report:
-    return Report(run_id=r.run_id, findings=tuple(finding(f) for f in r.findings), inputs_used=r.inputs_used)
+    return Report(
+        run_id=r.run_id,
+        findings=tuple(finding(f) for f in r.findings),
+        inputs_used=r.inputs_used,
+        probe=probe(r.probe) if r.HasField("probe") else None,
+    )
+
+
+def probe(p: diagnosis_pb2.Probe) -> Probe:
+    return Probe(
+        steps=tuple(
+            ProbeStep(
+                step=s.step,
+                loss=s.loss,
+                gradient_norms=dict(s.gradient_norms),
+                update_ratios=dict(s.update_ratios),
+                dead_fractions=dict(s.dead_fractions),
+                saturated_fractions=dict(s.saturated_fractions),
+            )
+            for s in p.steps
+        ),
+        optimizer=p.optimizer,
+        loss=p.loss,
+    )
 
 
 def run(r: runs_pb2.Run) -> Run:
@@ -276,6 +323,7 @@ def run(r: runs_pb2.Run) -> Run:
         duration_seconds=r.duration_seconds,
         summaries=summaries,
         findings=tuple(finding(f) for f in r.findings),
+        probe=probe(r.probe) if r.HasField("probe") else None,
     )
 
 
@@ -303,6 +351,11 @@ def comparison(r: runs_pb2.CompareRunsResponse) -> Comparison:
         only_in_b=tuple(r.only_in_b),
         new_findings=tuple(finding(f) for f in r.new_findings),
         resolved_findings=tuple(finding(f) for f in r.resolved_findings),
+        probe=(
+            ProbeChange(r.probe.first_loss_delta, r.probe.last_loss_delta, dict(r.probe.gradient_norm_deltas))
+            if r.HasField("probe")
+            else None
+        ),
     )
 
 

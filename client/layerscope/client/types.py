@@ -89,10 +89,32 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class ProbeStep:
+    """One step of a training probe (on a copy of the weights). Steps 0..N-1 are measured before their update
+    (`update_ratios`: that update's |delta w| / |w| per layer); step N is the state after N updates."""
+
+    step: int
+    loss: float
+    gradient_norms: dict[str, float] = field(default_factory=dict)
+    update_ratios: dict[str, float] = field(default_factory=dict)
+    dead_fractions: dict[str, float] = field(default_factory=dict)
+    saturated_fractions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Probe:
+    steps: tuple[ProbeStep, ...]
+    optimizer: str
+    loss: str
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     findings: tuple[Finding, ...]
     inputs_used: str
+    probe: Probe | None = None
+    """The training probe, when the diagnosis had targets and ran one."""
 
     def by_code(self, code: str) -> list[Finding]:
         return [f for f in self.findings if f.code == code]
@@ -112,6 +134,7 @@ class Run:
     duration_seconds: float
     summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -142,3 +165,14 @@ class Comparison:
     only_in_b: tuple[str, ...]
     new_findings: tuple[Finding, ...]
     resolved_findings: tuple[Finding, ...]
+    probe: ProbeChange | None = None
+    """Set when both runs hold a training probe."""
+
+
+@dataclass(frozen=True)
+class ProbeChange:
+    """How two training probes differ (b minus a)."""
+
+    first_loss_delta: float
+    last_loss_delta: float
+    gradient_norm_deltas: dict[str, float] = field(default_factory=dict)

@@ -64,7 +64,7 @@ class LayerSummary(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., layer_class: _Optional[str] = ..., kind: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
-    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics")
+    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics", "targets", "loss")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,8 @@ class CaptureRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_TENSOR_BYTES_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.ModelRef
     inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -81,7 +83,9 @@ class CaptureRequest(_message.Message):
     run_id: str
     max_tensor_bytes: int
     statistics: Statistics
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ...) -> None: ...
+    targets: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    loss: str
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ..., targets: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ...) -> None: ...
 
 class CaptureHeader(_message.Message):
     __slots__ = ("run_id", "device", "batch_size", "outputs", "duration_seconds")

@@ -26,17 +26,37 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from layerscope.v1 import tensor_pb2 as layerscope_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/diagnosis.proto\x12\rlayerscope.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1alayerscope/v1/tensor.proto\"\xa0\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsuggestion\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\revidence_json\x18\x07 \x01(\t\"p\n\x0f\x44iagnoseRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"a\n\x10\x44iagnoseResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x13\n\x0binputs_used\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/diagnosis.proto\x12\rlayerscope.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1alayerscope/v1/tensor.proto\"\xa0\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsuggestion\x18\x05 \x01(\t\x12)\n\x08\x65vidence\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\revidence_json\x18\x07 \x01(\t\"\x91\x02\n\x0f\x44iagnoseRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12&\n\x07targets\x18\x04 \x03(\x0b\x32\x15.layerscope.v1.Tensor\x12\x18\n\x0bprobe_steps\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04loss\x18\x06 \x01(\t\x12\x11\n\toptimizer\x18\x07 \x01(\t\x12\x1a\n\rlearning_rate\x18\x08 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_probe_stepsB\x10\n\x0e_learning_rate\"\x9f\x04\n\tProbeStep\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x43\n\x0egradient_norms\x18\x03 \x03(\x0b\x32+.layerscope.v1.ProbeStep.GradientNormsEntry\x12\x41\n\rupdate_ratios\x18\x04 \x03(\x0b\x32*.layerscope.v1.ProbeStep.UpdateRatiosEntry\x12\x43\n\x0e\x64\x65\x61\x64_fractions\x18\x05 \x03(\x0b\x32+.layerscope.v1.ProbeStep.DeadFractionsEntry\x12M\n\x13saturated_fractions\x18\x06 \x03(\x0b\x32\x30.layerscope.v1.ProbeStep.SaturatedFractionsEntry\x1a\x34\n\x12GradientNormsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11UpdateRatiosEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x34\n\x12\x44\x65\x61\x64\x46ractionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17SaturatedFractionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Q\n\x05Probe\x12\'\n\x05steps\x18\x01 \x03(\x0b\x32\x18.layerscope.v1.ProbeStep\x12\x11\n\toptimizer\x18\x02 \x01(\t\x12\x0c\n\x04loss\x18\x03 \x01(\t\"\x86\x01\n\x10\x44iagnoseResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12(\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x13\n\x0binputs_used\x18\x03 \x01(\t\x12#\n\x05probe\x18\x04 \x01(\x0b\x32\x14.layerscope.v1.Probeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'layerscope.v1.diagnosis_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROBESTEP_GRADIENTNORMSENTRY']._loaded_options = None
+  _globals['_PROBESTEP_GRADIENTNORMSENTRY']._serialized_options = b'8\001'
+  _globals['_PROBESTEP_UPDATERATIOSENTRY']._loaded_options = None
+  _globals['_PROBESTEP_UPDATERATIOSENTRY']._serialized_options = b'8\001'
+  _globals['_PROBESTEP_DEADFRACTIONSENTRY']._loaded_options = None
+  _globals['_PROBESTEP_DEADFRACTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_PROBESTEP_SATURATEDFRACTIONSENTRY']._loaded_options = None
+  _globals['_PROBESTEP_SATURATEDFRACTIONSENTRY']._serialized_options = b'8\001'
   _globals['_FINDING']._serialized_start=107
   _globals['_FINDING']._serialized_end=267
-  _globals['_DIAGNOSEREQUEST']._serialized_start=269
-  _globals['_DIAGNOSEREQUEST']._serialized_end=381
-  _globals['_DIAGNOSERESPONSE']._serialized_start=383
-  _globals['_DIAGNOSERESPONSE']._serialized_end=480
+  _globals['_DIAGNOSEREQUEST']._serialized_start=270
+  _globals['_DIAGNOSEREQUEST']._serialized_end=543
+  _globals['_PROBESTEP']._serialized_start=546
+  _globals['_PROBESTEP']._serialized_end=1089
+  _globals['_PROBESTEP_GRADIENTNORMSENTRY']._serialized_start=871
+  _globals['_PROBESTEP_GRADIENTNORMSENTRY']._serialized_end=923
+  _globals['_PROBESTEP_UPDATERATIOSENTRY']._serialized_start=925
+  _globals['_PROBESTEP_UPDATERATIOSENTRY']._serialized_end=976
+  _globals['_PROBESTEP_DEADFRACTIONSENTRY']._serialized_start=978
+  _globals['_PROBESTEP_DEADFRACTIONSENTRY']._serialized_end=1030
+  _globals['_PROBESTEP_SATURATEDFRACTIONSENTRY']._serialized_start=1032
+  _globals['_PROBESTEP_SATURATEDFRACTIONSENTRY']._serialized_end=1089
+  _globals['_PROBE']._serialized_start=1091
+  _globals['_PROBE']._serialized_end=1172
+  _globals['_DIAGNOSERESPONSE']._serialized_start=1175
+  _globals['_DIAGNOSERESPONSE']._serialized_end=1309
 # @@protoc_insertion_point(module_scope)

@@ -27,25 +27,31 @@ from layerscope.v1 import capture_pb2 as layerscope_dot_v1_dot_capture__pb2
 from layerscope.v1 import diagnosis_pb2 as layerscope_dot_v1_dot_diagnosis__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18layerscope/v1/runs.proto\x12\rlayerscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1blayerscope/v1/capture.proto\x1a\x1dlayerscope/v1/diagnosis.proto\"\xbc\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbatch_size\x18\x07 \x01(\x03\x12\x0e\n\x06inputs\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\n \x01(\x01\x12.\n\tsummaries\x18\x0b \x03(\x0b\x32\x1b.layerscope.v1.LayerSummary\x12(\n\x08\x66indings\x18\x0c \x03(\x0b\x32\x16.layerscope.v1.Finding\"\xcb\x01\n\x0fListRunsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x66inding_code\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"M\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.layerscope.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x12\x43ompareRunsRequest\x12\r\n\x05run_a\x18\x01 \x01(\t\x12\r\n\x05run_b\x18\x02 \x01(\t\"\xac\x01\n\x0bLayerChange\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmean_delta\x18\x03 \x01(\x01\x12\x11\n\tstd_delta\x18\x04 \x01(\x01\x12\x1b\n\x13zero_fraction_delta\x18\x05 \x01(\x01\x12 \n\x18\x64\x65\x61\x64_unit_fraction_delta\x18\x06 \x01(\x01\x12\x1a\n\x12histogram_distance\x18\x07 \x01(\x01\"\xe7\x01\n\x13\x43ompareRunsResponse\x12\r\n\x05run_a\x18\x01 \x01(\t\x12\r\n\x05run_b\x18\x02 \x01(\t\x12+\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x1a.layerscope.v1.LayerChange\x12\x11\n\tonly_in_a\x18\x04 \x03(\t\x12\x11\n\tonly_in_b\x18\x05 \x03(\t\x12,\n\x0cnew_findings\x18\x06 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x31\n\x11resolved_findings\x18\x07 \x03(\x0b\x32\x16.layerscope.v1.Findingb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18layerscope/v1/runs.proto\x12\rlayerscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1blayerscope/v1/capture.proto\x1a\x1dlayerscope/v1/diagnosis.proto\"\xe1\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbatch_size\x18\x07 \x01(\x03\x12\x0e\n\x06inputs\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\n \x01(\x01\x12.\n\tsummaries\x18\x0b \x03(\x0b\x32\x1b.layerscope.v1.LayerSummary\x12(\n\x08\x66indings\x18\x0c \x03(\x0b\x32\x16.layerscope.v1.Finding\x12#\n\x05probe\x18\r \x01(\x0b\x32\x14.layerscope.v1.Probe\"\xcb\x01\n\x0fListRunsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x66inding_code\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"M\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.layerscope.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x12\x43ompareRunsRequest\x12\r\n\x05run_a\x18\x01 \x01(\t\x12\r\n\x05run_b\x18\x02 \x01(\t\"\xac\x01\n\x0bLayerChange\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmean_delta\x18\x03 \x01(\x01\x12\x11\n\tstd_delta\x18\x04 \x01(\x01\x12\x1b\n\x13zero_fraction_delta\x18\x05 \x01(\x01\x12 \n\x18\x64\x65\x61\x64_unit_fraction_delta\x18\x06 \x01(\x01\x12\x1a\n\x12histogram_distance\x18\x07 \x01(\x01\"\x92\x02\n\x13\x43ompareRunsResponse\x12\r\n\x05run_a\x18\x01 \x01(\t\x12\r\n\x05run_b\x18\x02 \x01(\t\x12+\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x1a.layerscope.v1.LayerChange\x12\x11\n\tonly_in_a\x18\x04 \x03(\t\x12\x11\n\tonly_in_b\x18\x05 \x03(\t\x12,\n\x0cnew_findings\x18\x06 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12\x31\n\x11resolved_findings\x18\x07 \x03(\x0b\x32\x16.layerscope.v1.Finding\x12)\n\x05probe\x18\x08 \x01(\x0b\x32\x1a.layerscope.v1.ProbeChange\"\xcd\x01\n\x0bProbeChange\x12\x18\n\x10\x66irst_loss_delta\x18\x01 \x01(\x01\x12\x17\n\x0flast_loss_delta\x18\x02 \x01(\x01\x12P\n\x14gradient_norm_deltas\x18\x03 \x03(\x0b\x32\x32.layerscope.v1.ProbeChange.GradientNormDeltasEntry\x1a\x39\n\x17GradientNormDeltasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'layerscope.v1.runs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROBECHANGE_GRADIENTNORMDELTASENTRY']._loaded_options = None
+  _globals['_PROBECHANGE_GRADIENTNORMDELTASENTRY']._serialized_options = b'8\001'
   _globals['_RUN']._serialized_start=137
-  _globals['_RUN']._serialized_end=453
-  _globals['_LISTRUNSREQUEST']._serialized_start=456
-  _globals['_LISTRUNSREQUEST']._serialized_end=659
-  _globals['_LISTRUNSRESPONSE']._serialized_start=661
-  _globals['_LISTRUNSRESPONSE']._serialized_end=738
-  _globals['_GETRUNREQUEST']._serialized_start=740
-  _globals['_GETRUNREQUEST']._serialized_end=771
-  _globals['_COMPARERUNSREQUEST']._serialized_start=773
-  _globals['_COMPARERUNSREQUEST']._serialized_end=823
-  _globals['_LAYERCHANGE']._serialized_start=826
-  _globals['_LAYERCHANGE']._serialized_end=998
-  _globals['_COMPARERUNSRESPONSE']._serialized_start=1001
-  _globals['_COMPARERUNSRESPONSE']._serialized_end=1232
+  _globals['_RUN']._serialized_end=490
+  _globals['_LISTRUNSREQUEST']._serialized_start=493
+  _globals['_LISTRUNSREQUEST']._serialized_end=696
+  _globals['_LISTRUNSRESPONSE']._serialized_start=698
+  _globals['_LISTRUNSRESPONSE']._serialized_end=775
+  _globals['_GETRUNREQUEST']._serialized_start=777
+  _globals['_GETRUNREQUEST']._serialized_end=808
+  _globals['_COMPARERUNSREQUEST']._serialized_start=810
+  _globals['_COMPARERUNSREQUEST']._serialized_end=860
+  _globals['_LAYERCHANGE']._serialized_start=863
+  _globals['_LAYERCHANGE']._serialized_end=1035
+  _globals['_COMPARERUNSRESPONSE']._serialized_start=1038
+  _globals['_COMPARERUNSRESPONSE']._serialized_end=1312
+  _globals['_PROBECHANGE']._serialized_start=1315
+  _globals['_PROBECHANGE']._serialized_end=1520
+  _globals['_PROBECHANGE_GRADIENTNORMDELTASENTRY']._serialized_start=1463
+  _globals['_PROBECHANGE_GRADIENTNORMDELTASENTRY']._serialized_end=1520
 # @@protoc_insertion_point(module_scope)

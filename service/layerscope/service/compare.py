@@ -9,6 +9,7 @@ import numpy as np
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.runs import RunRecord
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.training import ProbeResult
 from layerscope.service.errors import InvalidInput
 
 GRID = 64
@@ -36,6 +37,29 @@ class Comparison:
     only_in_b: tuple[str, ...]
     new_findings: tuple[Finding, ...]
     resolved_findings: tuple[Finding, ...]
+    probe: ProbeChange | None = None
+    """Set when both runs hold a training probe."""
+
+
+@dataclass(frozen=True)
+class ProbeChange:
+    """How two training probes differ (b minus a): the loss at the first and last step, and each layer's
+    gradient norm at the first step (gradient summaries are compared like any other kind, in `changes`)."""
+
+    first_loss_delta: float
+    last_loss_delta: float
+    gradient_norm_deltas: dict[str, float]
+
+
+def compare_probes(a: ProbeResult, b: ProbeResult) -> ProbeChange | None:
+    if not a.steps or not b.steps:
+        return None
+    left, right = a.steps[0].gradient_norms, b.steps[0].gradient_norms
+    return ProbeChange(
+        first_loss_delta=b.steps[0].loss - a.steps[0].loss,
+        last_loss_delta=b.steps[-1].loss - a.steps[-1].loss,
+        gradient_norm_deltas={layer: right[layer] - left[layer] for layer in left if layer in right},
+    )
 
 
 def _density(summary: Summary, low: float, high: float) -> np.ndarray:
@@ -95,4 +119,5 @@ def compare(a: RunRecord, b: RunRecord) -> Comparison:
         only_in_b=tuple(f"{layer}/{kind}" for layer, kind in right if (layer, kind) not in left),
         new_findings=tuple(f for f in b.findings if _key(f) not in before),
         resolved_findings=tuple(f for f in a.findings if _key(f) not in after),
+        probe=compare_probes(a.probe, b.probe) if a.probe and b.probe else None,
     )

@@ -7,6 +7,7 @@ and an audit never disagree about one layer: a finding fires where its gauge pas
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from typing import TypeVar
@@ -19,6 +20,7 @@ from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.training import ProbeResult
 from layerscope.service.telemetry import LayerHealth, ModelHealth
 
 R = TypeVar("R", bound=Rule)
@@ -57,7 +59,13 @@ class HealthGauges:
 
 def with_findings(health: ModelHealth, findings: list[Finding]) -> ModelHealth:
     counts = Counter((f.code, f.severity.value) for f in findings)
-    return ModelHealth(health.model, health.version, health.layers, dict(counts))
+    return dataclasses.replace(health, findings=dict(counts))
+
+
+def with_probe(health: ModelHealth, probe: ProbeResult) -> ModelHealth:
+    """The gradient norms of the probe's first step: the served weights' gradients, before any update."""
+    norms = dict(probe.steps[0].gradient_norms) if probe.steps else {}
+    return dataclasses.replace(health, gradient_norms=norms)
 
 
 def _rule(diagnoser: Diagnoser, kind: type[R]) -> R:

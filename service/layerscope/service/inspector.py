@@ -7,6 +7,7 @@ Nothing here knows gRPC; domain errors carry the messages the transport passes o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 import uuid
@@ -26,6 +27,7 @@ from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
+from layerscope.service.domain.training import TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
@@ -147,6 +149,7 @@ class Inspector:
         run_id: str,
         max_bytes: int,
         statistics: str = "sampled",
+        training: TrainingOptions | None = None,
     ) -> CaptureOutcome:
         check_run_id(run_id)
         if max_bytes < 0:
@@ -159,9 +162,12 @@ class Inspector:
         started = time.perf_counter()
         with self._queue.admit(model):
             # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
-            traced = await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics)
+            targets, loss = (training.targets, training.loss) if training else (None, None)
+            if targets:
+                self._check_batch(targets)
+            traced = await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics, targets, loss)
             _check_size(traced, limit, outputs)
-            result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics)
+            result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics, targets, loss)
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for device, used in memory_in_use().items():
@@ -174,15 +180,26 @@ class Inspector:
         await self._save(run)
         return CaptureOutcome(run, result)
 
-    async def diagnose(self, ref: ModelRef, inputs: Mapping[str, np.ndarray] | None, run_id: str) -> DiagnoseOutcome:
+    async def diagnose(
+        self,
+        ref: ModelRef,
+        inputs: Mapping[str, np.ndarray] | None,
+        run_id: str,
+        training: TrainingOptions | None = None,
+    ) -> DiagnoseOutcome:
         check_run_id(run_id)
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         if inputs:
             self._check_batch(inputs)
+        if training and training.targets:
+            self._check_batch(training.targets)
+        limits = model_diagnosis.ProbeLimits(self._settings.probe_steps, self._settings.max_probe_steps)
         started = time.perf_counter()
         with self._queue.admit(model):
-            diagnosis = await asyncio.to_thread(model_diagnosis.diagnose, model, self._diagnoser, inputs)
+            diagnosis = await asyncio.to_thread(
+                model_diagnosis.diagnose, model, self._diagnoser, inputs, training, limits
+            )
         elapsed = time.perf_counter() - started
         for finding in diagnosis.findings:
             self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
@@ -190,6 +207,9 @@ class Inspector:
         run = self._record(
             model, "diagnose", run_id, diagnosis.capture, diagnosis.findings, diagnosis.inputs_used, elapsed
         )
+        if diagnosis.probe is not None:
+            run = dataclasses.replace(run, probe=diagnosis.probe)
+            model.health = health.with_probe(model.health, diagnosis.probe)
         await self._save(run)
         return DiagnoseOutcome(run, diagnosis.findings, diagnosis.inputs_used)
 
@@ -220,7 +240,7 @@ class Inspector:
     def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
         activations = model_diagnosis.activation_summaries(result)
         layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
-        current = ModelHealth(model.info.name, model.info.version, layers, model.health.findings)
+        current = dataclasses.replace(model.health, layers=layers)
         model.health = current if findings is None else health.with_findings(current, findings)
 
     def _record(

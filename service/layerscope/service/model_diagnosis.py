@@ -12,16 +12,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerscope.service import cancellation
-from layerscope.service.capture.engine import CaptureResult
+from layerscope.service.capture.engine import CaptureEngine, CaptureResult
 from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.diagnosis.evidence import RuntimeEvidence
+from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
 from layerscope.service.diagnosis.probes import probe_inputs
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.summary import Summary, summarize
+from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
+from layerscope.service.errors import InvalidInput, LimitExceeded
 from layerscope.service.models.registry import LoadedModel
 
 ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
+WITH_GRADIENTS = Selection(kinds=frozenset({"activation", "kernel_gradient"}))
+DEFAULT_PROBE_STEPS = 5
+MAX_PROBE_STEPS = 50
+
+
+@dataclass(frozen=True)
+class ProbeLimits:
+    """How many probe steps a diagnosis with targets runs when the caller does not say, and at most."""
+
+    default_steps: int = DEFAULT_PROBE_STEPS
+    max_steps: int = MAX_PROBE_STEPS
+
+    def steps(self, asked: int | None) -> int:
+        steps = self.default_steps if asked is None else asked
+        if steps < 0:
+            raise InvalidInput(f"Expected probe_steps >= 0 (0: no probe); received {steps}.")
+        if steps > self.max_steps:
+            raise LimitExceeded(f"Expected probe_steps of at most {self.max_steps}; received {steps}.")
+        return steps
 
 
 @dataclass(frozen=True)
@@ -29,13 +50,28 @@ class Diagnosis:
     findings: list[Finding]
     capture: CaptureResult
     inputs_used: str
+    probe: ProbeResult | None = None
 
 
 def describe_inputs(inputs: Mapping[str, np.ndarray]) -> str:
     return ", ".join(f"{name}: {a.dtype.name}{list(a.shape)}" for name, a in inputs.items())
 
 
-def diagnose(model: LoadedModel, diagnoser: Diagnoser, inputs: Mapping[str, np.ndarray] | None) -> Diagnosis:
+def diagnose(
+    model: LoadedModel,
+    diagnoser: Diagnoser,
+    inputs: Mapping[str, np.ndarray] | None,
+    training: TrainingOptions | None = None,
+    limits: ProbeLimits | None = None,
+) -> Diagnosis:
+    """Static and runtime findings; with targets (`training.targets`) the training rules too, on the
+    gradients of the loss and on a short probe of optimizer steps on a copy of the weights."""
+    if training is not None and training.targets:
+        if not inputs:
+            raise InvalidInput(
+                "Expected inputs x with the targets y (targets are for the caller's inputs); received none."
+            )
+        return _diagnose_training(model, diagnoser, inputs, training, limits or ProbeLimits())
     caller = bool(inputs)
     if inputs:
         arrays = dict(inputs)
@@ -54,6 +90,56 @@ def diagnose(model: LoadedModel, diagnoser: Diagnoser, inputs: Mapping[str, np.n
         caller_inputs=caller,
     )
     return Diagnosis(diagnoser.diagnose(model.description, evidence), result, used)
+
+
+def _diagnose_training(
+    model: LoadedModel,
+    diagnoser: Diagnoser,
+    inputs: Mapping[str, np.ndarray],
+    training: TrainingOptions,
+    limits: ProbeLimits,
+) -> Diagnosis:
+    steps = limits.steps(training.probe_steps)
+    arrays, targets = dict(inputs), dict(training.targets or {})
+    result, evidence = training_evidence(model.engine, arrays, targets, training, steps)
+    used = "caller inputs and targets: " + describe_inputs(arrays) + "; targets " + describe_inputs(targets)
+    probe = evidence.training.probe if evidence.training else None
+    return Diagnosis(diagnoser.diagnose(model.description, evidence), result, used, probe)
+
+
+def training_evidence(
+    engine: CaptureEngine,
+    inputs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    training: TrainingOptions,
+    probe_steps: int,
+) -> tuple[CaptureResult, RuntimeEvidence]:
+    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe."""
+    result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
+    prepared = engine.prepare(inputs)
+    ys = engine.prepare_targets(targets, int(prepared[0].shape[0]))
+    probe = None
+    if probe_steps > 0:
+        probe = engine.probe(inputs, targets, probe_steps, training.loss, training.optimizer, training.learning_rate)
+    gradients = {
+        point: {k: s for k, s in kinds.items() if k.endswith("gradient")} for point, kinds in result.summaries.items()
+    }
+    evidence = RuntimeEvidence(
+        activations=result.summaries,
+        inputs={spec.name: summarize(a) for spec, a in zip(engine.inputs, prepared, strict=True)},
+        outputs=result.outputs,
+        caller_inputs=True,
+        training=TrainingEvidence(
+            gradients={p: kinds for p, kinds in gradients.items() if kinds},
+            targets={
+                name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
+                for name, y in zip(engine.output_names, ys, strict=True)
+            },
+            losses=engine.loss_specs(training.loss),
+            probe=probe,
+        ),
+    )
+    return result, evidence
 
 
 def activation_summaries(result: CaptureResult) -> dict[str, Summary]:

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     kernel_cache_dir: Path | None = Field(
         None, description="Where the built kernel is kept; None: $XDG_CACHE_HOME/layerscope/ops (~/.cache/...)."
     )
+    probe_steps: int = Field(5, ge=0, le=1000, description="Training-probe steps of a Diagnose with targets.")
+    max_probe_steps: int = Field(50, gt=0, le=1000, description="Most training-probe steps a Diagnose may ask for.")
     grace_seconds: float = Field(10.0, ge=0, description="Time in-flight calls get on shutdown.")
 
     tokens: dict[str, Literal["reader", "auditor", "admin"]] = Field(

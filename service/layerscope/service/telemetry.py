@@ -107,6 +107,8 @@ class ModelHealth:
     layers: tuple[LayerHealth, ...] = ()
     findings: dict[tuple[str, str], int] = field(default_factory=dict)
     """(code, severity) -> count in the latest diagnosis."""
+    gradient_norms: dict[str, float] = field(default_factory=dict)
+    """layer -> gradient norm at the first step of the latest training probe."""
 
 
 class ModelHealthCollector(Collector):
@@ -137,6 +139,12 @@ class ModelHealthCollector(Collector):
             "Findings in the latest diagnosis of a loaded model.",
             labels=["model", "version", "code", "severity"],
         )
+        gradients = GaugeMetricFamily(
+            "layerscope_layer_gradient_norm",
+            "L2 norm of the loss's gradient over each layer's trainable variables, at the first step of the "
+            "latest training probe (a Diagnose with targets).",
+            labels=labels,
+        )
         for health in self._source():
             version = str(health.version)
             for layer in islice(health.layers, self._max_layer_series):
@@ -145,6 +153,8 @@ class ModelHealthCollector(Collector):
                 saturated.add_metric(key, layer.saturated_fraction)
                 non_finite.add_metric(key, layer.non_finite)
                 rms.add_metric(key, layer.activation_rms)
+            for layer_name, norm in islice(health.gradient_norms.items(), self._max_layer_series):
+                gradients.add_metric([health.model, version, layer_name], norm)
             for (code, severity), count in health.findings.items():
                 findings.add_metric([health.model, version, code, severity], count)
-        yield from (dead, saturated, non_finite, rms, findings)
+        yield from (dead, saturated, non_finite, rms, findings, gradients)

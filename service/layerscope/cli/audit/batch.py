@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 Arrays = dict[str, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class Training:
+    """`--targets` and `--probe-steps`: what turns on the training rules (plain data: workers get a copy)."""
+
+    targets: dict[str, np.ndarray]
+    probe_steps: int | None = None
 
 
 class AuditAborted(Exception):

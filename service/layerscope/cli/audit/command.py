@@ -74,6 +74,8 @@ class AuditOptions:
 
     paths: tuple[Path, ...]
     inputs: Path | None = None
+    targets: Path | None = None
+    probe_steps: int | None = None
     output_format: Format = Format.table
     output: Path | None = None
     fail_on: FailOn = FailOn.error
@@ -86,6 +88,10 @@ class AuditOptions:
 
     def refusal(self) -> str | None:
         """Why these options cannot run together, in one line; None when they can."""
+        if self.targets and not self.inputs:
+            return "--targets are the labels of --inputs: pass --inputs x.npy with --targets y.npy"
+        if self.probe_steps is not None and not self.targets:
+            return "--probe-steps trains on --targets: pass --inputs x.npy --targets y.npy with it"
         if self.custom_objects and self.server:
             return "--custom-objects runs local code: it cannot be combined with --server"
         if self.custom_objects and not self.custom_objects.is_file():
@@ -103,6 +109,13 @@ def audit(
         typer.Argument(help="Model files or folders (every *.keras below). `layerscope audit merge --help`: shards."),
     ] = None,
     inputs: Annotated[Path | None, typer.Option(help="A .npy array (or .npz of named arrays) to run on.")] = None,
+    targets: Annotated[
+        Path | None,
+        typer.Option(help="Targets for --inputs (.npy, or .npz by output name): gradients and a training probe."),
+    ] = None,
+    probe_steps: Annotated[
+        int | None, typer.Option(min=0, help="Optimizer steps of the training probe (default 5; 0: gradients only).")
+    ] = None,
     output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.table,
     output: Annotated[Path | None, typer.Option(help="Write the report here instead of stdout.")] = None,
     fail_on: Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")] = FailOn.error,
@@ -130,6 +143,8 @@ def audit(
     options = AuditOptions(
         paths=tuple(paths or ()),
         inputs=inputs,
+        targets=targets,
+        probe_steps=probe_steps,
         output_format=output_format,
         output=output,
         fail_on=fail_on,
@@ -168,6 +183,7 @@ def run(options: AuditOptions) -> int:
     try:
         files = batch.shard(batch.model_files(options.paths), options.shard)
         arrays = batch.load_inputs(options.inputs)
+        labels = batch.load_inputs(options.targets)
     except (OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
@@ -179,7 +195,8 @@ def run(options: AuditOptions) -> int:
         errors.print(f"error: {refusal}", markup=False)
         return 2
     try:
-        doc = report.document(render.progress(_entries(options, files, arrays), len(files), console))
+        training = batch.Training(labels, options.probe_steps) if labels else None
+        doc = report.document(render.progress(_entries(options, files, arrays, training), len(files), console))
     except batch.AuditAborted as exc:
         errors.print(f"error: {exc.message}", markup=False, highlight=False)
         return 2
@@ -209,14 +226,16 @@ def _warn_about_jobs(jobs: int, console: Console) -> None:
         )
 
 
-def _entries(options: AuditOptions, files: list[Path], arrays: batch.Arrays) -> Iterator[report.Entry]:
+def _entries(
+    options: AuditOptions, files: list[Path], arrays: batch.Arrays, training: batch.Training | None
+) -> Iterator[report.Entry]:
     if options.server:
         from layerscope.cli.audit import remote
 
-        return remote.entries(files, arrays, options.server, options.token)
+        return remote.entries(files, arrays, options.server, options.token, training)
     from layerscope.cli.audit import local  # TensorFlow loads here: not for --help, --explain or --server
 
-    return local.entries(files, arrays, options.jobs, options.custom_objects)
+    return local.entries(files, arrays, options.jobs, options.custom_objects, training)
 
 
 def merge_reports(

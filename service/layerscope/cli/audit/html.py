@@ -107,8 +107,45 @@ def model_section(model: dict[str, Any], name: str, anchor: str) -> str:
         f"{plots.depth_strip(model['layers'], flagged)}"
         f"{plots.line_plot('activation scale by depth (RMS, log10)', model['layers'], scale, True, flagged)}"
         f"{plots.line_plot('zero fraction by depth', model['layers'], zeros, False, flagged)}"
+        f"{probe_plots(model, flagged)}"
         f"{flagged_table(model, flagged)}{layer_list(model, flagged)}"
     )
+
+
+def probe_plots(model: dict[str, Any], flagged: dict[str, str]) -> str:
+    """The training probe's loss by step and its gradient norms by depth (first and last step), when one ran."""
+    probe = model.get("probe")
+    if not probe or not probe["steps"]:
+        return ""
+    steps = probe["steps"]
+    points = [{"name": f"step {s['step']}", "class": "loss"} for s in steps]
+    losses = [_float(s["loss"]) for s in steps]
+    first, last = steps[0]["gradient_norms"], steps[-1]["gradient_norms"]
+    layers = model["layers"]
+    return (
+        f'<p class="muted">training probe: {len(steps) - 1} steps of {plots.e(probe["optimizer"])} on '
+        f"{plots.e(probe['loss'])}</p>"
+        f"{plots.line_plot('probe loss by step (log10)', points, losses, True, {}, axis='probe step →')}"
+        + plots.line_plot(
+            "gradient norm by depth, before the first step (log10)",
+            layers,
+            [_float(first.get(x["name"])) for x in layers],
+            True,
+            flagged,
+        )
+        + plots.line_plot(
+            f"gradient norm by depth, after {len(steps) - 1} steps (log10)",
+            layers,
+            [_float(last.get(x["name"])) for x in layers],
+            True,
+            flagged,
+        )
+    )
+
+
+def _float(value: Any) -> float | None:
+    """Numbers as the JSON report writes them: a float, or "nan"/"inf" for non-finite ones (not drawn)."""
+    return float(value) if isinstance(value, int | float) else None
 
 
 def flagged_layers(model: dict[str, Any]) -> dict[str, str]:

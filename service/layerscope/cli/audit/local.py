@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from layerscope.cli.audit import report
-from layerscope.cli.audit.batch import Arrays, AuditAborted, one_line
+from layerscope.cli.audit.batch import Arrays, AuditAborted, Training, one_line
 from layerscope.service.errors import InvalidInput, ServiceError
 from layerscope.service.models.formats import legacy_format
 from layerscope.service.models.scanner import sha256_of
@@ -31,18 +31,22 @@ _worker: Diagnoser | AuditAborted = AuditAborted("an audit worker ran a model be
 """In a worker process: its rules, built once by the pool's initializer, or why it could not start."""
 
 
-def entries(files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: Path | None) -> Iterator[report.Entry]:
+def entries(
+    files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: Path | None, training: Training | None = None
+) -> Iterator[report.Entry]:
     """Entries in the order of `files`; AuditAborted when the audit as a whole cannot go on."""
     trusted = custom_objects is not None
     if jobs <= 1:
         diagnoser = _start_worker(custom_objects)
         for path in files:
-            yield audit_file(path, diagnoser, inputs, trusted)
+            yield audit_file(path, diagnoser, inputs, trusted, training)
         return
     context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_pool_worker, initargs=(custom_objects,))
     try:
-        yield from pool.map(_audit_in_worker, files, [inputs] * len(files), [trusted] * len(files))
+        yield from pool.map(
+            _audit_in_worker, files, [inputs] * len(files), [trusted] * len(files), [training] * len(files)
+        )
     except BrokenProcessPool as exc:
         raise AuditAborted(
             f"an audit worker process stopped abruptly ({one_line(exc)}); expected --jobs {jobs} workers to "
@@ -53,7 +57,11 @@ def entries(files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: Pa
 
 
 def audit_file(
-    path: Path, diagnoser: Diagnoser, inputs: Mapping[str, np.ndarray] | None = None, trusted: bool = False
+    path: Path,
+    diagnoser: Diagnoser,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    trusted: bool = False,
+    training: Training | None = None,
 ) -> report.Entry:
     """Audit one file; a file that cannot be audited becomes an entry with an `error`, never an exception.
 
@@ -70,8 +78,11 @@ def audit_file(
     except OSError as exc:
         message = f"Expected a readable .keras file; received {source!r}: {exc}"
         return report.failed(source, "", InvalidInput.status, message, time.perf_counter() - started)
+    from layerscope.service.domain.training import TrainingOptions
     from layerscope.service.model_diagnosis import activation_summaries, diagnose
     from layerscope.service.models.registry import open_model
+
+    options = TrainingOptions(training.targets, probe_steps=training.probe_steps) if training else None
 
     try:
         with warnings.catch_warnings():
@@ -79,7 +90,7 @@ def audit_file(
             # findings report them with layer names and remedies, so the warning would only repeat them.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\.")
             model = open_model(path, path.stem, 1, allow_custom=trusted)
-            diagnosis = diagnose(model, diagnoser, inputs)
+            diagnosis = diagnose(model, diagnoser, inputs, options)
     except ServiceError as exc:
         return report.failed(source, sha, exc.status, exc.message, time.perf_counter() - started)
     except Exception as exc:  # a model that breaks at run time is a finding about that model, not a crash
@@ -91,7 +102,8 @@ def audit_file(
         for x in model.description.layers
     )
     parameters = model.description.parameters
-    return report.entry(source, sha, parameters, diagnosis.findings, layers, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return report.entry(source, sha, parameters, diagnosis.findings, layers, seconds, diagnosis.probe)
 
 
 def _start_worker(custom_objects: Path | None) -> Diagnoser:
@@ -117,10 +129,10 @@ def _start_pool_worker(custom_objects: Path | None) -> None:
         _worker = AuditAborted(f"an audit worker could not start: {one_line(exc)}")
 
 
-def _audit_in_worker(path: Path, inputs: Arrays, trusted: bool) -> report.Entry:
+def _audit_in_worker(path: Path, inputs: Arrays, trusted: bool, training: Training | None) -> report.Entry:
     if isinstance(_worker, AuditAborted):
         raise _worker  # told with the first model this worker is given
-    return audit_file(path, _worker, inputs, trusted)
+    return audit_file(path, _worker, inputs, trusted, training)
 
 
 def _load_custom_objects(path: Path | None) -> None:

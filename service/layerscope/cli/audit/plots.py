@@ -50,9 +50,15 @@ def _strip_title(index: int, layer: dict[str, Any], flagged: dict[str, str]) -> 
 
 
 def line_plot(
-    title: str, layers: Sequence[dict[str, Any]], values: Sequence[float | None], log: bool, flagged: dict[str, str]
+    title: str,
+    layers: Sequence[dict[str, Any]],
+    values: Sequence[float | None],
+    log: bool,
+    flagged: dict[str, str],
+    axis: str = "layer depth →",
 ) -> str:
-    """A value by depth; flagged layers as coloured dots, every layer's value on hover."""
+    """A value by depth (or by whatever `layers` and `axis` name); flagged layers as coloured dots, every
+    layer's value on hover."""
     height, pad = 150, 34
     points = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v) and (v > 0 or not log)]
     if not points:
@@ -88,7 +94,7 @@ def line_plot(
         f'<text x="0" y="{pad + 4}">{_tick(hi, log)}</text><text x="0" y="{height - pad}">{_tick(lo, log)}</text>'
         f'<line x1="{pad}" y1="{height - pad}" x2="{WIDTH - pad}" y2="{height - pad}" stroke="#bbb"/>'
         f'<polyline points="{line}" fill="none" stroke="#1565c0" stroke-width="1.5"/>{dots}{hover}'
-        f'<text x="{pad}" y="{height - 10}" class="muted">layer depth →</text></svg>'
+        f'<text x="{pad}" y="{height - 10}" class="muted">{e(axis)}</text></svg>'
     )
 
 

@@ -12,18 +12,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from layerscope.cli.audit import report
-from layerscope.cli.audit.batch import Arrays
+from layerscope.cli.audit.batch import Arrays, Training
 from layerscope.client import Client, LayerscopeError
 
 
-def entries(files: Sequence[Path], inputs: Arrays, target: str, token: str | None) -> Iterator[report.Entry]:
+def entries(
+    files: Sequence[Path], inputs: Arrays, target: str, token: str | None, training: Training | None = None
+) -> Iterator[report.Entry]:
     """Entries in the order of `files`; the server keeps nothing of them."""
     with Client(target, token=token, timeout=600) as client:
         for path in files:
-            yield audit_file(client, path, inputs)
+            yield audit_file(client, path, inputs, training)
 
 
-def audit_file(client: Client, path: Path, inputs: Arrays) -> report.Entry:
+def audit_file(client: Client, path: Path, inputs: Arrays, training: Training | None = None) -> report.Entry:
     started = time.perf_counter()
     name = "audit-" + re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:100]
     try:
@@ -34,7 +36,12 @@ def audit_file(client: Client, path: Path, inputs: Arrays) -> report.Entry:
     try:
         info = client.upload_model(name, path)
         try:
-            diagnosis = client.diagnose(name, inputs, version=info.version)
+            if training is not None:
+                diagnosis = client.diagnose(
+                    name, inputs, version=info.version, y=training.targets, probe_steps=training.probe_steps
+                )
+            else:
+                diagnosis = client.diagnose(name, inputs, version=info.version)
             run = client.get_run(diagnosis.run_id)
         finally:
             client.unload_model(name, version=info.version, remove=True)
@@ -44,4 +51,5 @@ def audit_file(client: Client, path: Path, inputs: Arrays) -> report.Entry:
         report.layer(d.name, d.class_name, d.output_shape, run.summaries.get(d.name, {}).get("activation"))
         for d in info.layer_details
     )
-    return report.entry(str(path), sha256, info.parameters, diagnosis.findings, layers, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return report.entry(str(path), sha256, info.parameters, diagnosis.findings, layers, seconds, diagnosis.probe)

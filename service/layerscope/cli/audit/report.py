@@ -7,6 +7,7 @@ module is the only place that spells it. Entries are plain JSON data, so worker 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -104,6 +105,56 @@ def layer(name: str, class_name: str, output_shape: Sequence[int | None], stats:
     }
 
 
+class ProbeStepLike(Protocol):
+    @property
+    def step(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    @property
+    def gradient_norms(self) -> Mapping[str, float]: ...
+    @property
+    def update_ratios(self) -> Mapping[str, float]: ...
+    @property
+    def dead_fractions(self) -> Mapping[str, float]: ...
+    @property
+    def saturated_fractions(self) -> Mapping[str, float]: ...
+
+
+class ProbeLike(Protocol):
+    """A training probe, from the service's diagnosis or as the client receives it."""
+
+    @property
+    def steps(self) -> Sequence[ProbeStepLike]: ...
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def loss(self) -> str: ...
+
+
+def probe(p: ProbeLike) -> dict[str, Any]:
+    """`{"optimizer", "loss", "steps": [{"step", "loss", "gradient_norms", ...}]}`; a non-finite number is
+    written as the string "nan", "inf" or "-inf" (JSON has no such numbers)."""
+    return {
+        "optimizer": p.optimizer,
+        "loss": p.loss,
+        "steps": [
+            {
+                "step": s.step,
+                "loss": _number(s.loss),
+                "gradient_norms": {k: _number(v) for k, v in s.gradient_norms.items()},
+                "update_ratios": {k: _number(v) for k, v in s.update_ratios.items()},
+                "dead_fractions": dict(s.dead_fractions),
+                "saturated_fractions": dict(s.saturated_fractions),
+            }
+            for s in p.steps
+        ],
+    }
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
 def entry(
     source: str,
     sha256: str,
@@ -111,9 +162,10 @@ def entry(
     findings: Iterable[FindingLike],
     layers: Iterable[dict[str, Any]],
     seconds: float,
+    training_probe: ProbeLike | None = None,
 ) -> Entry:
-    """One audited model."""
-    return {
+    """One audited model; `probe` only when a training probe ran (`--targets`)."""
+    result: Entry = {
         "source": source,
         "sha256": sha256,
         "parameters": parameters,
@@ -122,6 +174,9 @@ def entry(
         "layers": list(layers),
         "seconds": round(seconds, 3),
     }
+    if training_probe is not None:
+        result["probe"] = probe(training_probe)
+    return result
 
 
 def failed(source: str, sha256: str, code: str, message: str, seconds: float) -> Entry:

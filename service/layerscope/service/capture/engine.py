@@ -7,6 +7,7 @@ asked for) come back. The batch dimension is left free, so every batch size shar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections import OrderedDict
@@ -19,12 +20,22 @@ import numpy as np
 import tensorflow as tf
 
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
+from layerscope.service.capture.losses import build_loss
 from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.capture.selection import Selection
+from layerscope.service.capture.probe import ProbeRunner
+from layerscope.service.capture.selection import Selection, variable_role
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
+from layerscope.service.domain.training import (
+    LOSSES,
+    LossSpec,
+    ProbeResult,
+    compiled_losses,
+    named_loss,
+    probe_optimizer,
+)
 from layerscope.service.errors import InvalidInput
 
 Arrays = Mapping[str, np.ndarray]
@@ -82,8 +93,11 @@ class CaptureEngine:
         device: str | None = None,
         max_traces: int = MAX_TRACES,
         summary_op: SummaryOpLoader | None = None,
+        compile_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
+        self.compile_config = compile_config
+        """The compile config read as data (models load with compile=False): where the compiled loss is."""
         self.device = device or default_device()
         self._summary_op = summary_op or SummaryOpLoader()
         self.layers = list(walk_layers(model))
@@ -93,7 +107,10 @@ class CaptureEngine:
         self._max_traces = max_traces
         self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
         self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._probes: OrderedDict[tuple[Any, ...], ProbeRunner] = OrderedDict()
+        """At most one kept: a runner holds a full copy of the model's variables."""
         self._lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
         self.traces = 0
         """How many times a function was traced: a test proves repeated calls never retrace."""
@@ -114,6 +131,66 @@ class CaptureEngine:
         if len(batches) != 1:
             raise InvalidInput(f"Expected one batch size across inputs; received {sorted(batches)}.")
         return arrays
+
+    def prepare_targets(self, targets: Arrays, batch: int) -> list[np.ndarray]:
+        """The caller's targets `y`, one per model output (encoded like the inputs: a name per output, or
+        one unnamed array for a single output), each numeric with the inputs' batch size."""
+        names = self.output_names
+        if len(names) == 1 and len(targets) == 1:
+            targets = {names[0]: next(iter(targets.values()))}
+        if set(targets) != set(names):
+            raise InvalidInput(
+                f"Model '{self.model.name}' expects targets for outputs {sorted(names)}; received {sorted(targets)}."
+            )
+        arrays = []
+        for name in names:
+            y = np.asarray(targets[name])
+            if y.dtype.kind not in "fiub" or y.ndim == 0 or y.shape[0] != batch:
+                raise InvalidInput(
+                    f"Target '{name}' expects a numeric array with the inputs' batch of {batch}; received "
+                    f"{y.dtype.name}{list(y.shape)}."
+                )
+            arrays.append(np.ascontiguousarray(y, dtype=np.float32 if y.dtype.kind in "fb" else np.int64))
+        return arrays
+
+    def loss_specs(self, loss: str | None) -> tuple[LossSpec, ...]:
+        """The loss a gradient or probe uses: the one named, else the compiled one; neither is refused."""
+        outputs = len(self.output_names)
+        if loss:
+            return (named_loss(loss),) * outputs
+        compiled = compiled_losses(self.compile_config, outputs)
+        if compiled is None:
+            raise InvalidInput(
+                f"Model '{self.model.name}' has no compiled loss layerscope can use (it reads Keras loss "
+                f"identifiers from the compile config); expected a loss named in the request, one of "
+                f"{sorted(LOSSES)}; received none."
+            )
+        return tuple(compiled)
+
+    # -- training probe ---------------------------------------------------------------------------------
+
+    def probe(
+        self,
+        inputs: Arrays,
+        targets: Arrays,
+        steps: int,
+        loss: str | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
+    ) -> ProbeResult:
+        """`steps` optimizer steps on a clone of the model (the served weights are only read), with the
+        named or compiled loss and optimizer (else Adam at 1e-3); a measurement per step."""
+        arrays = self.prepare(inputs)
+        ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
+        losses = self.loss_specs(loss)
+        spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
+        # One probe at a time per model (the runner's clone is reused), under its own lock: a probe hooks only
+        # into the clone, so captures of the served model need not wait for its steps.
+        with self._probe_lock:
+            key = (losses, spec)
+            if key not in self._probes:
+                _remember(self._probes, key, ProbeRunner(self.model, losses, spec, self.device, _model_args), 1)
+            return self._probes[key].run(arrays, ys, steps)
 
     # -- plain forward pass -----------------------------------------------------------------------------
 
@@ -145,7 +222,12 @@ class CaptureEngine:
     # -- capture ----------------------------------------------------------------------------------------
 
     def run_on_device(
-        self, inputs: Arrays, selection: Selection, statistics: str = "sampled"
+        self,
+        inputs: Arrays,
+        selection: Selection,
+        statistics: str = "sampled",
+        targets: Arrays | None = None,
+        loss: str | None = None,
     ) -> tuple[_Compiled, list[np.ndarray], Any]:
         """Run the compiled capture; its results stay on the device (the benchmark times this alone).
 
@@ -156,13 +238,29 @@ class CaptureEngine:
         if statistics not in STATISTICS_LEVELS:
             raise InvalidInput(f"Expected statistics among {list(STATISTICS_LEVELS)}; received {statistics!r}.")
         arrays = self.prepare(inputs)
-        compiled = self._compile(arrays, selection, statistics, masked=False)
+        ys, losses = self._training_arguments(arrays, selection, targets, loss)
+        args = [arrays, ys] if ys else [arrays]
+        compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
         with tf.device(self.device):
-            outputs, packed, fulls, all_finite = compiled.function(arrays)
+            outputs, packed, fulls, all_finite = compiled.function(*args)
             if not bool(all_finite):
-                compiled = self._compile(arrays, selection, statistics, masked=True)
-                outputs, packed, fulls, _ = compiled.function(arrays)
+                compiled = self._compile(arrays, selection, statistics, masked=True, ys=ys, losses=losses)
+                outputs, packed, fulls, _ = compiled.function(*args)
         return compiled, arrays, (outputs, packed, fulls)
+
+    def _training_arguments(
+        self, arrays: list[np.ndarray], selection: Selection, targets: Arrays | None, loss: str | None
+    ) -> tuple[list[np.ndarray], tuple[LossSpec, ...]]:
+        """Targets and loss for gradient kinds; none for a capture without them (targets are then unused)."""
+        if not selection.gradients:
+            return [], ()
+        if not targets:
+            raise InvalidInput(
+                f"Expected targets y with the gradient kinds {sorted(selection.gradients)} (gradients are of the "
+                "loss on them); received no targets."
+            )
+        ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
+        return ys, self.loss_specs(loss)
 
     @property
     def fused_statistics(self) -> bool:
@@ -172,9 +270,19 @@ class CaptureEngine:
     def _fused(self) -> Any:
         return self._summary_op.load() if "CPU" in self.device.upper() else None
 
-    def capture(self, inputs: Arrays, selection: Selection, statistics: str = "sampled") -> CaptureResult:
-        """Summaries of the selected layers (none with statistics="none"), full tensors of those in `full`."""
-        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection, statistics)
+    def capture(
+        self,
+        inputs: Arrays,
+        selection: Selection,
+        statistics: str = "sampled",
+        targets: Arrays | None = None,
+        loss: str | None = None,
+    ) -> CaptureResult:
+        """Summaries of the selected layers (none with statistics="none"), full tensors of those in `full`.
+
+        Gradient kinds need `targets` (one array per output) and a loss: `loss` (a Keras identifier) or the
+        compiled one."""
+        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection, statistics, targets, loss)
         result = CaptureResult(
             outputs=dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True)),
             batch_size=int(arrays[0].shape[0]),
@@ -192,19 +300,36 @@ class CaptureEngine:
         self._add_weights(result, selection, summaries=statistics != "none")
         return result
 
-    def _compile(self, arrays: list[np.ndarray], selection: Selection, statistics: str, masked: bool) -> _Compiled:
-        key = (selection, _signature_key(arrays), statistics, masked)
+    def _compile(
+        self,
+        arrays: list[np.ndarray],
+        selection: Selection,
+        statistics: str,
+        masked: bool,
+        ys: list[np.ndarray] | None = None,
+        losses: tuple[LossSpec, ...] = (),
+    ) -> _Compiled:
+        ys = ys or []
+        key = (selection, _signature_key(arrays), statistics, masked, _signature_key(ys), losses)
         with self._lock:
             if key not in self._compiled:
-                built = self._build(arrays, selection, statistics, masked)
+                built = self._build(arrays, selection, statistics, masked, ys, losses)
                 _remember(self._compiled, key, built, self._max_traces)
             self._compiled.move_to_end(key)
             return self._compiled[key]
 
-    def full_bytes(self, inputs: Arrays, selection: Selection, statistics: str = "sampled") -> int:
+    def full_bytes(
+        self,
+        inputs: Arrays,
+        selection: Selection,
+        statistics: str = "sampled",
+        targets: Arrays | None = None,
+        loss: str | None = None,
+    ) -> int:
         """The bytes of the full tensors `capture` would return, from the traced shapes, before running it."""
         arrays = self.prepare(inputs)
-        compiled = self._compile(arrays, selection, statistics, masked=False)
+        ys, losses = self._training_arguments(arrays, selection, targets, loss)
+        compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
         batch = int(arrays[0].shape[0])
         activations = sum(
             math.prod(batch if d is None else d for d in shape) * itemsize for shape, itemsize in compiled.full_specs
@@ -218,22 +343,40 @@ class CaptureEngine:
         )
         return int(activations + weights)
 
-    def _build(self, arrays: list[np.ndarray], selection: Selection, statistics: str, masked: bool) -> _Compiled:
+    def _build(
+        self,
+        arrays: list[np.ndarray],
+        selection: Selection,
+        statistics: str,
+        masked: bool,
+        ys: list[np.ndarray],
+        losses: tuple[LossSpec, ...],
+    ) -> _Compiled:
         compiled = _Compiled(function=None)
         summarize_all = statistics != "none"
         fused = self._fused() if summarize_all else None
         chosen = [(p, layer) for p, layer in self.layers if selection.selects(p, type(layer).__name__)]
         wanted = {"activation", "input"} & selection.kinds
+        wanted |= selection.gradients
+        variables = _gradient_variables(chosen, selection)
+        loss_fn = build_loss(losses) if losses else None
         model = self.model
 
-        def run(xs: list[tf.Tensor]) -> tuple[Any, ...]:
+        def run(xs: list[tf.Tensor], ys: list[tf.Tensor] | None = None) -> tuple[Any, ...]:
             self.traces += 1
             compiled.points.clear()
             compiled.full_keys.clear()
             compiled.full_specs.clear()
             compiled.classes.clear()
-            with recording(chosen if wanted else [], take_inputs="input" in wanted) as records:
-                outputs = tf.nest.flatten(model(_model_args(model, xs), training=False))
+            tape = tf.GradientTape() if loss_fn is not None else None
+            with tape or contextlib.nullcontext():
+                if tape is not None:  # so that the output of a layer with no variable upstream has a gradient
+                    tape.watch([x for x in xs if x.dtype.is_floating])
+                with recording(chosen if wanted else [], take_inputs="input" in wanted) as records:
+                    outputs = tf.nest.flatten(model(_model_args(model, xs), training=False))
+                loss_value = loss_fn(ys or [], outputs) if loss_fn is not None else None
+            if tape is not None and loss_value is not None:
+                _add_gradients(tape, loss_value, records, variables)
             compiled.activity_sizes.clear()
             summarized: list[tf.Tensor] = []
             fulls: list[tf.Tensor] = []
@@ -273,7 +416,14 @@ class CaptureEngine:
         # No autograph: nothing here branches on tensor values, and converting every Keras call is slow.
         # Traced now, under the lock, so the hooks are never installed while another call runs the model;
         # kept as the concrete function, whose calls skip tf.function's argument binding.
-        function = tf.function(run, input_signature=[_specs(arrays)], autograph=False)
+        if ys:
+            function = tf.function(run, input_signature=[_specs(arrays), _specs(ys)], autograph=False)
+        else:  # the signature must name every argument the traced function takes
+
+            def forward(xs: list[tf.Tensor]) -> tuple[Any, ...]:
+                return run(xs)
+
+            function = tf.function(forward, input_signature=[_specs(arrays)], autograph=False)
         compiled.function = function.get_concrete_function()
         return compiled
 
@@ -321,7 +471,48 @@ def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], va
 
 
 def _kinds_of(record: Recorded, wanted: set[str] | frozenset[str]) -> list[str]:
-    return [k for k in record.tensors if k.split(".")[0] in wanted]
+    """`activation.1` is an activation; `forward_lstm/kernel_gradient` a kernel_gradient (of a wrapper's weight)."""
+    return [k for k in record.tensors if k.split(".")[0] in wanted or _gradient_role(k) in wanted]
+
+
+def _gradient_role(kind: str) -> str:
+    name = kind.rsplit("/", 1)[-1]
+    if not name.endswith("_gradient"):
+        return ""
+    return f"{variable_role(name.removesuffix('_gradient'))}_gradient"
+
+
+def _gradient_variables(
+    chosen: list[tuple[str, keras.Layer]], selection: Selection
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """path -> (class name, gradient kind (`kernel_gradient`, `forward_lstm/bias_gradient`) -> trainable variable)."""
+    roles = {kind.removesuffix("_gradient") for kind in selection.gradients - {"gradient"}}
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path, layer in chosen:
+        for name, variable in named_weights(layer).items():
+            if variable.trainable and variable_role(name) in roles:
+                found.setdefault(path, (type(layer).__name__, {}))[1][f"{name}_gradient"] = variable
+    return found
+
+
+def _add_gradients(
+    tape: tf.GradientTape, loss: tf.Tensor, records: list[Recorded], variables: dict[str, tuple[str, dict[str, Any]]]
+) -> None:
+    """Add each recorded output's gradient (kind `gradient`, `gradient.1`, ...) to its record and each
+    variable's gradient to a record of its own layer, all from one backward pass. A tensor the loss does not
+    depend on gets zeros: its gradient is zero, not missing."""
+    outputs = [(r, k) for r in records for k in list(r.tensors) if k.split(".")[0] == "activation"]
+    flat_variables = [(path, cls, kind, v) for path, (cls, kinds) in variables.items() for kind, v in kinds.items()]
+    sources = [r.tensors[k] for r, k in outputs] + [v for *_, v in flat_variables]
+    grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    for (record, kind), grad in zip(outputs, grads[: len(outputs)], strict=True):
+        record.tensors[kind.replace("activation", "gradient", 1)] = grad
+    by_path = {r.point: r for r in records}
+    for (path, class_name, kind, _), grad in zip(flat_variables, grads[len(outputs) :], strict=True):
+        if path not in by_path:  # a layer whose outputs were not recorded still has variables to report
+            by_path[path] = Recorded(path, path, class_name)
+            records.append(by_path[path])
+        by_path[path].tensors[kind] = tf.convert_to_tensor(grad)
 
 
 def _input_specs(model: keras.Model) -> tuple[InputSpec, ...]:

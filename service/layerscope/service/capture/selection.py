@@ -13,7 +13,9 @@ from layerscope.service import cancellation
 from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 
-KINDS = frozenset({"activation", "input", "kernel", "bias", "other"})
+GRADIENT_KINDS = frozenset({"gradient", "kernel_gradient", "bias_gradient"})
+"""Gradients of the loss (on caller targets): of each layer's output, of its kernels, of its biases."""
+KINDS = frozenset({"activation", "input", "kernel", "bias", "other"}) | GRADIENT_KINDS
 DEFAULT_KINDS = frozenset({"activation", "kernel", "bias"})
 MAX_PATTERNS = 256
 """Patterns per list: enough to name every layer of a large model one by one, not 100,000 of them."""
@@ -47,6 +49,10 @@ class Selection:
             raise InvalidInput(f"Expected at least one kind among {sorted(KINDS)}; received none.")
         object.__setattr__(self, "_layers", _compile("layers", self.layers))
         object.__setattr__(self, "_full", _compile("full", self.full))
+
+    @property
+    def gradients(self) -> frozenset[str]:
+        return self.kinds & GRADIENT_KINDS
 
     def selects(self, path: str, class_name: str) -> bool:
         cancellation.check()  # between layers: work for a call that has ended stops here
@@ -85,9 +91,10 @@ class Selection:
         for path, class_name, outputs, weights in layers:
             if not (self.wants_full(path, class_name) and _matches(self._layers, path, class_name)):
                 continue
-            if "activation" in self.kinds:
-                total += sum(math.prod(batch if d is None else d for d in shape) for shape in outputs) * FLOAT_BYTES
+            per_output = len({"activation", "gradient"} & self.kinds)  # a layer's gradient has its output's shape
+            total += per_output * sum(math.prod(batch if d is None else d for d in s) for s in outputs) * FLOAT_BYTES
             kept = [shape for kind, shape in weights if self.wants_variable(kind)]
+            kept += [shape for kind, shape in weights if f"{variable_role(kind)}_gradient" in self.kinds]
             total += sum(math.prod(d or 1 for d in shape) for shape in kept) * FLOAT_BYTES
         return total
 

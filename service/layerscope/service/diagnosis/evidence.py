@@ -8,11 +8,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerscope.service.domain.summary import LayerSummaries, Summary
+from layerscope.service.domain.training import LossSpec, ProbeResult, TargetInfo
 
 
 def layer_of(point: str) -> str:
     """The layer a capture point belongs to: `dense` for `dense` and for its second call `dense:1`."""
     return point.rsplit(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class TrainingEvidence:
+    """What the training rules see: gradients of the loss on the caller's targets, the targets' statistics,
+    the loss in effect, and the short training probe when one ran."""
+
+    gradients: LayerSummaries
+    """capture point -> `kernel_gradient` (and other gradient kinds) -> Summary."""
+    targets: Mapping[str, TargetInfo]
+    """model output name -> its targets, in output order."""
+    losses: tuple[LossSpec, ...]
+    """The loss of each output, in output order."""
+    probe: ProbeResult | None = None
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,8 @@ class RuntimeEvidence:
     """model output name -> the output array of the pass."""
     caller_inputs: bool
     """True when the caller gave the inputs; False for generated probes (never judged as unscaled)."""
+    training: TrainingEvidence | None = None
+    """Set when the caller gave targets: what the training rules read."""
 
     def activation(self, layer: str) -> Summary | None:
         """The first call's output summary of a layer, if it was captured."""

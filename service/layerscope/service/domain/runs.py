@@ -10,6 +10,7 @@ from typing import Protocol
 
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.training import ProbeResult
 from layerscope.service.errors import InvalidInput
 
 MAX_RUN_ID = 128
@@ -51,6 +52,8 @@ class RunRecord:
     duration_seconds: float
     summaries: tuple[LayerSummaryRecord, ...] = ()
     findings: tuple[Finding, ...] = ()
+    probe: ProbeResult | None = None
+    """The training probe of a diagnosis with targets."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from layerscope.service.domain.models import MAX_VERSION, ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.text import quoted
+from layerscope.service.domain.training import ProbeResult, TrainingOptions
 from layerscope.service.errors import InvalidInput
 from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
 
@@ -63,6 +64,36 @@ def selection(request: capture_pb2.CaptureRequest) -> Selection:
         kinds=frozenset(request.kinds) or DEFAULT_KINDS,
         full=tuple(request.full),
     )
+
+
+def capture_training(request: capture_pb2.CaptureRequest) -> TrainingOptions:
+    return TrainingOptions(targets=targets(request.targets), loss=request.loss or None)
+
+
+def diagnose_training(request: diagnosis_pb2.DiagnoseRequest) -> TrainingOptions:
+    return TrainingOptions(
+        targets=targets(request.targets),
+        loss=request.loss or None,
+        probe_steps=request.probe_steps if request.HasField("probe_steps") else None,
+        optimizer=request.optimizer or None,
+        learning_rate=request.learning_rate if request.HasField("learning_rate") else None,
+    )
+
+
+def targets(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray] | None:
+    """Targets decode like inputs; a missing name becomes `output_<i>` (one unnamed target fits one output)."""
+    if not tensors:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(tensors):
+        name = tensor.name or f"output_{i}"
+        if name in arrays:
+            raise InvalidInput(f"Expected distinct target names; received '{name}' twice.")
+        try:
+            arrays[name] = codec.decode(tensor)
+        except codec.CodecError as exc:
+            raise InvalidInput(f"Target '{name}': {exc}") from exc
+    return arrays
 
 
 STATISTICS = {
@@ -200,6 +231,25 @@ def run(value: RunRecord, with_summaries: bool = True) -> runs_pb2.Run:
         duration_seconds=value.duration_seconds,
         summaries=[layer_summary(s.layer, "", s.kind, s.summary) for s in value.summaries] if with_summaries else [],
         findings=[finding(f) for f in value.findings],
+        probe=probe(value.probe) if value.probe else None,
+    )
+
+
+def probe(value: ProbeResult) -> diagnosis_pb2.Probe:
+    return diagnosis_pb2.Probe(
+        optimizer=value.optimizer,
+        loss=value.loss,
+        steps=[
+            diagnosis_pb2.ProbeStep(
+                step=s.step,
+                loss=s.loss,
+                gradient_norms=dict(s.gradient_norms),
+                update_ratios=dict(s.update_ratios),
+                dead_fractions=dict(s.dead_fractions),
+                saturated_fractions=dict(s.saturated_fractions),
+            )
+            for s in value.steps
+        ],
     )
 
 
@@ -248,4 +298,13 @@ def comparison(value: Comparison) -> runs_pb2.CompareRunsResponse:
         only_in_b=list(value.only_in_b),
         new_findings=[finding(f) for f in value.new_findings],
         resolved_findings=[finding(f) for f in value.resolved_findings],
+        probe=(
+            runs_pb2.ProbeChange(
+                first_loss_delta=value.probe.first_loss_delta,
+                last_loss_delta=value.probe.last_loss_delta,
+                gradient_norm_deltas=dict(value.probe.gradient_norm_deltas),
+            )
+            if value.probe
+            else None
+        ),
     )

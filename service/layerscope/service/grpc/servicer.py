@@ -69,6 +69,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
             request.run_id,
             request.max_tensor_bytes,
             convert.statistics(request),
+            convert.capture_training(request),
         )
         for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes):
             yield message
@@ -77,11 +78,14 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
         self, request: diagnosis_pb2.DiagnoseRequest, context: Context
     ) -> diagnosis_pb2.DiagnoseResponse:
         arrays = convert.inputs(request.inputs) if request.inputs else None
-        outcome = await self._inspector.diagnose(convert.model_ref(request.model), arrays, request.run_id)
+        outcome = await self._inspector.diagnose(
+            convert.model_ref(request.model), arrays, request.run_id, convert.diagnose_training(request)
+        )
         return diagnosis_pb2.DiagnoseResponse(
             run_id=outcome.run.run_id,
             findings=[convert.finding(f) for f in outcome.findings],
             inputs_used=outcome.inputs_used,
+            probe=convert.probe(outcome.run.probe) if outcome.run.probe else None,
         )
 
     async def ListRuns(self, request: runs_pb2.ListRunsRequest, context: Context) -> runs_pb2.ListRunsResponse:

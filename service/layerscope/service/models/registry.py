@@ -42,7 +42,7 @@ def open_model(
 ) -> LoadedModel:
     """Load one archive into a ready engine: shared by the server and local audits."""
     archive = load_archive(path, name, limits, trial_timeout, allow_custom, budget)
-    engine = CaptureEngine(archive.model, summary_op=summary_op)
+    engine = CaptureEngine(archive.model, summary_op=summary_op, compile_config=archive.description.compile_config)
     info = ModelInfo(
         name=name,
         version=version,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -34,8 +36,9 @@ from layerscope.service.domain.jsonable import jsonable
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.text import quoted
+from layerscope.service.domain.training import ProbeResult, probe_from_data, probe_to_data
 from layerscope.service.errors import InvalidInput, NotFound, StoreUnavailable
-from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, RunRow
+from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, ProbeRow, RunRow
 
 MAX_PAGE = 1000
 """The most runs one `list_runs` page may ask for; the transport may allow fewer."""
@@ -93,6 +96,8 @@ class SqlRunStore:
                 session.execute(sa.insert(LayerSummaryRow), _summary_rows(run))
             if run.findings:
                 session.execute(sa.insert(FindingRow), _finding_rows(run))
+            if run.probe:
+                session.execute(sa.insert(ProbeRow), [_probe_row(run)])
             return True
 
     def prune(self, older_than: datetime) -> int:
@@ -105,7 +110,7 @@ class SqlRunStore:
         old = sa.select(RunRow.run_id).where(RunRow.created_at < cutoff)
         with self._session() as session:
             connection = session.connection()
-            for table in (LayerSummaryRow, FindingRow):
+            for table in (LayerSummaryRow, FindingRow, ProbeRow):
                 connection.execute(sa.delete(table).where(table.run_id.in_(old)))
             return connection.execute(sa.delete(RunRow).where(RunRow.created_at < cutoff)).rowcount
 
@@ -115,7 +120,7 @@ class SqlRunStore:
         """The run with its summaries (in capture order) and findings; NotFound if no such run."""
         with self._session() as session:
             row = _run_row(session, run_id)
-            return _record(row, _summaries(session, run_id))
+            return dataclasses.replace(_record(row, _summaries(session, run_id)), probe=_probe(session, run_id))
 
     def list_runs(self, query: RunQuery) -> RunPage:
         """Newest first (ties by run id), with findings but without summaries; keyset-paginated.
@@ -380,6 +385,21 @@ def _record(row: RunRow, summaries: tuple[LayerSummaryRecord, ...]) -> RunRecord
         summaries=summaries,
         findings=tuple(_finding(f) for f in row.findings),
     )
+
+
+def _probe_row(run: RunRecord) -> dict[str, Any]:
+    probe = run.probe or ProbeResult((), "", "")
+    return {
+        "run_id": run.run_id,
+        "optimizer": probe.optimizer[:128],
+        "loss": probe.loss[:512],
+        "data": json.dumps(probe_to_data(probe), allow_nan=True),
+    }
+
+
+def _probe(session: Session, run_id: str) -> ProbeResult | None:
+    row = session.get(ProbeRow, run_id)
+    return None if row is None else probe_from_data(json.loads(row.data))
 
 
 def _finding(row: FindingRow) -> Finding:

@@ -1,4 +1,4 @@
-"""The tables: model, run, layer_summary, finding. Summaries and findings only, never raw tensors.
+"""The tables: model, run, layer_summary, finding, probe. Summaries and findings only, never raw tensors.
 
 Every constraint and index has an explicit or convention-made name, so a migration written against one
 dialect names the same objects on the other. Column lengths here are the limits `repository` checks
@@ -99,6 +99,7 @@ class RunRow(Base):
     findings: Mapped[list[FindingRow]] = relationship(
         cascade="all, delete-orphan", order_by="FindingRow.position", lazy="selectin"
     )
+    probe: Mapped[ProbeRow | None] = relationship(cascade="all, delete-orphan", lazy="raise")
 
 
 class LayerSummaryRow(Base):
@@ -141,3 +142,18 @@ class FindingRow(Base):
     message: Mapped[str] = mapped_column(sa.Text)
     suggestion: Mapped[str] = mapped_column(sa.Text)
     evidence: Mapped[dict[str, Any]]
+
+
+class ProbeRow(Base):
+    """The training probe of a diagnosis with targets: one row per run, its steps as JSON text.
+
+    Text, not a JSON column: a probe that diverged holds NaN and Inf, which PostgreSQL's json type refuses;
+    Python's json module writes and reads them as the tokens NaN and Infinity.
+    """
+
+    __tablename__ = "probe"
+
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("run.run_id", ondelete="CASCADE"), primary_key=True)
+    optimizer: Mapped[str] = mapped_column(sa.String(128))
+    loss: Mapped[str] = mapped_column(sa.String(512))
+    data: Mapped[str] = mapped_column(sa.Text)

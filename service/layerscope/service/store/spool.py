@@ -25,6 +25,7 @@ from typing import Any
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore
 from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.training import probe_from_data, probe_to_data
 from layerscope.service.errors import NotFound, ServiceError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def run_to_json(run: RunRecord) -> str:
     data["created_at"] = run.created_at.isoformat()
     for finding in data["findings"]:
         finding["severity"] = str(finding["severity"])
+    data["probe"] = probe_to_data(run.probe) if run.probe else None
     return json.dumps(data, allow_nan=True)
 
 
@@ -60,7 +62,8 @@ def run_from_json(text: str) -> RunRecord:
         for f in data.pop("findings")
     )
     data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return RunRecord(**data, summaries=summaries, findings=findings)
+    probe = data.pop("probe", None)
+    return RunRecord(**data, summaries=summaries, findings=findings, probe=probe_from_data(probe) if probe else None)
 
 
 class Spool:

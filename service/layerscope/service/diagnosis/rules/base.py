@@ -12,9 +12,9 @@ from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.jsonable import JsonValue
 
 if TYPE_CHECKING:
-    from layerscope.service.diagnosis.evidence import RuntimeEvidence
+    from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
 
-RuleKind = Literal["static", "runtime"]
+RuleKind = Literal["static", "runtime", "training"]
 
 
 class Rule(abc.ABC):
@@ -123,3 +123,17 @@ class RuntimeRule(Rule, abc.ABC):
 
     @abc.abstractmethod
     def check_runtime(self, description: ModelDescription, evidence: RuntimeEvidence) -> list[Finding]: ...
+
+
+class TrainingRule(Rule, abc.ABC):
+    """A rule on gradients, targets or the training probe: silent unless the caller gave targets."""
+
+    kind: ClassVar[RuleKind] = "training"
+
+    def check(self, description: ModelDescription, evidence: RuntimeEvidence | None) -> list[Finding]:
+        if evidence is None or evidence.training is None:
+            return []
+        return self.check_training(description, evidence.training)
+
+    @abc.abstractmethod
+    def check_training(self, description: ModelDescription, training: TrainingEvidence) -> list[Finding]: ...

@@ -1,0 +1,201 @@
+"""The training probe: a few optimizer steps on a clone of a model, never on the model being served.
+
+Each step runs in one compiled function: the forward pass in training mode (hooks record the outputs of
+ReLU-family and sigmoid/tanh layers), the loss, its gradients, the per-layer measurements and the update.
+Only a few numbers per layer leave the device. The clone, its optimizer and the compiled step are thrown
+away afterwards, so a probe cannot leak state into the next one or into the served weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from layerscope.service.capture.hooks import recording, walk_layers
+from layerscope.service.capture.losses import build_loss
+from layerscope.service.domain.training import OPTIMIZERS, LossSpec, OptimizerSpec, ProbeResult, ProbeStep
+from layerscope.service.errors import InvalidInput
+
+RELU_FAMILY = frozenset({"relu", "relu6"})
+SATURATING = frozenset({"sigmoid", "tanh", "hard_sigmoid", "hard_tanh"})
+SATURATION_MARGIN = 0.01
+"""An output within 1% of the activation's range from a bound counts as saturated."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    learning: list[tuple[str, list[int]]]
+    """(layer path, indices into the clone's trainable variables), graph order."""
+    relu: list[tuple[str, keras.Layer]]
+    saturating: list[tuple[str, keras.Layer, str]]
+
+
+class ProbeRunner:
+    """A clone of one model with its optimizer and compiled step, reused across probes of one (loss,
+    optimizer): each run first copies the served weights into the clone and restores the optimizer's
+    freshly built state, so every probe starts where a new one would, without cloning and tracing again
+    (most of a probe's cost for a small model). Not thread-safe: the engine runs one probe at a time."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        losses: Sequence[LossSpec],
+        optimizer: OptimizerSpec,
+        device: str,
+        model_args: Callable[[keras.Model, list[tf.Tensor]], Any],
+    ) -> None:
+        self._model = model
+        self._clone = _clone(model)
+        self._plan = _plan(self._clone)
+        self._losses = tuple(losses)
+        self._optimizer = optimizer
+        self._device = device
+        trainable = list(self._clone.trainable_variables)
+        self._opt = _optimizer(optimizer)
+        with tf.device(device):
+            self._opt.build(trainable)
+        self._fresh = [np.array(v.numpy(), copy=True) for v in self._opt.variables]
+        self._step = _step_function(self._clone, self._plan, build_loss(losses), trainable, self._opt, model_args)
+
+    def run(self, xs: list[np.ndarray], ys: list[np.ndarray], steps: int) -> ProbeResult:
+        """`steps` updates on one batch; returns steps 0..N (N: after the last update)."""
+        self._clone.set_weights(self._model.get_weights())  # the served model is only read
+        for variable, value in zip(self._opt.variables, self._fresh, strict=True):
+            variable.assign(value)
+        with tf.device(self._device):
+            records = [_record(step, self._plan, self._step(xs, ys)) for step in range(steps + 1)]
+        # Step N measures the state after N updates; the update it also made touched only the clone (reset
+        # by the next run), and one traced function instead of two (measure, train) halves the tracing.
+        records[-1] = dataclasses.replace(records[-1], update_ratios={})
+        return ProbeResult(
+            steps=tuple(records),
+            optimizer=self._optimizer.describe(),
+            loss=", ".join(s.name + (" (from_logits)" if s.from_logits else "") for s in self._losses),
+            learning_layers=tuple(path for path, _ in self._plan.learning),
+        )
+
+
+def _clone(model: keras.Model) -> keras.Model:
+    """A copy with its own variables holding the served values; the served model is only read."""
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as exc:  # Keras raises several types for models it cannot rebuild from their config
+        raise InvalidInput(
+            f"Expected a model Keras can clone for the training probe (Sequential or Functional); received "
+            f"'{model.name}' ({type(model).__name__}): {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _plan(clone: keras.Model) -> _Plan:
+    index = {id(v): i for i, v in enumerate(clone.trainable_variables)}
+    learning, relu, saturating = [], [], []
+    for path, layer in walk_layers(clone):
+        if isinstance(layer, keras.Model):
+            continue
+        owned = [index[id(v)] for v in layer.trainable_weights if id(v) in index]
+        if owned:
+            learning.append((path, owned))
+        activation = _activation(layer)
+        if activation in RELU_FAMILY:
+            relu.append((path, layer))
+        elif activation in SATURATING:
+            saturating.append((path, layer, activation))
+    return _Plan(learning, relu, saturating)
+
+
+def _activation(layer: keras.Layer) -> str | None:
+    if isinstance(layer, keras.layers.ReLU):
+        return "relu"
+    value = layer.get_config().get("activation")
+    return value if isinstance(value, str) else None
+
+
+def _optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
+    cls = getattr(keras.optimizers, OPTIMIZERS[spec.name])
+    try:
+        optimizer: keras.optimizers.Optimizer = cls(learning_rate=spec.learning_rate, **dict(spec.options))
+    except (TypeError, ValueError):  # an option this class does not take: the learning rate is what matters
+        optimizer = cls(learning_rate=spec.learning_rate)
+    return optimizer
+
+
+def _step_function(
+    clone: keras.Model,
+    plan: _Plan,
+    loss_fn: Callable[[list[tf.Tensor], list[tf.Tensor]], tf.Tensor],
+    trainable: list[Any],
+    optimizer: keras.optimizers.Optimizer,
+    model_args: Callable[[keras.Model, list[tf.Tensor]], Any],
+) -> Callable[[list[np.ndarray], list[np.ndarray]], dict[str, Any]]:
+    watched = [(p, layer) for p, layer in plan.relu] + [(p, layer) for p, layer, _ in plan.saturating]
+
+    def step(xs: list[tf.Tensor], ys: list[tf.Tensor]) -> dict[str, Any]:
+        with tf.GradientTape() as tape:
+            with recording(watched, take_inputs=False) as records:
+                outputs = tf.nest.flatten(clone(model_args(clone, xs), training=True))
+            loss = loss_fn(ys, outputs)
+            if clone.losses:  # regularisers are part of what the optimizer minimises
+                loss = loss + tf.add_n([tf.cast(x, loss.dtype) for x in clone.losses])
+        grads = tape.gradient(loss, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        norms = tf.stack([_norm([grads[i] for i in owned]) for _, owned in plan.learning] or [tf.zeros([])])
+        outputs_by_path = {r.point: r.tensors["activation"] for r in records if "activation" in r.tensors}
+        dead = [_dead(outputs_by_path[p]) for p, _ in plan.relu if p in outputs_by_path]
+        saturated = [_saturated(outputs_by_path[p], act) for p, _, act in plan.saturating if p in outputs_by_path]
+        result: dict[str, Any] = {
+            "loss": loss,
+            "norms": norms,
+            "dead": tf.stack(dead) if dead else tf.zeros([0]),
+            "saturated": tf.stack(saturated) if saturated else tf.zeros([0]),
+        }
+        before = [tf.identity(v) for v in trainable]
+        optimizer.apply(grads, trainable)
+        ratios = [
+            _norm([trainable[i] - before[i] for i in owned]) / tf.maximum(_norm([before[i] for i in owned]), 1e-12)
+            for _, owned in plan.learning
+        ]
+        result["ratios"] = tf.stack(ratios) if ratios else tf.zeros([0])
+        return result
+
+    # reduce_retracing: a caller varying the batch size gets one shape-polymorphic trace, not one per size.
+    return tf.function(step, autograph=False, reduce_retracing=True)  # type: ignore[no-any-return]
+
+
+def _norm(tensors: list[Any]) -> tf.Tensor:
+    return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(t, tf.float32))) for t in tensors]))
+
+
+def _dead(output: tf.Tensor) -> tf.Tensor:
+    """The fraction of units (last axis) never > 0 at any position of the batch."""
+    units = tf.reshape(tf.cast(output, tf.float32), [-1, tf.shape(output)[-1]])
+    alive = tf.reduce_any(units > 0.0, axis=0)
+    return 1.0 - tf.reduce_mean(tf.cast(alive, tf.float32))
+
+
+def _saturated(output: tf.Tensor, activation: str) -> tf.Tensor:
+    x = tf.cast(output, tf.float32)
+    low, high = (0.0, 1.0) if "sigmoid" in activation else (-1.0, 1.0)
+    margin = SATURATION_MARGIN * (high - low)
+    return tf.reduce_mean(tf.cast((x <= low + margin) | (x >= high - margin), tf.float32))
+
+
+def _record(step: int, plan: _Plan, values: dict[str, Any]) -> ProbeStep:
+    norms = np.asarray(values["norms"], np.float64)
+    ratios = np.asarray(values["ratios"], np.float64) if "ratios" in values else None
+    relu = [p for p, _ in plan.relu]
+    saturating = [p for p, _, _ in plan.saturating]
+    return ProbeStep(
+        step=step,
+        loss=float(np.asarray(values["loss"])),
+        gradient_norms={p: float(n) for (p, _), n in zip(plan.learning, norms, strict=False)},
+        update_ratios={} if ratios is None else {p: float(r) for (p, _), r in zip(plan.learning, ratios, strict=True)},
+        dead_fractions=dict(zip(relu, (float(x) for x in np.asarray(values["dead"])), strict=False)),
+        saturated_fractions=dict(zip(saturating, (float(x) for x in np.asarray(values["saturated"])), strict=False)),
+    )

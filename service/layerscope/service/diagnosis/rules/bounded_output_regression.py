@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import math
+
+from layerscope.service.diagnosis.graph import Graph
+from layerscope.service.diagnosis.rules.base import StaticRule
+from layerscope.service.diagnosis.rules.output_loss_mismatch import _final, _losses
+from layerscope.service.diagnosis.rules.outputs import output_range, range_text
+from layerscope.service.domain.description import ModelDescription
+from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.training import REGRESSION_LOSSES
+
+REGRESSION_BOUNDED = frozenset({"sigmoid", "hard_sigmoid", "softmax", "relu", "relu6"})
+
+
+class BoundedOutputRegression(StaticRule):
+    """A bounded output (sigmoid, softmax, ReLU) compiled with a regression loss (mse, mae, ...).
+
+    Symptom: a regression loss asks the output to reach the targets, but a sigmoid or softmax output
+    never leaves [0, 1] and a ReLU output never goes below 0: unless the targets were scaled into that
+    range, the loss stalls at the distance to the nearest bound and the gradients through a saturated
+    sigmoid vanish (a common "my regression model predicts a constant" report).
+    Remedy: use a linear output for real-valued targets, or scale the targets into the output's range
+    (then keep the activation on purpose; audit with --targets to check the range).
+    """
+
+    code = "bounded-output-regression"
+    severity = Severity.WARNING
+
+    def check_static(self, description: ModelDescription) -> list[Finding]:
+        config = description.compile_config or {}
+        graph = Graph(description)
+        findings = []
+        for output, loss in _losses(config.get("loss"), description.outputs):
+            layer = _final(graph, graph.get(output))
+            bounded = output_range(layer)
+            if loss.name not in REGRESSION_LOSSES or bounded is None or bounded[0] not in REGRESSION_BOUNDED:
+                continue
+            activation, bounds = bounded
+            findings.append(
+                self.finding(
+                    [layer.name],
+                    f"Output layer '{layer.name}' ends in {activation} (outputs {range_text(bounds)}) under the "
+                    f"regression loss {loss.name}; expected a linear output for a regression loss, received "
+                    f"{activation}.",
+                    f"Drop the {activation} from '{layer.name}' (activation=None) for real-valued targets, or "
+                    f"scale the targets into {range_text(bounds)} and audit with --targets to check them.",
+                    {
+                        "activation": activation,
+                        "loss": loss.name,
+                        "output_range": [b if math.isfinite(b) else None for b in bounds],
+                    },
+                )
+            )
+        return findings

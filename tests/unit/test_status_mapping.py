@@ -19,6 +19,8 @@ EXPECTED = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 

@@ -32,6 +32,8 @@ from layerscope.service.store.migrations import migrate
 from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.spool import Spool, SpoolingStore
 from layerscope.service.telemetry import ModelHealthCollector, Telemetry
+from layerscope.service.workers.metrics import WorkerMetrics
+from layerscope.service.workers.pool import WorkerPool
 
 log = logging.getLogger("layerscope")
 PRUNE_EVERY_SECONDS = 3600.0
@@ -50,6 +52,7 @@ class App:
     _flush: Callable[[], int]
     _replayer: asyncio.Task[None]
     _poller: asyncio.Task[None] | None = None
+    _workers: WorkerPool | None = None
 
     @property
     def port(self) -> int:
@@ -61,6 +64,8 @@ class App:
         self._replayer.cancel()
         if self._poller is not None:
             self._poller.cancel()
+        if self._workers is not None:
+            self._workers.close_all()
         remaining = await asyncio.to_thread(self._flush)
         if remaining:
             log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)
@@ -82,7 +87,9 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         await asyncio.to_thread(summary_op.load)
         log.info("capture statistics: fused kernel %s", summary_op.reason)
     repository = ModelRepository(settings.model_repository)
-    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op)
+    # With workers on, each model version runs in its own process, which also replaces the trial load.
+    workers = WorkerPool(settings, WorkerMetrics(telemetry)) if settings.model_workers else None
+    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, opener=workers)
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
@@ -120,6 +127,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         flush,
         replayer,
         poller,
+        workers,
     )
 
 

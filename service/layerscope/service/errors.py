@@ -11,6 +11,8 @@ ServiceError            internal            a fault of the service itself
 ├── PermissionDenied    permission-denied   the caller's role does not allow the call
 ├── Unauthenticated     unauthenticated     no valid token
 ├── StoreUnavailable    unavailable         the database cannot be reached and the spool is full
+├── ModelUnavailable    unavailable         a model's worker process died, is restarting, or is failed
+├── DeadlineExceeded    deadline-exceeded   a model's worker did not answer within its per-call deadline
 └── Overloaded          resource-exhausted  too many calls in flight
 """
 
@@ -60,6 +62,14 @@ class Unauthenticated(ServiceError):
 
 class StoreUnavailable(ServiceError):
     status = "unavailable"
+
+
+class ModelUnavailable(ServiceError):
+    status = "unavailable"
+
+
+class DeadlineExceeded(ServiceError):
+    status = "deadline-exceeded"
 
 
 class Overloaded(ServiceError):

@@ -11,7 +11,7 @@ import pytest
 
 from layerscope.service.workers.policy import RestartPolicy
 from layerscope.service.workers.process import describe_exit
-from layerscope.service.workers.transport import INLINE_BYTES, SHM_DIR, opened, pack, remove_blocks, unpack
+from layerscope.service.workers.transport import INLINE_BYTES, SHM_DIR, Inbox, Outbox, remove_blocks
 
 PREFIX = f"layerscope-test-{os.getpid()}"
 
@@ -28,40 +28,62 @@ def blocks() -> list[str]:
 
 
 def test_small_messages_travel_inline() -> None:
-    packed = pack({"x": np.arange(10, dtype="float32")}, PREFIX)
+    packed = Outbox(PREFIX).pack({"x": np.arange(10, dtype="float32")})
     assert packed.block is None and not blocks()
-    np.testing.assert_array_equal(unpack(packed)["x"], np.arange(10, dtype="float32"))
+    np.testing.assert_array_equal(Inbox().unpack(packed)["x"], np.arange(10, dtype="float32"))
 
 
-def test_large_arrays_cross_in_one_block_that_the_receiver_unlinks() -> None:
+def test_large_arrays_cross_in_the_senders_block() -> None:
     big = np.random.default_rng(0).standard_normal((300, 301)).astype("float32")
     odd = np.arange(70_000, dtype="int16")[::2]  # not contiguous: copied into the block all the same
     message = Result({"a": big, "b": big[::-1].copy()}, np.ones(3), ["label", ("t", odd)])
-    packed = pack(message, PREFIX)
+    outbox, inbox = Outbox(PREFIX), Inbox()
+    packed = outbox.pack(message)
     assert len(packed.slots) == 3 and packed.shared_bytes == 2 * big.nbytes + odd.nbytes
     assert all(slot.offset % 64 == 0 for slot in packed.slots)
     assert len(packed.pickle) < INLINE_BYTES  # the arrays are not in the pickle
     assert blocks() == [packed.block]
-    received = unpack(packed)
-    assert not blocks()
+    received = inbox.unpack(packed)
     np.testing.assert_array_equal(received.outputs["a"], big)
     np.testing.assert_array_equal(received.outputs["b"], big[::-1])
     np.testing.assert_array_equal(received.extra[1][1], odd)
     assert received.outputs["a"].flags.writeable and received.extra[0] == "label"
+    again = outbox.pack({"x": big * 2})
+    assert again.block == packed.block  # reused: its pages are mapped already
+    np.testing.assert_array_equal(inbox.unpack(again)["x"], big * 2)
+    np.testing.assert_array_equal(received.outputs["a"], big)  # what was received is its own copy
+    outbox.close()
+    inbox.unlink()
+    assert not blocks()
 
 
-def test_opened_gives_views_for_the_call_and_leaves_nothing_behind() -> None:
+def test_a_block_grows_and_shrinks_with_its_messages() -> None:
+    outbox, inbox = Outbox(PREFIX), Inbox()
+    small = outbox.pack({"x": np.ones(100_000)})
+    large = outbox.pack({"x": np.ones(5_000_000)})  # 40 MB: more than the block holds
+    assert large.block != small.block and blocks() == [large.block]
+    np.testing.assert_array_equal(inbox.unpack(large)["x"], np.ones(5_000_000))
+    shrunk = outbox.pack({"x": np.ones(100_000)})  # far smaller than 40 MB: memory is given back
+    assert shrunk.block != large.block and blocks() == [shrunk.block]
+    np.testing.assert_array_equal(inbox.unpack(shrunk)["x"], np.ones(100_000))
+    outbox.close()
+    assert not blocks()
+
+
+def test_opened_gives_views_for_the_call() -> None:
     big = np.full((200, 200), 7.0)
-    with opened(pack(([big], {"statistics": "exact"}), PREFIX)) as (args, kwargs):
-        assert not blocks()  # unlinked at once: a worker that dies mid-call leaks nothing
+    outbox, inbox = Outbox(PREFIX), Inbox()
+    with inbox.opened(outbox.pack(([big], {"statistics": "exact"}))) as (args, kwargs):
         assert args[0].base is not None and float(args[0].sum()) == 7.0 * big.size
         assert kwargs == {"statistics": "exact"}
         del args
+    inbox.unlink()  # a worker whose server is gone removes the server's block
+    assert not blocks()
 
 
 def test_blocks_left_by_a_dead_sender_are_removed_by_prefix() -> None:
-    pack({"x": np.zeros(INLINE_BYTES)}, PREFIX)
-    pack({"x": np.zeros(INLINE_BYTES)}, PREFIX)
+    Outbox(PREFIX).pack({"x": np.zeros(INLINE_BYTES)})
+    Outbox(PREFIX).pack({"x": np.zeros(INLINE_BYTES)})
     assert len(blocks()) == 2
     assert remove_blocks(PREFIX) == 2 and not blocks()
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from layerscope.service.errors import ServiceError
 from layerscope.service.workers.protocol import METHODS, Call, Done, Failed, Ready, WorkerSpec
-from layerscope.service.workers.transport import opened, pack
+from layerscope.service.workers.transport import Inbox, Outbox
 
 log = logging.getLogger("layerscope.worker")
 START_FAILED = 3
@@ -76,26 +76,27 @@ def _limit_memory(extra: int | None) -> None:
 
 
 def _serve(connection: Connection, engine: Any, prefix: str) -> None:
-    while True:
-        try:
-            call = connection.recv()
-        except EOFError:  # the server closed its end: unloaded, shut down, or gone
-            return
-        connection.send(_run(engine, call, prefix))
+    inbox, outbox = Inbox(), Outbox(prefix)
+    try:
+        while True:
+            connection.send(_run(engine, connection.recv(), inbox, outbox))
+    except (EOFError, OSError):  # the server closed its end: it is gone (it stops a worker with SIGTERM)
+        inbox.unlink()
+        outbox.close()
 
 
-def _run(engine: Any, call: Call, prefix: str) -> Done | Failed:
+def _run(engine: Any, call: Call, inbox: Inbox, outbox: Outbox) -> Done | Failed:
     try:
         if call.method not in METHODS:
             raise ServiceError(f"Expected an engine method among {sorted(METHODS)}; received {call.method!r}.")
-        with opened(call.arguments) as message:
+        with inbox.opened(call.arguments) as message:
             args, kwargs = message
             del message  # the views into the block must be gone when it closes
             started = time.perf_counter()
             result = getattr(engine, call.method)(*args, **kwargs)
             seconds = time.perf_counter() - started
             del args, kwargs
-            packed = pack(result, prefix)
+            packed = outbox.pack(result)
             del result
         return Done(packed, seconds)
     except Exception as exc:  # the server raises it again (a domain error) or reports it (anything else)

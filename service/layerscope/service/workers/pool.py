@@ -62,11 +62,14 @@ class WorkerPool:
         """False for a failed worker: loading the version again starts a new one."""
         return not isinstance(model.engine, ModelWorker) or model.engine.state is not State.FAILED
 
-    def close_all(self) -> None:
+    def close_all(self, wait: float = 5.0) -> None:
+        """Stop every worker (shutdown) and wait until they are gone, so none outlives the server."""
         with self._lock:
             workers, self._workers = self._workers, set()
         for worker in workers:
             worker.close()
+        for worker in workers:
+            worker.close(wait)
 
     def _spec(self, path: Path, name: str, version: int) -> WorkerSpec:
         settings = self._settings

@@ -19,7 +19,7 @@ from typing import Any
 
 from layerscope.service.errors import InvalidInput, LimitExceeded
 from layerscope.service.workers.protocol import Call, Done, Failed, Ready, WorkerSpec
-from layerscope.service.workers.transport import SHM_DIR, pack, remove_blocks, unpack
+from layerscope.service.workers.transport import Inbox, Outbox, remove_blocks
 
 EXIT_WAIT_SECONDS = 5.0
 """How long a worker whose socket closed gets to exit before it is killed."""
@@ -77,6 +77,8 @@ class WorkerProcess:
         self._popen = popen
         self._connection = connection
         self._input_prefix = f"{spec.block_prefix}in"
+        self._outbox = Outbox(self._input_prefix)
+        self._inbox = Inbox()
 
     @property
     def pid(self) -> int:
@@ -123,23 +125,20 @@ class WorkerProcess:
 
         Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout` (the worker is
         left running: the owner decides), and the engine's own error when it raised one."""
-        arguments = pack((args, kwargs), self._input_prefix)
+        arguments = self._outbox.pack((args, kwargs))
         try:
             self._connection.send(Call(method, arguments))
             if not self._connection.poll(timeout):
                 raise CallTimedOut()
             reply = self._connection.recv()
         except (EOFError, OSError):
-            if arguments.block is not None:  # the worker unlinks it when it opens it; it may not have
-                with suppress(FileNotFoundError):
-                    (SHM_DIR / arguments.block).unlink()
             raise WorkerDied(self.death_cause()) from None
         if isinstance(reply, Failed):
             if reply.error is not None:
                 raise reply.error
             raise WorkerCallFailed(f"{reply.summary}\nin the worker of model '{self.spec.name}':\n{reply.traceback}")
         assert isinstance(reply, Done), f"unexpected reply {type(reply).__name__}"
-        return unpack(reply.result), reply.seconds
+        return self._inbox.unpack(reply.result), reply.seconds
 
     def death_cause(self) -> Cause:
         """Why the worker is gone (it closed its socket): waits briefly for its exit status."""
@@ -151,9 +150,10 @@ class WorkerProcess:
         return describe_exit(code, self.spec.memory_limit_bytes)
 
     def wait(self) -> int:
-        """Block until the worker exits; its exit status (negative: the signal). Leftover blocks are removed."""
+        """Block until the worker exits; its exit status (negative: the signal). Its blocks are removed."""
         code = self._popen.wait()
         remove_blocks(self.spec.block_prefix)
+        remove_blocks(self._input_prefix)
         return code
 
     def kill(self) -> None:

@@ -78,7 +78,8 @@ class ModelWorker:
         self._calls = threading.Lock()
         self._title = f"Model '{self.name}' version {self.version}"
         observer.resident(self.name, self.version, process.resident_bytes())
-        threading.Thread(target=self._watch, name=f"layerscope-worker-{self.name}-{self.version}", daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self.name}", daemon=True)
+        self._watcher.start()
 
     # -- the engine's interface ------------------------------------------------------------------------------
 
@@ -108,16 +109,19 @@ class ModelWorker:
         """The current worker's process id (tests kill it; operators find it in `ps`)."""
         return self._process.pid
 
-    def close(self) -> None:
-        """Stop the worker for good (unload, shutdown); returns at once."""
+    def close(self, wait: float = 0.0) -> None:
+        """Stop the worker for good (unload, shutdown). Waits up to `wait` seconds until its process is
+        reaped and its shared memory removed (at shutdown); an unload returns at once."""
         with self._cond:
-            if self._state is State.CLOSED:
-                return
+            stopping = self._state is not State.CLOSED
             self._state = State.CLOSED
             self._cond.notify_all()
             process = self._process
-        process.stop()
-        self._observer.resident(self.name, self.version, None)
+        if stopping:
+            process.stop()
+            self._observer.resident(self.name, self.version, None)
+        if wait:
+            self._watcher.join(wait)
 
     # -- calls -----------------------------------------------------------------------------------------------
 
@@ -175,7 +179,7 @@ class ModelWorker:
             code = process.wait()
             with self._cond:
                 if self._state is State.CLOSED:
-                    return
+                    return  # stopped on purpose; `wait` removed its blocks
                 cause = self._kill_cause or describe_exit(code, process.spec.memory_limit_bytes)
                 self._kill_cause = None
             process = self._restart(cause)

@@ -1,15 +1,17 @@
 """Moving call arguments and results between processes without pickling large arrays.
 
 A message is pickled with a `persistent_id` hook: every NumPy array above `INLINE_BYTES` is left out of the
-pickle and copied once into one shared-memory block, and the pickle holds only its place there. The
-receiver maps the block and rebuilds the arrays at those places. Any structure works (dicts of inputs, a
+pickle and copied once into the sender's shared-memory block, and the pickle holds only its place there.
+The receiver maps the block and rebuilds the arrays at those places. Any structure works (dicts of inputs, a
 `CaptureResult` with its summaries and full tensors, arguments an engine gains later), so the worker
 protocol needs no schema of its own. Small arrays stay inline: a shared-memory block costs a few system
 calls, more than copying a few kilobytes through the socket.
 
 Python 3.11's `SharedMemory` registers every block it opens with the process's resource tracker, also
-blocks it only attaches to; whoever does not own a block says so with `_disown`, so the tracker never
-removes a block another process still reads, nor warns about it at exit.
+blocks it only attaches to, and the tracker unlinks (and warns about) them when that process exits. Here
+both sides `_disown` every block at once: a block's name starts with its worker's prefix, and the
+supervisor, which reaps every worker, removes the blocks of a stopped one by that prefix; a worker whose
+server has gone unlinks both blocks itself.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ SHM_DIR = Path("/dev/shm")
 """Where Linux keeps POSIX shared memory, listed to find blocks a dead process left behind."""
 ALIGN = 64
 """Every array in a block starts on a cache line, which NumPy and TensorFlow read fastest."""
+GRAIN = 1024 * 1024
+"""Blocks are sized in whole MiB, with a quarter to spare, so slowly growing messages rarely replace one."""
+KEEP_BYTES = 16 * 1024 * 1024
+"""A block up to this size is kept however small the messages in it; a larger one at most 4x its use."""
 
 
 @dataclass(frozen=True)
@@ -75,62 +81,98 @@ class _Unpickler(pickle.Unpickler):
         return self._load(int(pid))
 
 
-def pack(message: Any, prefix: str) -> Packed:
-    """Pickle `message`; its large arrays go into a new block named `<prefix>-...` that the receiver unlinks.
+class Outbox:
+    """The sending side of one direction of one worker's calls: one block, reused call after call.
 
-    The sender keeps no claim on the block: if the receiver dies first, the block's name starts with
-    `prefix`, by which the supervisor finds and removes what a dead worker left behind.
+    Calls on a worker are strictly one at a time and the receiver is done with a message before the next
+    one is sent, so one block serves them all. Reusing it matters more than it seems: the pages of a
+    fresh block fault in on first touch, on both sides, which on a VM costs far more than the copy (a
+    new 1 MB block per call measured 3.8 ms per round trip here, against 0.1 ms for the copy). The block
+    is replaced by a larger one when a message needs more, and by a smaller one when it is far larger than
+    what is used, so one huge capture does not pin its memory for good.
     """
-    buffer = io.BytesIO()
-    pickler = _Pickler(buffer)
-    pickler.dump(message)
-    if not pickler.arrays:
-        return Packed(buffer.getvalue())
-    slots, end = [], 0
-    for array in pickler.arrays:
-        slots.append(Slot(end, array.dtype.str, tuple(array.shape)))
-        end += -(-array.nbytes // ALIGN) * ALIGN
-    block = SharedMemory(name=f"{prefix}-{_unique()}", create=True, size=max(end, 1))
-    try:
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._block: SharedMemory | None = None
+
+    def pack(self, message: Any) -> Packed:
+        buffer = io.BytesIO()
+        pickler = _Pickler(buffer)
+        pickler.dump(message)
+        if not pickler.arrays:
+            return Packed(buffer.getvalue())
+        slots, end = [], 0
+        for array in pickler.arrays:
+            slots.append(Slot(end, array.dtype.str, tuple(array.shape)))
+            end += -(-array.nbytes // ALIGN) * ALIGN
+        block = self._block_for(end)
         for array, slot in zip(pickler.arrays, slots, strict=True):
             np.copyto(_view(block, slot), array, casting="no")
-    except BaseException:
-        block.close()
-        block.unlink()
-        raise
-    _disown(block)
-    block.close()
-    return Packed(buffer.getvalue(), block.name, tuple(slots))
+        return Packed(buffer.getvalue(), block.name, tuple(slots))
+
+    def _block_for(self, size: int) -> SharedMemory:
+        block = self._block
+        if block is not None and size <= block.size <= max(4 * size, KEEP_BYTES):
+            return block
+        self.close()
+        rounded = -(-(size + size // 4) // GRAIN) * GRAIN
+        # Named by prefix and not tracked: the supervisor removes a dead worker's blocks by their prefix.
+        block = SharedMemory(name=f"{self._prefix}-{_unique()}", create=True, size=rounded)
+        _disown(block)
+        self._block = block
+        return block
+
+    def close(self) -> None:
+        """Unlink the block (the receiver's mapping stays valid until it maps the next one)."""
+        if self._block is not None:
+            _unlink(self._block.name)
+            _close(self._block)
+            self._block = None
 
 
-def unpack(packed: Packed) -> Any:
-    """Rebuild a message with arrays of its own (the server's results, which outlive any block); unlinks it."""
-    if packed.block is None:
-        return pickle.loads(packed.pickle)
-    block = SharedMemory(name=packed.block)
-    try:
-        block.unlink()  # the name goes now; the mapping until close
+class Inbox:
+    """The receiving side: maps the sender's current block once and keeps it mapped while it is in use."""
+
+    def __init__(self) -> None:
+        self._block: SharedMemory | None = None
+
+    def unpack(self, packed: Packed) -> Any:
+        """The message with arrays of their own (the server's results, which outlive the next call)."""
+        if packed.block is None:
+            return pickle.loads(packed.pickle)
+        block = self._map(packed.block)
         arrays = [_view(block, slot).copy() for slot in packed.slots]
-    finally:
-        block.close()
-    return _Unpickler(io.BytesIO(packed.pickle), arrays.__getitem__).load()
+        return _Unpickler(io.BytesIO(packed.pickle), arrays.__getitem__).load()
 
-
-@contextmanager
-def opened(packed: Packed) -> Iterator[Any]:
-    """The message with arrays that view the block, for the span of the block (the worker's inputs: the
-    engine reads them during the call, so copying them would only cost time). Unlinks the block."""
-    if packed.block is None:
-        yield pickle.loads(packed.pickle)
-        return
-    block = SharedMemory(name=packed.block)
-    try:
-        block.unlink()
+    @contextmanager
+    def opened(self, packed: Packed) -> Iterator[Any]:
+        """The message with arrays that view the block, valid inside the `with` (the worker's inputs: the
+        engine reads them during the call, so copying them would only cost time)."""
+        if packed.block is None:
+            yield pickle.loads(packed.pickle)
+            return
+        block = self._map(packed.block)
         views = [_view(block, slot) for slot in packed.slots]
-        yield _Unpickler(io.BytesIO(packed.pickle), views.__getitem__).load()
-    finally:
-        views = []  # drop this frame's references, so the block can close unless the caller still holds one
-        _close(block)
+        try:
+            yield _Unpickler(io.BytesIO(packed.pickle), views.__getitem__).load()
+        finally:
+            views = []  # drop this frame's references, so the block can close when the sender replaces it
+
+    def unlink(self) -> None:
+        """Unlink the sender's block: for a worker whose server is gone, so nothing stays in /dev/shm."""
+        if self._block is not None:
+            _unlink(self._block.name)
+            _close(self._block)
+            self._block = None
+
+    def _map(self, name: str) -> SharedMemory:
+        if self._block is None or self._block.name != name:
+            if self._block is not None:  # the sender replaced its block (and unlinked the old one)
+                _close(self._block)
+            self._block = SharedMemory(name=name)
+            _disown(self._block)
+        return self._block
 
 
 def remove_blocks(prefix: str) -> int:
@@ -167,8 +209,14 @@ def _view(block: SharedMemory, slot: Slot) -> np.ndarray:
     return np.frombuffer(buffer, dtype, count, slot.offset).reshape(slot.shape)
 
 
+def _unlink(name: str) -> None:
+    """Unlink by path: `SharedMemory.unlink` would also tell the tracker, which no longer knows the block."""
+    with suppress(FileNotFoundError):
+        (SHM_DIR / name).unlink()
+
+
 def _disown(block: SharedMemory) -> None:
-    """Take the block off this process's resource tracker: another process unlinks it."""
+    """Take the block off this process's resource tracker: the supervisor or the worker unlinks it."""
     resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
 
 

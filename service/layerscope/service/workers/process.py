@@ -8,6 +8,7 @@ terminal's Ctrl-C reaches the server, which stops its workers itself.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -79,6 +80,9 @@ class WorkerProcess:
         self._input_prefix = f"{spec.block_prefix}in"
         self._outbox = Outbox(self._input_prefix)
         self._inbox = Inbox()
+        # One poll object for the life of the worker: Connection.poll builds a selector on every call.
+        self._readable = select.poll()
+        self._readable.register(connection.fileno(), select.POLLIN)
 
     @property
     def pid(self) -> int:
@@ -128,7 +132,7 @@ class WorkerProcess:
         arguments = self._outbox.pack((args, kwargs))
         try:
             self._connection.send(Call(method, arguments))
-            if not self._connection.poll(timeout):
+            if not self._readable.poll(timeout * 1000):  # readable also at end of file: a death
                 raise CallTimedOut()
             reply = self._connection.recv()
         except (EOFError, OSError):

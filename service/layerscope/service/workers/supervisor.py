@@ -30,6 +30,7 @@ from layerscope.service.workers.protocol import Ready
 log = logging.getLogger(__name__)
 
 Starter = Callable[[], tuple[WorkerProcess, Ready]]
+RSS_EVERY_SECONDS = 1.0
 
 
 class WorkerObserver(Protocol):
@@ -77,6 +78,7 @@ class ModelWorker:
         self._cond = threading.Condition()
         self._calls = threading.Lock()
         self._title = f"Model '{self.name}' version {self.version}"
+        self._next_rss = 0.0
         observer.resident(self.name, self.version, process.resident_bytes())
         self._watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self.name}", daemon=True)
         self._watcher.start()
@@ -139,8 +141,11 @@ class ModelWorker:
                 ) from None
             except WorkerDied as died:
                 raise self._died_during_call(died.cause) from None
-        self._observer.crossed(self.name, max(0.0, time.perf_counter() - started - seconds))
-        self._observer.resident(self.name, self.version, process.resident_bytes())
+        now = time.perf_counter()
+        self._observer.crossed(self.name, max(0.0, now - started - seconds))
+        if now >= self._next_rss:  # /proc costs as much as a small call's crossing: once a second is plenty
+            self._next_rss = now + RSS_EVERY_SECONDS
+            self._observer.resident(self.name, self.version, process.resident_bytes())
         return value
 
     def _ready(self) -> WorkerProcess:

@@ -56,6 +56,7 @@ def hog_model() -> keras.Model:
 class Servers:
     workers: ServerHandle
     in_process: ServerHandle
+    repository: Path
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     other.mkdir()
     (other / "repository").symlink_to(repository)
     in_process = start_server(other, model_workers=False)
-    yield Servers(workers, in_process)
+    yield Servers(workers, in_process, repository)
     in_process.stop()
     workers.stop()
     assert not worker_pids(), "workers outlived their server"
@@ -241,6 +242,44 @@ def test_a_crash_loop_ends_failed_until_the_model_is_loaded_again(servers: Serve
     assert client.predict("hog", np.ones((2, 16), "float32"))["score"].shape == (2, 1)
     samples = scrape(servers.workers.metrics_url)
     assert sum(v for k, v in samples.items() if k.startswith('layerscope_worker_restarts_total{cause="SIGSEGV"')) >= 1
+
+
+class Restarts:
+    """A WorkerObserver that keeps the restart causes (the pool is driven without a server here)."""
+
+    def __init__(self) -> None:
+        self.causes: list[str] = []
+
+    def restarted(self, model: str, cause: str) -> None:
+        self.causes.append(cause)
+
+    def resident(self, model: str, version: int, size: int | None) -> None:
+        pass
+
+    def crossed(self, model: str, seconds: float) -> None:
+        pass
+
+
+def test_a_call_past_the_deadline_kills_and_restarts_the_worker(servers: Servers) -> None:
+    from layerscope.service.capture.selection import Selection
+    from layerscope.service.errors import DeadlineExceeded
+    from layerscope.service.settings import Settings
+    from layerscope.service.workers.pool import WorkerPool
+
+    restarts = Restarts()
+    pool = WorkerPool(Settings(model_workers=True, worker_call_timeout_seconds=1.0), restarts)
+    try:
+        victim = pool.open(servers.repository / "victim" / "1" / "model.keras", "victim", 1)
+        pid = victim.engine.pid  # type: ignore[attr-defined]
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"Model 'victim' version 1 to answer within 1 s"):
+            # About 120 GFLOP and exact statistics over 270 M values: seconds on any CPU.
+            victim.engine.capture({"image": images(2048)}, Selection(), statistics="exact")
+        assert time.monotonic() - started < 5
+        assert victim.engine.predict({"image": images(2)})["logits"].shape == (2, 4)  # after the restart
+        assert victim.engine.pid != pid and restarts.causes == ["deadline"]  # type: ignore[attr-defined]
+    finally:
+        pool.close_all()
 
 
 def test_unloading_stops_the_worker(servers: Servers, client: Client) -> None:

@@ -140,6 +140,7 @@ class ModelWorker:
                     "it did not, so its worker was stopped and is being restarted."
                 ) from None
             except WorkerDied as died:
+                self._mark_down(process)
                 raise self._died_during_call(died.cause) from None
         now = time.perf_counter()
         self._observer.crossed(self.name, max(0.0, now - started - seconds))
@@ -175,6 +176,13 @@ class ModelWorker:
         with self._cond:
             self._kill_cause = cause
         process.kill()
+        self._mark_down(process)
+
+    def _mark_down(self, process: WorkerProcess) -> None:
+        """The next call waits for the restart rather than meet the dead process before the watcher does."""
+        with self._cond:
+            if self._state is State.READY and self._process is process:
+                self._state = State.RESTARTING
 
     # -- the watcher -----------------------------------------------------------------------------------------
 

@@ -64,8 +64,8 @@ class App:
         self._replayer.cancel()
         if self._poller is not None:
             self._poller.cancel()
-        if self._workers is not None:
-            self._workers.close_all()
+        if self._workers is not None:  # waits (seconds at most) until no worker outlives the server
+            await asyncio.to_thread(self._workers.close_all)
         remaining = await asyncio.to_thread(self._flush)
         if remaining:
             log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)

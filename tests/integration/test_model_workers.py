@@ -199,6 +199,16 @@ def test_a_worker_killed_mid_capture_fails_that_call_only_and_comes_back(servers
         assert "Model 'victim' version 1" in error.message and "SIGKILL" in error.message, error.message
         with pytest.raises(NotFoundError):
             client.get_run("killed-mid-capture")  # the run that died was not stored
+        # Calls that arrive now wait for the restart: a full queue of them must not stall the other model.
+        waiting = [threading.Thread(target=client.predict, args=("victim", images(2))) for _ in range(8)]
+        for thread in waiting:
+            thread.start()
+        answered = steady.answers
+        time.sleep(1.0)
+        assert any(t.is_alive() for t in waiting), "the restart (a TensorFlow import) cannot take under a second"
+        assert steady.answers > answered + 5, "the steady model stalled while the victim's callers waited"
+        for thread in waiting:
+            thread.join(timeout=120)
         # The next call waits for the restarted worker; the retry of the same run id is stored once.
         again = client.capture("victim", images(4), run_id="killed-mid-capture")
         assert again.run_id == "killed-mid-capture" and again.summaries["conv0"]["activation"].count > 0

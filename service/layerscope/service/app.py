@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,7 +89,13 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         log.info("capture statistics: fused kernel %s", summary_op.reason)
     repository = ModelRepository(settings.model_repository)
     # With workers on, each model version runs in its own process, which also replaces the trial load.
-    workers = WorkerPool(settings, WorkerMetrics(telemetry)) if settings.model_workers else None
+    workers = None
+    if settings.model_workers:
+        workers = WorkerPool(settings, WorkerMetrics(telemetry))
+        # A call on a worker holds a thread while it waits on a socket, also through a restart; the default
+        # pool (cores + 4 threads) would let one crashed model's waiting callers stall every other call.
+        threads = settings.max_concurrent_rpcs + 8
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, "layerscope-call"))
     registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, opener=workers)
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)

@@ -14,7 +14,7 @@ import pytest
 from tests.deploy.conftest import ALERTS, COMPOSE, DASHBOARD, DEPLOY, load_yaml, metric_names, parse_volume
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ROWS = ["Service overview", "Model health", "Findings"]
+ROWS = ["Service overview", "Model health", "Findings", "Model workers"]
 # What each row must show (sample names); a panel removed by accident fails here.
 ROW_METRICS = {
     "Service overview": {
@@ -34,6 +34,11 @@ ROW_METRICS = {
         "layerscope_layer_gradient_norm",
     },
     "Findings": {"layerscope_findings_total"},
+    "Model workers": {
+        "layerscope_worker_restarts_total",
+        "layerscope_worker_resident_memory_bytes",
+        "layerscope_worker_crossing_seconds_bucket",
+    },
 }
 
 

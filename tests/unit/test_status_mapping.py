@@ -21,6 +21,7 @@ EXPECTED = {
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
+    errors.ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,8 @@ from layerscope.service.store.migrations import migrate
 from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.spool import Spool, SpoolingStore
 from layerscope.service.telemetry import ModelHealthCollector, Telemetry
+from layerscope.service.workers.metrics import WorkerMetrics
+from layerscope.service.workers.pool import WorkerPool
 
 log = logging.getLogger("layerscope")
 PRUNE_EVERY_SECONDS = 3600.0
@@ -51,6 +54,7 @@ class App:
     _flush: Callable[[], int]
     _replayer: asyncio.Task[None]
     _poller: asyncio.Task[None] | None = None
+    _workers: WorkerPool | None = None
 
     @property
     def port(self) -> int:
@@ -62,6 +66,8 @@ class App:
         self._replayer.cancel()
         if self._poller is not None:
             self._poller.cancel()
+        if self._workers is not None:  # waits (seconds at most) until no worker outlives the server
+            await asyncio.to_thread(self._workers.close_all)
         remaining = await asyncio.to_thread(self._flush)
         if remaining:
             log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)
@@ -90,7 +96,17 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_total_output_elements,
         settings.max_input_elements,
     )
-    registry_of_models = ModelRegistry(repository, trial_timeout=trial, summary_op=summary_op, budget=budget)
+    # With workers on, each model version runs in its own process, which also replaces the trial load.
+    workers = None
+    if settings.model_workers:
+        workers = WorkerPool(settings, WorkerMetrics(telemetry), budget=budget)
+        # A call on a worker holds a thread while it waits on a socket, also through a restart; the default
+        # pool (cores + 4 threads) would let one crashed model's waiting callers stall every other call.
+        threads = settings.max_concurrent_rpcs + 8
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, "layerscope-call"))
+    registry_of_models = ModelRegistry(
+        repository, trial_timeout=trial, summary_op=summary_op, budget=budget, opener=workers
+    )
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
@@ -129,6 +145,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         flush,
         replayer,
         poller,
+        workers,
     )
 
 

@@ -11,8 +11,9 @@ ServiceError            internal            a fault of the service itself
 ├── PermissionDenied    permission-denied   the caller's role does not allow the call
 ├── Unauthenticated     unauthenticated     no valid token
 ├── StoreUnavailable    unavailable         the database cannot be reached and the spool is full
+├── ModelUnavailable    unavailable         a model's worker process died, is restarting, or is failed
 ├── Overloaded          resource-exhausted  too many calls in flight
-├── DeadlineExceeded    deadline-exceeded   a call past the server's deadline, or a stream the client stopped reading
+├── DeadlineExceeded    deadline-exceeded   past the server's or a worker's deadline, or a stream left unread
 └── Cancelled           cancelled           work stopped because its call already ended
 """
 
@@ -64,12 +65,16 @@ class StoreUnavailable(ServiceError):
     status = "unavailable"
 
 
-class Overloaded(ServiceError):
-    status = "resource-exhausted"
+class ModelUnavailable(ServiceError):
+    status = "unavailable"
 
 
 class DeadlineExceeded(ServiceError):
     status = "deadline-exceeded"
+
+
+class Overloaded(ServiceError):
+    status = "resource-exhausted"
 
 
 class Cancelled(ServiceError):

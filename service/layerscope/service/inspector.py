@@ -297,7 +297,7 @@ def _check_selection(model: LoadedModel, selection: Selection, inputs: Mapping[s
     """Unknown layer names, and full tensors too large by the declared shapes alone: refused before the
     model is traced or run (the traced size, checked next, is exact). Returns the bytes of the model's
     outputs, which the stream's header carries and which count against the same limit."""
-    selection.check_names([(path, type(layer).__name__) for path, layer in model.engine.layers])
+    selection.check_names(model.engine.layer_classes)
     batch = max((a.shape[0] if a.ndim else 1 for a in inputs.values()), default=1)
     declared = (
         (layer.name, layer.class_name, layer.output_shapes, [(w.kind, w.shape) for w in layer.weights])

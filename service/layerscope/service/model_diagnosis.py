@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerscope.service import cancellation
-from layerscope.service.capture.engine import CaptureEngine, CaptureResult
+from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
@@ -21,7 +21,7 @@ from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded
-from layerscope.service.models.registry import LoadedModel
+from layerscope.service.models.registry import Engine, LoadedModel
 
 ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
 WITH_GRADIENTS = Selection(kinds=frozenset({"activation", "kernel_gradient"}))
@@ -108,7 +108,7 @@ def _diagnose_training(
 
 
 def training_evidence(
-    engine: CaptureEngine,
+    engine: Engine,
     inputs: Mapping[str, np.ndarray],
     targets: Mapping[str, np.ndarray],
     training: TrainingOptions,

@@ -76,6 +76,23 @@ class Settings(BaseSettings):
     )
     probe_steps: int = Field(5, ge=0, le=1000, description="Training-probe steps of a Diagnose with targets.")
     max_probe_steps: int = Field(50, gt=0, le=1000, description="Most training-probe steps a Diagnose may ask for.")
+    model_workers: bool = Field(
+        False,
+        description="Run each loaded model version in its own worker process (crash and memory isolation).",
+    )
+    worker_memory_limit_bytes: int | None = Field(
+        None, gt=0, description="Memory a model worker may add after loading its model (RLIMIT_AS); None: no limit."
+    )
+    worker_call_timeout_seconds: float = Field(
+        300.0, gt=0, description="Per-call deadline in a model worker; past it the worker is killed and restarted."
+    )
+    worker_gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Share of each GPU's memory one model worker may take; None: grow on demand."
+    )
+    worker_max_crashes: int = Field(
+        5, gt=0, description="Worker stops within worker_crash_window_seconds that mark a model failed."
+    )
+    worker_crash_window_seconds: float = Field(300.0, gt=0, description="The window of worker_max_crashes.")
     grace_seconds: float = Field(10.0, ge=0, description="Time in-flight calls get on shutdown.")
 
     tokens: dict[str, Literal["reader", "auditor", "admin"]] = Field(

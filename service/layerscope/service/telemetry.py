@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 
 # 1 ms to 60 s: a tiny MLP captures in milliseconds, a big CNN at batch 128 on CPU in tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# 50 us to 1 s: a small call crosses to a model worker and back in a fraction of a millisecond.
+CROSSING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class Telemetry:
@@ -85,6 +87,25 @@ class Telemetry:
             "layerscope_findings",
             "Findings reported by diagnoses, by model, code and severity.",
             ["model", "code", "severity"],
+            registry=registry,
+        )
+        self.worker_restarts = Counter(
+            "layerscope_worker_restarts",
+            "Model worker processes restarted after they stopped, by model and cause (SIGKILL, deadline, ...).",
+            ["model", "cause"],
+            registry=registry,
+        )
+        self.worker_resident_bytes = Gauge(
+            "layerscope_worker_resident_memory_bytes",
+            "Resident memory of each model worker process, read after each call.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.worker_crossing_seconds = Histogram(
+            "layerscope_worker_crossing_seconds",
+            "Time a call spent crossing to its model worker and back (shared memory, socket, pickling).",
+            ["model"],
+            buckets=CROSSING_BUCKETS,
             registry=registry,
         )
 

@@ -132,6 +132,11 @@ class CaptureEngine:
             raise InvalidInput(f"Expected one batch size across inputs; received {sorted(batches)}.")
         return arrays
 
+    @property
+    def layer_classes(self) -> list[tuple[str, str]]:
+        """(path, class name) of every layer: what a caller's names are checked against, as plain data."""
+        return [(path, type(layer).__name__) for path, layer in self.layers]
+
     def prepare_targets(self, targets: Arrays, batch: int) -> list[np.ndarray]:
         """The caller's targets `y`, one per model output (encoded like the inputs: a name per output, or
         one unnamed array for a single output), each numeric with the inputs' batch size."""

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from layerscope.service.capture.engine import CaptureEngine
+import numpy as np
+
+from layerscope.service.capture.engine import CaptureEngine, CaptureResult
 from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.domain.description import ModelDescription
+from layerscope.service.capture.selection import Selection
+from layerscope.service.domain.description import InputSpec, ModelDescription
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.text import quoted
+from layerscope.service.domain.training import LossSpec, ProbeResult
 from layerscope.service.errors import NotFound
 from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
@@ -19,10 +25,50 @@ from layerscope.service.models.scanner import ScanLimits
 from layerscope.service.telemetry import ModelHealth
 
 
+class Engine(Protocol):
+    """What the application uses of an engine: `CaptureEngine` in this process, or a model worker's."""
+
+    device: str
+    inputs: tuple[InputSpec, ...]
+    output_names: list[str]
+
+    @property
+    def layer_classes(self) -> list[tuple[str, str]]: ...
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def capture(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        selection: Selection,
+        statistics: str = "sampled",
+        targets: Mapping[str, np.ndarray] | None = None,
+        loss: str | None = None,
+    ) -> CaptureResult: ...
+    def full_bytes(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        selection: Selection,
+        statistics: str = "sampled",
+        targets: Mapping[str, np.ndarray] | None = None,
+        loss: str | None = None,
+    ) -> int: ...
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+    def prepare_targets(self, targets: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]: ...
+    def loss_specs(self, loss: str | None) -> tuple[LossSpec, ...]: ...
+    def probe(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        targets: Mapping[str, np.ndarray],
+        steps: int,
+        loss: str | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
+    ) -> ProbeResult: ...
+
+
 @dataclass
 class LoadedModel:
     info: ModelInfo
-    engine: CaptureEngine
+    engine: Engine
     description: ModelDescription
     health: ModelHealth = field(init=False)
 
@@ -58,6 +104,43 @@ def open_model(
     return LoadedModel(info, engine, archive.description)
 
 
+class ModelOpener(Protocol):
+    """How the registry opens a model version and lets it go: in this process, or in a worker process."""
+
+    def open(self, path: Path, name: str, version: int) -> LoadedModel: ...
+    def close(self, model: LoadedModel) -> None: ...
+    def usable(self, model: LoadedModel) -> bool:
+        """False when the version must be opened again on its next load (its worker failed)."""
+        ...
+
+
+class InProcess:
+    """Models run in the server process: the default, and what tests and single-model use need."""
+
+    def __init__(
+        self,
+        limits: ScanLimits | None = None,
+        trial_timeout: float | None = None,
+        summary_op: SummaryOpLoader | None = None,
+        budget: ModelBudget | None = None,
+    ) -> None:
+        self._limits = limits
+        self._trial_timeout = trial_timeout
+        self._summary_op = summary_op
+        self._budget = budget
+
+    def open(self, path: Path, name: str, version: int) -> LoadedModel:
+        return open_model(
+            path, name, version, self._limits, self._trial_timeout, summary_op=self._summary_op, budget=self._budget
+        )
+
+    def close(self, model: LoadedModel) -> None:
+        pass  # the engine goes with its last reference
+
+    def usable(self, model: LoadedModel) -> bool:
+        return True
+
+
 class ModelRegistry:
     def __init__(
         self,
@@ -66,12 +149,10 @@ class ModelRegistry:
         trial_timeout: float | None = None,
         summary_op: SummaryOpLoader | None = None,
         budget: ModelBudget | None = None,
+        opener: ModelOpener | None = None,
     ) -> None:
         self._repository = repository
-        self._limits = limits
-        self._budget = budget
-        self._summary_op = summary_op
-        self._trial_timeout = trial_timeout
+        self._opener = opener or InProcess(limits, trial_timeout, summary_op, budget)
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
@@ -82,28 +163,27 @@ class ModelRegistry:
         chosen, path = (version, staged) if staged is not None and version else self._repository.locate(name, version)
         key = (name, chosen)
         with self._lock:
-            if key in self._models:
+            if self._is_usable(key):
                 return self._models[key]
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:
             with self._lock:
-                if key in self._models:
+                if self._is_usable(key):
                     return self._models[key]
             try:
-                loaded = open_model(
-                    path,
-                    name,
-                    chosen,
-                    self._limits,
-                    self._trial_timeout,
-                    summary_op=self._summary_op,
-                    budget=self._budget,
-                )
+                loaded = self._opener.open(path, name, chosen)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
             with self._lock:
-                return self._models.setdefault(key, loaded)
+                stale = self._models.get(key)
+                self._models[key] = loaded
+            if stale is not None:  # a failed worker, replaced by the new one
+                self._opener.close(stale)
+            return loaded
+
+    def _is_usable(self, key: tuple[str, int]) -> bool:
+        return key in self._models and self._opener.usable(self._models[key])
 
     def get(self, ref: ModelRef) -> LoadedModel:
         with self._lock:
@@ -123,7 +203,9 @@ class ModelRegistry:
     def unload(self, ref: ModelRef) -> LoadedModel:
         loaded = self.get(ref)
         with self._lock:
-            return self._models.pop((loaded.info.name, loaded.info.version))
+            removed = self._models.pop((loaded.info.name, loaded.info.version))
+        self._opener.close(removed)
+        return removed
 
     def loaded(self) -> list[LoadedModel]:
         with self._lock:

@@ -1,0 +1,182 @@
+"""One worker process seen from the server: start it, send it calls, tell why it died.
+
+The worker is a fresh interpreter (`python -m layerscope.service.workers.main`), never a fork of the
+server: TensorFlow's threads and device state do not survive a fork. It runs in its own session, so a
+terminal's Ctrl-C reaches the server, which stops its workers itself.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from contextlib import suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from layerscope.service.errors import InvalidInput, LimitExceeded
+from layerscope.service.workers.protocol import Call, Done, Failed, Ready, WorkerSpec
+from layerscope.service.workers.transport import Inbox, Outbox, remove_blocks
+
+EXIT_WAIT_SECONDS = 5.0
+"""How long a worker whose socket closed gets to exit before it is killed."""
+
+_SIGNAL_MEANING = {
+    signal.SIGKILL: "the kernel's out-of-memory killer or an operator",
+    signal.SIGSEGV: "a segmentation fault",
+    signal.SIGABRT: "an abort in native code",
+    signal.SIGBUS: "a bus error",
+    signal.SIGTERM: "a termination request",
+}
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a worker stopped: `label` for the restart metric (a short, bounded word), `text` for people."""
+
+    label: str
+    text: str
+
+
+class WorkerDied(Exception):
+    def __init__(self, cause: Cause) -> None:
+        super().__init__(cause.text)
+        self.cause = cause
+
+
+class CallTimedOut(Exception):
+    pass
+
+
+class WorkerCallFailed(RuntimeError):
+    """The engine raised something other than a domain error inside the worker: a fault, reported as INTERNAL
+    with the worker's traceback in the server's log, as the same fault in the server would be."""
+
+
+def describe_exit(code: int, memory_limit: int | None) -> Cause:
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:  # a real-time signal has no name
+            return Cause("signal", f"it was killed by signal {-code}")
+        text = f"it was killed by {sig.name} ({_SIGNAL_MEANING.get(sig, 'a signal')})"
+        if memory_limit is not None and sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
+            text += f", most likely an allocation past its memory limit of {memory_limit / 2**20:.0f} MiB"
+        return Cause(sig.name, text)
+    return Cause("exit", f"it exited with status {code}")
+
+
+class WorkerProcess:
+    """A started worker with its model loaded. Not thread-safe: its owner sends one call at a time."""
+
+    def __init__(self, spec: WorkerSpec, popen: subprocess.Popen[bytes], connection: Connection) -> None:
+        self.spec = spec
+        self._popen = popen
+        self._connection = connection
+        self._input_prefix = f"{spec.block_prefix}in"
+        self._outbox = Outbox(self._input_prefix)
+        self._inbox = Inbox()
+        # One poll object for the life of the worker: Connection.poll builds a selector on every call.
+        self._readable = select.poll()
+        self._readable.register(connection.fileno(), select.POLLIN)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @classmethod
+    def start(cls, spec: WorkerSpec, timeout: float) -> tuple[WorkerProcess, Ready]:
+        """Start a worker and wait until it has loaded its model; raise what refused the load, as the
+        in-process load would (InvalidInput, LimitExceeded when it takes longer than `timeout`)."""
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "layerscope.service.workers.main", str(theirs.fileno()), spec.to_json()],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            worker = cls(spec, popen, Connection(os.dup(ours.fileno())))
+        try:
+            ready = worker._await_ready(timeout)
+        except BaseException:
+            worker.kill()
+            raise
+        return worker, ready
+
+    def _await_ready(self, timeout: float) -> Ready:
+        name = f"'{self.spec.name}' version {self.spec.version}"
+        if not self._connection.poll(timeout):
+            raise LimitExceeded(f"Expected model {name} to load within {timeout:.0f} s; its worker did not finish.")
+        try:
+            message = self._connection.recv()
+        except (EOFError, OSError):
+            cause = self.death_cause()
+            raise InvalidInput(f"Expected a loadable archive for model {name}; loading it, {cause.text}.") from None
+        if isinstance(message, Failed):
+            if message.error is not None:
+                raise message.error
+            raise InvalidInput(f"Expected a loadable Keras 3 archive for model {name}; its worker: {message.summary}")
+        assert isinstance(message, Ready), f"unexpected first message {type(message).__name__}"
+        return message
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+        """The engine's answer and the seconds the engine itself took in the worker.
+
+        Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout` (the worker is
+        left running: the owner decides), and the engine's own error when it raised one."""
+        arguments = self._outbox.pack((args, kwargs))
+        try:
+            self._connection.send(Call(method, arguments))
+            if not self._readable.poll(timeout * 1000):  # readable also at end of file: a death
+                raise CallTimedOut()
+            reply = self._connection.recv()
+        except (EOFError, OSError):
+            raise WorkerDied(self.death_cause()) from None
+        if isinstance(reply, Failed):
+            if reply.error is not None:
+                raise reply.error
+            raise WorkerCallFailed(f"{reply.summary}\nin the worker of model '{self.spec.name}':\n{reply.traceback}")
+        assert isinstance(reply, Done), f"unexpected reply {type(reply).__name__}"
+        return self._inbox.unpack(reply.result), reply.seconds
+
+    def death_cause(self) -> Cause:
+        """Why the worker is gone (it closed its socket): waits briefly for its exit status."""
+        try:
+            code = self._popen.wait(EXIT_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self._popen.wait()
+        return describe_exit(code, self.spec.memory_limit_bytes)
+
+    def wait(self) -> int:
+        """Block until the worker exits; its exit status (negative: the signal). Its blocks are removed."""
+        code = self._popen.wait()
+        remove_blocks(self.spec.block_prefix)
+        remove_blocks(self._input_prefix)
+        return code
+
+    def kill(self) -> None:
+        with suppress(ProcessLookupError):
+            self._popen.kill()
+
+    def stop(self) -> None:
+        """SIGTERM: the worker holds nothing to save. A call in flight ends as if the worker died, and the
+        owner's watcher reaps the process (`wait`)."""
+        with suppress(ProcessLookupError):
+            self._popen.terminate()
+
+    def resident_bytes(self) -> int | None:
+        """The worker's resident memory (VmRSS), or None once it is gone."""
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None

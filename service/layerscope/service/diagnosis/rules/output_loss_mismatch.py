@@ -10,6 +10,7 @@ from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule
 from layerscope.service.domain.description import LayerInfo, ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.training import LOSS_ALIASES, REGRESSION_LOSSES
 
 CROSS_ENTROPY = frozenset(
     {
@@ -24,27 +25,6 @@ CATEGORICAL = frozenset(
     {"categorical_crossentropy", "sparse_categorical_crossentropy", "categorical_focal_crossentropy"}
 )
 BINARY = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
-REGRESSION = frozenset(
-    {
-        "mean_squared_error",
-        "mean_absolute_error",
-        "mean_absolute_percentage_error",
-        "mean_squared_logarithmic_error",
-        "huber",
-        "log_cosh",
-    }
-)
-ALIASES = {
-    "mse": "mean_squared_error",
-    "mae": "mean_absolute_error",
-    "mape": "mean_absolute_percentage_error",
-    "msle": "mean_squared_logarithmic_error",
-    "bce": "binary_crossentropy",
-    "huber_loss": "huber",
-    "logcosh": "log_cosh",
-    "kld": "kl_divergence",
-    "kullback_leibler_divergence": "kl_divergence",
-}
 
 
 @dataclass(frozen=True)
@@ -70,7 +50,7 @@ def parse_loss(value: Any) -> Loss | None:
 
 def _canonical(name: str) -> str:
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("cross_entropy", "crossentropy")
-    return ALIASES.get(snake, snake)
+    return LOSS_ALIASES.get(snake, snake)
 
 
 class OutputLossMismatch(StaticRule):
@@ -170,7 +150,7 @@ def _problem(activation: str | None, units: int | None, loss: Loss) -> tuple[str
             "logits (a linear output) when from_logits=True",
             f"Drop the {activation} from the output layer, or compile with from_logits=False.",
         )
-    if loss.name in REGRESSION and activation == "softmax":
+    if loss.name in REGRESSION_LOSSES and activation == "softmax":
         return (
             "an unbounded (linear) output for a regression loss; softmax forces outputs to sum to 1",
             "Use a linear output for regression, or a cross-entropy loss for class probabilities.",

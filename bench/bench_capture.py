@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import summarize
 
 

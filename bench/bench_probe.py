@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.bench_capture import deep_cnn, small_cnn
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
+from layerscope.service.domain.selection import Selection
 
 GRADIENTS = Selection(kinds=frozenset({"kernel_gradient"}))
 

@@ -33,7 +33,7 @@ from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunReco
 from layerscope.service.domain.summary import summarize
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.sql_store import SqlRunStore
 
 RNG = np.random.default_rng(0)
 SUMMARIES = tuple(summarize(RNG.normal(size=(16, 64))) for _ in range(8))

@@ -28,7 +28,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from layerscope.service.capture.quiet_start import start_tensorflow
+from layerscope.service.runtime.quiet_start import start_tensorflow
 
 start_tensorflow()
 
@@ -36,9 +36,9 @@ import keras  # noqa: E402 - after the quiet start
 import numpy as np  # noqa: E402
 
 from bench.bench_capture import deep_cnn, small_cnn  # noqa: E402
-from layerscope.service.capture.native import SummaryOpLoader  # noqa: E402
-from layerscope.service.capture.selection import Selection  # noqa: E402
+from layerscope.service.domain.selection import Selection  # noqa: E402
 from layerscope.service.models.registry import LoadedModel, open_model  # noqa: E402
+from layerscope.service.runtime.native import SummaryOpLoader  # noqa: E402
 from layerscope.service.settings import Settings  # noqa: E402
 from layerscope.service.workers.pool import WorkerPool  # noqa: E402
 

@@ -134,7 +134,8 @@ def exported_series() -> dict[str, frozenset[str]]:
     from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.parser import text_string_to_metric_families
 
-    from layerscope.service.telemetry import LayerHealth, ModelHealth, ModelHealthCollector, Telemetry
+    from layerscope.service.domain.model_health import LayerHealth, ModelHealth
+    from layerscope.service.telemetry import ModelHealthCollector, Telemetry
 
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)

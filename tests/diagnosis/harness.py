@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
-from layerscope.service.diagnosis.probes import probe_inputs
+from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.summary import summarize

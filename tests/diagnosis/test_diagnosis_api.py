@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.catalog import CATALOG, explain
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence
-from layerscope.service.diagnosis.probes import MAX_PROBE_INTEGER, probe_inputs
 from layerscope.service.diagnosis.rules import RULE_CLASSES, Rule
 from layerscope.service.diagnosis.rules.dead_units import DeadUnits
 from layerscope.service.diagnosis.rules.dropout_placement import DropoutPlacement
 from layerscope.service.diagnosis.rules.exploding_activations import ExplodingActivations
 from layerscope.service.diagnosis.rules.feature_map_too_small import FeatureMapTooSmall
-from layerscope.service.diagnosis.rules.output_loss_mismatch import parse_loss
+from layerscope.service.diagnosis.rules.outputs import parse_loss
+from layerscope.service.diagnosis.synthetic_inputs import MAX_PROBE_INTEGER, probe_inputs
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.findings import Severity
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import summarize
 from layerscope.service.models.describe import describe
 from tests.diagnosis import zoo

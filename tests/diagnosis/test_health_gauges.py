@@ -9,10 +9,10 @@ import pytest
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
-from layerscope.service.health import HealthGauges
+from layerscope.service.domain.model_health import LayerHealth
 from layerscope.service.model_diagnosis import Diagnosis, activation_summaries, diagnose
+from layerscope.service.model_health import HealthGauges
 from layerscope.service.models.registry import open_model
-from layerscope.service.telemetry import LayerHealth
 from tests.support import models
 
 L = keras.layers

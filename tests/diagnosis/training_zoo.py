@@ -1,4 +1,4 @@
-"""Models for the training rules (DESIGN.md section 4): for each code two that fire and near misses.
+"""Models for the training rules (gradients and the training probe): for each code two that fire and near misses.
 
 Each builder is tiny and seeded; `targets` gives the batch and targets the gradients and the probe run on.
 """

@@ -1,5 +1,6 @@
 """A zoo of tiny, named, seeded models: for every finding code, models that must fire it and near misses
-that must not (STYLE.md 5.3). Each builder takes well under a second."""
+that must not: a rule is only trusted once it stays quiet on the model one change away. Each builder takes
+well under a second."""
 
 from __future__ import annotations
 

@@ -304,7 +304,7 @@ class Restarts:
 
 
 def test_a_call_past_the_deadline_kills_and_restarts_the_worker(servers: Servers) -> None:
-    from layerscope.service.capture.selection import Selection
+    from layerscope.service.domain.selection import Selection
     from layerscope.service.errors import DeadlineExceeded
     from layerscope.service.settings import Settings
     from layerscope.service.workers.pool import WorkerPool

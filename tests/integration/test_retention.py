@@ -9,7 +9,7 @@ from pathlib import Path
 from layerscope.service.domain.runs import RunQuery, RunRecord
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.sql_store import SqlRunStore
 from tests.conftest import start_server
 
 

@@ -91,7 +91,7 @@ def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
 ) -> None:
     rng = np.random.default_rng(0)  # each test its own data, whatever ran before
     from layerscope.service.store.engine import create_engine
-    from layerscope.service.store.repository import SqlRunStore
+    from layerscope.service.store.sql_store import SqlRunStore
 
     cap = client.capture("cnn", rng.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
     engine = create_engine(server.database_url)

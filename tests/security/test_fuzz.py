@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerscope.oip import grpc_predict_v2_pb2 as oip_pb
-from layerscope.service.capture.selection import DEFAULT_KINDS, KINDS
 from layerscope.service.domain.runs import RunQuery, RunRecord
+from layerscope.service.domain.selection import DEFAULT_KINDS, KINDS
 from layerscope.service.errors import InvalidInput
 from layerscope.service.grpc import convert, oip
 from layerscope.service.models.scanner import ArchiveReport, ScanLimits, scan_archive
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import MAX_PAGE, SqlRunStore
+from layerscope.service.store.sql_store import MAX_PAGE, SqlRunStore
 from layerscope.v1 import capture_pb2, runs_pb2, tensor_pb2
 from tests.store.factory import T0, make_run
 from tests.support import models

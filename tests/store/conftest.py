@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.sql_store import SqlRunStore
 
 POSTGRES_URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from layerscope.service.domain.runs import RunQuery
 from layerscope.service.errors import StoreUnavailable
 from layerscope.service.store.engine import SQLITE_BUSY_MS, create_engine
-from layerscope.service.store.repository import SqlRunStore
+from layerscope.service.store.sql_store import SqlRunStore
 from tests.store.conftest import POSTGRES_URL
 from tests.store.factory import make_run
 

@@ -12,8 +12,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from layerscope.service.store.migrations import SchemaMismatch, check_schema, current, head, migrate
-from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.schema import Base
+from layerscope.service.store.sql_store import SqlRunStore
 from tests.store.factory import make_run
 
 

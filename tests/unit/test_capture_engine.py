@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
+from layerscope.service.domain.selection import Selection
 from layerscope.service.errors import InvalidInput
 from tests.unit.test_capture_engine import nested_two_deep, sequential, shared_and_multi_io
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.weights import named_weights
+from layerscope.service.domain.selection import Selection
 
 WEIGHTS = Selection(layers=("*",), kinds=frozenset({"kernel", "bias", "other"}), full=("*",))
 

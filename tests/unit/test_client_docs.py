@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from layerscope.client import AsyncClient, Client
-from layerscope.service.capture.selection import KINDS
+from layerscope.service.domain.selection import KINDS
 
 
 def public_methods(cls: type) -> list[str]:

@@ -14,8 +14,8 @@ from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput, StoreUnavailable
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.spool import Spool, SpoolingStore, run_from_json, run_to_json
+from layerscope.service.store.sql_store import SqlRunStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -20,10 +20,10 @@ import pytest
 import tensorflow as tf
 
 from layerscope.service.capture.engine import CaptureEngine
-from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.capture.selection import Selection
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import HISTOGRAM_SAMPLE, Summary, histogram_error_bound, summarize
+from layerscope.service.runtime.native import SummaryOpLoader
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,7 @@ BUILD_IN_A_FRESH_PROCESS = """
 import sys
 from pathlib import Path
 import numpy as np
-from layerscope.service.capture.native import SummaryOpLoader
+from layerscope.service.runtime.native import SummaryOpLoader
 loader = SummaryOpLoader(cache_dir=Path(sys.argv[1]))
 module = loader.load()
 assert module is not None, loader.reason

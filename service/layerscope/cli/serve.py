@@ -33,7 +33,7 @@ def serve(
     from pydantic import ValidationError
 
     from layerscope.service import logsafe
-    from layerscope.service.capture.quiet_start import native_stderr_muted
+    from layerscope.service.runtime.quiet_start import native_stderr_muted
     from layerscope.service.settings import Settings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -17,22 +17,23 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.capture.quiet_start import start_tensorflow
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.models import ModelInfo
 from layerscope.service.grpc.server import Running, start_server
-from layerscope.service.inspector import Inspector, LoadMetrics
+from layerscope.service.inspector import Inspector
 from layerscope.service.metrics_http import start_metrics_server
 from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.lifecycle import ModelLifecycle
+from layerscope.service.models.metrics import LoadMetrics
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
+from layerscope.service.runtime.native import SummaryOpLoader
+from layerscope.service.runtime.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.repository import SqlRunStore
 from layerscope.service.store.spool import Spool, SpoolingStore
+from layerscope.service.store.sql_store import SqlRunStore
 from layerscope.service.telemetry import ModelHealthCollector, Telemetry
 from layerscope.service.workers.metrics import WorkerMetrics
 from layerscope.service.workers.pool import WorkerPool

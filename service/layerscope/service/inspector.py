@@ -18,21 +18,22 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from layerscope.service import health, model_diagnosis
-from layerscope.service.capture.device import memory_in_use
+from layerscope.service import model_diagnosis, model_health
 from layerscope.service.capture.engine import CaptureResult
-from layerscope.service.capture.selection import Selection
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.training import TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
+from layerscope.service.runtime.device import memory_in_use
 from layerscope.service.settings import Settings
-from layerscope.service.telemetry import ModelHealth, Telemetry
+from layerscope.service.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,6 @@ class ModelQueue:
             self._depth[key] -= 1
 
 
-class LoadMetrics:
-    """The model-load metrics, told by the model lifecycle as each load ends."""
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._telemetry = telemetry
-
-    def loaded(self, seconds: float) -> None:
-        self._telemetry.model_load_seconds.observe(seconds)
-
-    def failed(self, error: Exception) -> None:
-        self._telemetry.model_load_failures.labels(type(error).__name__).inc()
-
-    def count(self, models: int) -> None:
-        self._telemetry.models_loaded.set(models)
-
-
 class Inspector:
     """The use cases the transport exposes: it admits calls (per-model queue, batch and byte limits), runs
     them off the event loop, stores their runs and records their metrics. Models come and go through the
@@ -108,7 +93,7 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
-        self._gauges = health.HealthGauges.of(diagnoser)
+        self._gauges = model_health.HealthGauges.of(diagnoser)
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -209,7 +194,7 @@ class Inspector:
         )
         if diagnosis.probe is not None:
             run = dataclasses.replace(run, probe=diagnosis.probe)
-            model.health = health.with_probe(model.health, diagnosis.probe)
+            model.health = model_health.with_probe(model.health, diagnosis.probe)
         await self._save(run)
         return DiagnoseOutcome(run, diagnosis.findings, diagnosis.inputs_used)
 
@@ -241,7 +226,7 @@ class Inspector:
         activations = model_diagnosis.activation_summaries(result)
         layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
         current = dataclasses.replace(model.health, layers=layers)
-        model.health = current if findings is None else health.with_findings(current, findings)
+        model.health = current if findings is None else model_health.with_findings(current, findings)
 
     def _record(
         self,

@@ -13,11 +13,11 @@ import numpy as np
 
 from layerscope.service import cancellation
 from layerscope.service.capture.engine import CaptureResult
-from layerscope.service.capture.selection import Selection
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
-from layerscope.service.diagnosis.probes import probe_inputs
+from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded

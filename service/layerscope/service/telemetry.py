@@ -8,12 +8,13 @@ without bookkeeping and the number of series stays bounded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from layerscope.service.domain.model_health import ModelHealth
 
 # 1 ms to 60 s: a tiny MLP captures in milliseconds, a big CNN at batch 128 on CPU in tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -108,28 +109,6 @@ class Telemetry:
             buckets=CROSSING_BUCKETS,
             registry=registry,
         )
-
-
-@dataclass(frozen=True)
-class LayerHealth:
-    layer: str
-    dead_unit_fraction: float
-    saturated_fraction: float
-    non_finite: int
-    activation_rms: float
-
-
-@dataclass(frozen=True)
-class ModelHealth:
-    """The latest health of one loaded model version, as the application last observed it."""
-
-    model: str
-    version: int
-    layers: tuple[LayerHealth, ...] = ()
-    findings: dict[tuple[str, str], int] = field(default_factory=dict)
-    """(code, severity) -> count in the latest diagnosis."""
-    gradient_norms: dict[str, float] = field(default_factory=dict)
-    """layer -> gradient norm at the first step of the latest training probe."""
 
 
 class ModelHealthCollector(Collector):

@@ -108,7 +108,7 @@ def audit_file(
 
 def _start_worker(custom_objects: Path | None) -> Diagnoser:
     """Import the trusted custom objects and build the rules once per worker, not once per model."""
-    from layerscope.service.capture.quiet_start import start_tensorflow
+    from layerscope.service.runtime.quiet_start import start_tensorflow
 
     start_tensorflow()
     _load_custom_objects(custom_objects)

@@ -19,14 +19,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from layerscope.service import cancellation
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
-from layerscope.service.capture.native import SummaryOpLoader
 from layerscope.service.capture.probe import ProbeRunner
-from layerscope.service.capture.selection import Selection, variable_role
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.selection import Selection, variable_role
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
 from layerscope.service.domain.training import (
     LOSSES,
@@ -37,6 +37,7 @@ from layerscope.service.domain.training import (
     probe_optimizer,
 )
 from layerscope.service.errors import InvalidInput
+from layerscope.service.runtime.native import SummaryOpLoader
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -360,7 +361,7 @@ class CaptureEngine:
         compiled = _Compiled(function=None)
         summarize_all = statistics != "none"
         fused = self._fused() if summarize_all else None
-        chosen = [(p, layer) for p, layer in self.layers if selection.selects(p, type(layer).__name__)]
+        chosen = [(p, layer) for p, layer in self.layers if _selected(selection, p, layer)]
         wanted = {"activation", "input"} & selection.kinds
         wanted |= selection.gradients
         variables = _gradient_variables(chosen, selection)
@@ -455,6 +456,7 @@ class CaptureEngine:
         for path, kinds in self.weight_summaries().items():
             layer = dict(self.layers)[path]
             class_name = type(layer).__name__
+            cancellation.check()  # between layers: work for a call that has ended stops here
             if not selection.selects(path, class_name):
                 continue
             chosen = {k: s for k, s in kinds.items() if selection.wants_variable(k)}
@@ -620,3 +622,8 @@ def _compatible(received: np.dtype[Any], expected: np.dtype[Any]) -> bool:
 
 def _shape(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _selected(selection: Selection, path: str, layer: keras.Layer) -> bool:
+    cancellation.check()  # between layers: work for a call that has ended stops here
+    return selection.selects(path, type(layer).__name__)

@@ -9,4 +9,8 @@ rules read them, the store persists them and the transport converts them.
 - `models`: a loaded model as callers name and see it
 - `runs`: stored captures and diagnoses, their queries, and the `RunStore` protocol
 - `jsonable`: evidence made fit for JSON and protobuf Struct
+- `selection`: which layers a capture looks at and what it takes from each
+- `model_health`: a loaded model's health as the dashboards show it
+- `training`: targets, losses and the training probe's options and results
+- `text`: quoting names safely in messages
 """

@@ -12,13 +12,13 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.json_format import ParseDict
 
 from layerscope.client import codec
-from layerscope.service.capture.selection import DEFAULT_KINDS, Selection
 from layerscope.service.compare import Comparison
 from layerscope.service.domain.description import Shape
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.jsonable import jsonable
 from layerscope.service.domain.models import MAX_VERSION, ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunQuery, RunRecord
+from layerscope.service.domain.selection import DEFAULT_KINDS, Selection
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.text import quoted
 from layerscope.service.domain.training import ProbeResult, TrainingOptions

@@ -20,9 +20,9 @@ import grpc
 from grpc import StatusCode
 
 from layerscope.service import cancellation
-from layerscope.service.auth import TokenPolicy
 from layerscope.service.errors import DeadlineExceeded, ServiceError
 from layerscope.service.grpc.admission import MAIN, Admission, AdmissionLimits, Refusal, Ticket, caller_of, pool_of
+from layerscope.service.grpc.auth import TokenPolicy
 from layerscope.service.grpc.status import status_for
 from layerscope.service.telemetry import Telemetry
 

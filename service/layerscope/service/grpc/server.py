@@ -10,8 +10,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from layerscope.oip import grpc_predict_v2_pb2_grpc
-from layerscope.service.auth import TokenPolicy
 from layerscope.service.grpc.admission import AdmissionLimits
+from layerscope.service.grpc.auth import TokenPolicy
 from layerscope.service.grpc.interceptors import AuthInterceptor, ServiceInterceptor
 from layerscope.service.grpc.oip import SERVICE_NAME as OIP_SERVICE
 from layerscope.service.grpc.oip import OpenInferenceServicer

@@ -11,10 +11,10 @@ from typing import Protocol
 import numpy as np
 
 from layerscope.service.capture.engine import CaptureEngine, CaptureResult
-from layerscope.service.capture.native import SummaryOpLoader
-from layerscope.service.capture.selection import Selection
 from layerscope.service.domain.description import InputSpec, ModelDescription
+from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.text import quoted
 from layerscope.service.domain.training import LossSpec, ProbeResult
 from layerscope.service.errors import NotFound
@@ -22,7 +22,7 @@ from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
 from layerscope.service.models.repository import ModelRepository
 from layerscope.service.models.scanner import ScanLimits
-from layerscope.service.telemetry import ModelHealth
+from layerscope.service.runtime.native import SummaryOpLoader
 
 
 class Engine(Protocol):

@@ -43,16 +43,16 @@ def main(argv: list[str]) -> int:
 
 
 def _start(spec: WorkerSpec) -> tuple[Any, Ready]:
-    from layerscope.service.capture.gpu_share import start_tensorflow_with_gpu_share
-    from layerscope.service.capture.quiet_start import start_tensorflow
+    from layerscope.service.runtime.gpu_share import start_tensorflow_with_gpu_share
+    from layerscope.service.runtime.quiet_start import start_tensorflow
 
     fraction = spec.gpu_memory_fraction
     gpus = start_tensorflow() if fraction is None else start_tensorflow_with_gpu_share(fraction)
     # Only now: these import TensorFlow, whose start-up chatter the calls above keep off stderr.
-    from layerscope.service.capture.native import SummaryOpLoader
-    from layerscope.service.diagnosis.probes import probe_inputs
+    from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
     from layerscope.service.models.budget import ModelBudget
     from layerscope.service.models.registry import open_model
+    from layerscope.service.runtime.native import SummaryOpLoader
 
     cache = Path(spec.kernel_cache_dir) if spec.kernel_cache_dir else None
     summary_op = SummaryOpLoader(cache, enabled=spec.fused_statistics)

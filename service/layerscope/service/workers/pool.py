@@ -19,10 +19,10 @@ from layerscope.service.models.registry import LoadedModel
 from layerscope.service.models.repository import ARCHIVE
 from layerscope.service.models.scanner import ScanLimits, scan_archive
 from layerscope.service.settings import Settings
+from layerscope.service.workers.model_worker import ModelWorker, State, WorkerObserver
 from layerscope.service.workers.policy import RestartPolicy
 from layerscope.service.workers.process import WorkerProcess
 from layerscope.service.workers.protocol import Ready, WorkerSpec
-from layerscope.service.workers.supervisor import ModelWorker, State, WorkerObserver
 
 
 class WorkerPool:

@@ -1,6 +1,6 @@
 """One rule per finding code of the contract (`layerscope audit --explain CODE` prints each).
 
-`RULE_CLASSES` lists them all: static, runtime, then the training rules of DESIGN.md section 4 (the
+`RULE_CLASSES` lists them all: static, runtime, then the training rules, which need targets (the
 static bounded-output-regression first among them).
 """
 

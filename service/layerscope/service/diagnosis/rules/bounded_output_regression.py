@@ -4,8 +4,7 @@ import math
 
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule
-from layerscope.service.diagnosis.rules.output_loss_mismatch import _final, _losses
-from layerscope.service.diagnosis.rules.outputs import output_range, range_text
+from layerscope.service.diagnosis.rules.outputs import compiled_losses, final_layer, output_range, range_text
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.training import REGRESSION_LOSSES
@@ -31,8 +30,8 @@ class BoundedOutputRegression(StaticRule):
         config = description.compile_config or {}
         graph = Graph(description)
         findings = []
-        for output, loss in _losses(config.get("loss"), description.outputs):
-            layer = _final(graph, graph.get(output))
+        for output, loss in compiled_losses(config.get("loss"), description.outputs):
+            layer = final_layer(graph, graph.get(output))
             bounded = output_range(layer)
             if loss.name not in REGRESSION_LOSSES or bounded is None or bounded[0] not in REGRESSION_BOUNDED:
                 continue

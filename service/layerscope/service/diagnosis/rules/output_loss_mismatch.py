@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
 from layerscope.service.diagnosis import layers as lay
 from layerscope.service.diagnosis.graph import Graph
 from layerscope.service.diagnosis.rules.base import StaticRule
-from layerscope.service.domain.description import LayerInfo, ModelDescription
+from layerscope.service.diagnosis.rules.outputs import Loss, compiled_losses, final_layer
+from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
-from layerscope.service.domain.training import LOSS_ALIASES, REGRESSION_LOSSES
+from layerscope.service.domain.training import REGRESSION_LOSSES
 
 CROSS_ENTROPY = frozenset(
     {
@@ -25,32 +21,6 @@ CATEGORICAL = frozenset(
     {"categorical_crossentropy", "sparse_categorical_crossentropy", "categorical_focal_crossentropy"}
 )
 BINARY = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
-
-
-@dataclass(frozen=True)
-class Loss:
-    name: str
-    from_logits: bool
-
-
-def parse_loss(value: Any) -> Loss | None:
-    """One loss as Keras 3 writes it in a compile config: a name, or a serialized object or function."""
-    if isinstance(value, str):
-        return Loss(_canonical(value), False)
-    if isinstance(value, Mapping):
-        config = value.get("config")
-        if value.get("class_name") == "function" and isinstance(config, str):
-            return Loss(_canonical(config), False)
-        class_name = value.get("class_name")
-        if isinstance(class_name, str):
-            logits = bool(config.get("from_logits", False)) if isinstance(config, Mapping) else False
-            return Loss(_canonical(class_name), logits)
-    return None
-
-
-def _canonical(name: str) -> str:
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("cross_entropy", "crossentropy")
-    return LOSS_ALIASES.get(snake, snake)
 
 
 class OutputLossMismatch(StaticRule):
@@ -72,8 +42,8 @@ class OutputLossMismatch(StaticRule):
         config = description.compile_config or {}
         graph = Graph(description)
         findings = []
-        for output, loss in _losses(config.get("loss"), description.outputs):
-            layer = _final(graph, graph.get(output))
+        for output, loss in compiled_losses(config.get("loss"), description.outputs):
+            layer = final_layer(graph, graph.get(output))
             problem = _problem(lay.activation(layer), lay.units(layer), loss)
             if problem is None:
                 continue
@@ -94,32 +64,6 @@ class OutputLossMismatch(StaticRule):
                 )
             )
         return findings
-
-
-def _losses(value: Any, outputs: tuple[str, ...]) -> list[tuple[str, Loss]]:
-    """(output layer, loss) pairs: one loss for all outputs, a list in output order, or a dict by name."""
-    if value is None or not outputs:
-        return []
-    pairs: Iterable[tuple[str, Loss | None]]
-    if isinstance(value, list):
-        pairs = zip(outputs, (parse_loss(v) for v in value), strict=False)
-    elif isinstance(value, Mapping) and "class_name" not in value:
-        by_name = {str(k): parse_loss(v) for k, v in value.items()}
-        pairs = ((o, by_name.get(o) or by_name.get(o.split("/")[0])) for o in outputs)
-    else:
-        loss = parse_loss(value)
-        pairs = ((o, loss) for o in outputs)
-    return [(o, loss) for o, loss in pairs if loss is not None]
-
-
-def _final(graph: Graph, layer: LayerInfo) -> LayerInfo:
-    """The layer that decides the output's activation: walk back over dropout, reshapes and flattening."""
-    while lay.is_transparent(layer) or layer.class_name in lay.RESHAPE_LAYERS | lay.FLATTENING_LAYERS:
-        before = graph.predecessors(layer)
-        if len(before) != 1:
-            break
-        layer = before[0]
-    return layer
 
 
 def _problem(activation: str | None, units: int | None, loss: Loss) -> tuple[str, str] | None:

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import translate
 
-from layerscope.service import cancellation
 from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
 
@@ -55,7 +54,6 @@ class Selection:
         return self.kinds & GRADIENT_KINDS
 
     def selects(self, path: str, class_name: str) -> bool:
-        cancellation.check()  # between layers: work for a call that has ended stops here
         return _matches(self._layers, path, class_name)
 
     def wants_full(self, path: str, class_name: str) -> bool:

@@ -12,7 +12,7 @@ import ctypes
 import logging
 import os
 
-from layerscope.service.capture.quiet_start import native_stderr_muted
+from layerscope.service.runtime.quiet_start import native_stderr_muted
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def start_tensorflow_with_gpu_share(fraction: float) -> list[str]:
     with native_stderr_muted():
         import tensorflow as tf
 
-        from layerscope.service.capture.device import initialise_devices
+        from layerscope.service.runtime.device import initialise_devices
 
         gpus = tf.config.list_physical_devices("GPU")
         for index, gpu in enumerate(gpus):

@@ -48,7 +48,7 @@ def start_tensorflow() -> list[str]:
     with native_stderr_muted():
         import keras  # noqa: F401 - Keras loads TensorFlow's second native library
 
-        from layerscope.service.capture.device import configure_devices, initialise_devices
+        from layerscope.service.runtime.device import configure_devices, initialise_devices
 
         gpus = configure_devices()
         initialise_devices()

@@ -7,7 +7,7 @@
 // histogram needs the range first, so it bins a second, small read: a fixed, deterministic sample of
 // aligned 16-value blocks (its size is returned), or every value when the caller asks for exact.
 //
-// Built at first use against tf.sysconfig's flags (capture/native/build.py); -ffp-contract=off keeps the
+// Built at first use against tf.sysconfig's flags (runtime/native/build.py); -ffp-contract=off keeps the
 // bin edges bit-identical to NumPy's (no fused multiply-add in `i * step + low`).
 
 #include <algorithm>

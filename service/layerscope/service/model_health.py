@@ -19,9 +19,9 @@ from layerscope.service.diagnosis.rules.dead_units import DeadUnits
 from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.model_health import LayerHealth, ModelHealth
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.training import ProbeResult
-from layerscope.service.telemetry import LayerHealth, ModelHealth
 
 R = TypeVar("R", bound=Rule)
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.models import ModelInfo
+from layerscope.service.domain.runs import RunRecord
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector
 from layerscope.service.metrics_http import start_metrics_server
@@ -109,7 +110,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         repository, trial_timeout=trial, summary_op=summary_op, budget=budget, opener=workers
     )
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
-    spool = Spool(settings.spool_dir, settings.spool_max_runs)
+    spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry)

@@ -7,6 +7,8 @@ ServiceError            internal            a fault of the service itself
 ├── InvalidInput        invalid-argument    a request or a file that does not fit what was expected
 │   └── UnsafeModel     invalid-argument    an archive refused by the scanner before Keras saw it
 ├── AlreadyExists       already-exists      a model version that is stored or being uploaded
+├── FailedPrecondition  failed-precondition a request the current state cannot serve (a reference from a window
+│                                           judged against none)
 ├── LimitExceeded       resource-exhausted  a request larger than a configured bound
 ├── PermissionDenied    permission-denied   the caller's role does not allow the call
 ├── Unauthenticated     unauthenticated     no valid token
@@ -47,6 +49,10 @@ class UnsafeModel(InvalidInput):
 
 class AlreadyExists(ServiceError):
     status = "already-exists"
+
+
+class FailedPrecondition(ServiceError):
+    status = "failed-precondition"
 
 
 class LimitExceeded(ServiceError):

@@ -37,8 +37,8 @@ class HealthGauges:
         return cls(_rule(diagnoser, DeadUnits), _rule(diagnoser, SaturatedUnits))
 
     def layers(self, description: ModelDescription, activations: Mapping[str, Summary]) -> tuple[LayerHealth, ...]:
-        """One entry per capture point; a layer the rules do not judge (not ReLU-family, not bounded)
-        reads 0."""
+        """One entry per capture point; where the rules do not judge a layer (not ReLU-family, not bounded)
+        its fraction is None, and no series is exported for it."""
         by_name = {layer.name: layer for layer in description.layers}
         health = []
         for point, summary in activations.items():
@@ -48,8 +48,8 @@ class HealthGauges:
             health.append(
                 LayerHealth(
                     layer=point,
-                    dead_unit_fraction=dead or 0.0,
-                    saturated_fraction=saturated or 0.0,
+                    dead_unit_fraction=dead,
+                    saturated_fraction=saturated,
                     non_finite=summary.non_finite,
                     activation_rms=summary.rms,
                 )

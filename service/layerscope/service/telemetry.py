@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from layerscope.service.domain.model_health import ModelHealth
+from layerscope.service.monitoring.monitor import MonitorSnapshot
 
 # 1 ms to 60 s: a tiny MLP captures in milliseconds, a big CNN at batch 128 on CPU in tens of seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -122,16 +123,17 @@ class ModelHealthCollector(Collector):
         labels = ["model", "version", "layer"]
         dead = GaugeMetricFamily(
             "layerscope_layer_dead_unit_fraction",
-            "ReLU-family units that never activated in the latest capture, as the dead-units rule counts them.",
+            "ReLU-family units that never activated in sampled traffic (the open monitoring window, else the last "
+            "closed one), as the dead-units rule counts them.",
             labels=labels,
         )
         saturated = GaugeMetricFamily(
             "layerscope_layer_saturated_fraction",
-            "Sigmoid/tanh outputs within the saturated-units rule's margin of a bound, in the latest capture.",
+            "Sigmoid/tanh outputs within the saturated-units rule's margin of a bound, in sampled traffic.",
             labels=labels,
         )
         non_finite = GaugeMetricFamily(
-            "layerscope_layer_nonfinite_values", "NaN and Inf values in the latest capture.", labels=labels
+            "layerscope_layer_nonfinite_values", "NaN and Inf values in sampled traffic's window.", labels=labels
         )
         rms = GaugeMetricFamily("layerscope_layer_activation_rms", "Root mean square of activations.", labels=labels)
         findings = GaugeMetricFamily(
@@ -149,8 +151,10 @@ class ModelHealthCollector(Collector):
             version = str(health.version)
             for layer in islice(health.layers, self._max_layer_series):
                 key = [health.model, version, layer.layer]
-                dead.add_metric(key, layer.dead_unit_fraction)
-                saturated.add_metric(key, layer.saturated_fraction)
+                if layer.dead_unit_fraction is not None:
+                    dead.add_metric(key, layer.dead_unit_fraction)
+                if layer.saturated_fraction is not None:
+                    saturated.add_metric(key, layer.saturated_fraction)
                 non_finite.add_metric(key, layer.non_finite)
                 rms.add_metric(key, layer.activation_rms)
             for layer_name, norm in islice(health.gradient_norms.items(), self._max_layer_series):
@@ -158,3 +162,76 @@ class ModelHealthCollector(Collector):
             for (code, severity), count in health.findings.items():
                 findings.add_metric([health.model, version, code, severity], count)
         yield from (dead, saturated, non_finite, rms, findings, gradients)
+
+
+class MonitorCollector(Collector):
+    """Live-traffic monitoring of the loaded models, read at scrape time: samples and what was skipped, and
+    per layer the drift of the last closed window (within the same cap on layer series as health)."""
+
+    def __init__(self, source: Callable[[], Iterable[MonitorSnapshot]], max_layer_series: int) -> None:
+        self._source = source
+        self._max_layer_series = max_layer_series
+
+    def collect(self) -> Iterator[Metric]:
+        model = ["model", "version"]
+        layer = [*model, "layer"]
+        samples = CounterMetricFamily(
+            "layerscope_monitor_samples", "Requests sampled into monitoring windows.", labels=model
+        )
+        skipped = CounterMetricFamily(
+            "layerscope_monitor_skipped_samples",
+            "Requests due for sampling that ran unsampled, by reason (busy: calls waiting on the model; budget: "
+            "sampled calls past their share of time; queue_full: the monitor fell behind; error).",
+            labels=[*model, "reason"],
+        )
+        nonfinite = CounterMetricFamily(
+            "layerscope_monitor_nonfinite_samples",
+            "Sampled requests with NaN or Inf in their inputs or any layer's activations.",
+            labels=model,
+        )
+        windows = CounterMetricFamily("layerscope_monitor_windows", "Monitoring windows closed.", labels=model)
+        rate = GaugeMetricFamily("layerscope_monitor_sample_rate", "Share of requests sampled.", labels=model)
+        ready = GaugeMetricFamily(
+            "layerscope_monitor_reference_ready", "1 once the version has a reference to judge drift by.", labels=model
+        )
+        score = GaugeMetricFamily(
+            "layerscope_layer_drift_score",
+            "Drift of the last closed window against the reference: the statistic over its calibrated threshold "
+            "(>= 1 is drifting).",
+            labels=layer,
+        )
+        drifting = GaugeMetricFamily(
+            "layerscope_layer_drifting", "1 when the layer drifted in the last closed window.", labels=layer
+        )
+        first = GaugeMetricFamily(
+            "layerscope_model_first_drifting_layer",
+            "1 for the drifting layer nearest the input in the last closed window (absent when none drifts).",
+            labels=layer,
+        )
+        reference_dead = GaugeMetricFamily(
+            "layerscope_layer_reference_dead_unit_fraction",
+            "The dead-unit fraction of a ReLU-family layer in the version's reference traffic.",
+            labels=layer,
+        )
+        for snap in self._source():
+            key = [snap.model, str(snap.version)]
+            samples.add_metric(key, snap.samples)
+            for reason, count in sorted(snap.skipped.items()):
+                skipped.add_metric([*key, reason], count)
+            nonfinite.add_metric(key, snap.nonfinite_samples)
+            windows.add_metric(key, snap.windows_closed)
+            rate.add_metric(key, snap.sample_rate)
+            ready.add_metric(key, 1.0 if snap.reference_ready else 0.0)
+            if snap.reference is not None:
+                for name, ref in islice(snap.reference.layers.items(), self._max_layer_series):
+                    if ref.dead_unit_fraction is not None:
+                        reference_dead.add_metric([*key, name], ref.dead_unit_fraction)
+            window = snap.last_window
+            if window is None or not window.drift:
+                continue
+            for name, drift in islice(window.drift.items(), self._max_layer_series):
+                score.add_metric([*key, name], drift.score)
+                drifting.add_metric([*key, name], 1.0 if drift.drifting else 0.0)
+            if window.drifting:
+                first.add_metric([*key, window.drifting[0]], 1.0)
+        yield from (samples, skipped, nonfinite, windows, rate, ready, score, drifting, first, reference_dead)

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class LayerHealth:
     layer: str
-    dead_unit_fraction: float
-    saturated_fraction: float
+    dead_unit_fraction: float | None
+    """None where the dead-units rule does not judge the layer (not ReLU-family): no series is exported."""
+    saturated_fraction: float | None
+    """None where the saturated-units rule does not judge the layer (not a bounded activation)."""
     non_finite: int
     activation_rms: float
 

@@ -1,4 +1,5 @@
-"""A bounded, durable spool: finished runs wait here, in order, while the database is unreachable.
+"""A bounded, durable spool: finished runs (and closed monitoring windows) wait here, in order, while the
+database is unreachable.
 
 Runs are written as one JSON file each (atomically: temp file, fsync, rename) named by a sequence number
 and a digest of the run id (never the id itself, which the client chose), replayed oldest first when the
@@ -6,7 +7,8 @@ database answers again, and removed only after the store accepted them. The stor
 idempotent by run id, so a crash between "stored" and "removed" replays harmlessly. A run the store
 refuses for good (its id was meanwhile taken by another run) is moved to `rejected/` with the reason,
 kept for an operator, and never blocks the runs behind it. When the spool is full a new run is refused
-with `StoreUnavailable`, never silently dropped.
+with `StoreUnavailable`, never silently dropped. A `Codec` says how one kind of item is written, named and
+stored, so runs and windows share the mechanism in folders of their own.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore
@@ -29,6 +31,7 @@ from layerscope.service.domain.training import probe_from_data, probe_to_data
 from layerscope.service.errors import NotFound, ServiceError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def run_to_json(run: RunRecord) -> str:
@@ -66,10 +69,29 @@ def run_from_json(text: str) -> RunRecord:
     return RunRecord(**data, summaries=summaries, findings=findings, probe=probe_from_data(probe) if probe else None)
 
 
-class Spool:
-    def __init__(self, folder: Path, max_runs: int) -> None:
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How one kind of spooled item is written, found again and handed to its store."""
+
+    encode: Callable[[T], str]
+    decode: Callable[[str], T]
+    key: Callable[[T], str]
+    """The item's idempotency key (a run id, a window id)."""
+    save: Callable[[Any, T], object]
+    """Stores the item in the store given to `Spool.replay`."""
+    noun: str
+
+
+RUNS: Codec[RunRecord] = Codec(
+    run_to_json, run_from_json, lambda run: run.run_id, lambda store, run: store.save_run(run), "runs"
+)
+
+
+class Spool(Generic[T]):
+    def __init__(self, folder: Path, max_runs: int, codec: Codec[T] = RUNS) -> None:  # type: ignore[assignment]
         self.folder = folder
         self.max_runs = max_runs
+        self.codec = codec
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(".tmp-*"):  # a write interrupted by a crash never became a spooled run
             stale.unlink()
@@ -87,39 +109,39 @@ class Spool:
     def depth(self) -> int:
         return len(self.pending())
 
-    def put(self, run: RunRecord) -> None:
+    def put(self, item: T) -> None:
         with self._lock:
             if self.depth >= self.max_runs:
                 raise StoreUnavailable(
-                    f"The database is unreachable and the spool holds its limit of {self.max_runs} runs; "
-                    "expected the database back before more runs are accepted. Retry later."
+                    f"The database is unreachable and the spool holds its limit of {self.max_runs} "
+                    f"{self.codec.noun}; expected the database back before more are accepted. Retry later."
                 )
-            target = self.folder / f"{self._next:012d}-{_digest(run.run_id)}.json"
+            target = self.folder / f"{self._next:012d}-{_digest(self.codec.key(item))}.json"
             self._next += 1
             tmp = self.folder / f".tmp-{target.name}"
             with tmp.open("w") as f:
-                f.write(run_to_json(run))
+                f.write(self.codec.encode(item))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
 
-    def find(self, run_id: str) -> RunRecord | None:
-        name = f"{_digest(run_id)}.json"
+    def find(self, key: str) -> T | None:
+        name = f"{_digest(key)}.json"
         with self._lock:  # replay removes files; under the lock a listed file is still there
             for path in self.pending():
                 if path.name.split("-", 1)[1] == name:
-                    run = run_from_json(path.read_text())
-                    if run.run_id == run_id:
-                        return run
+                    item = self.codec.decode(path.read_text())
+                    if self.codec.key(item) == key:
+                        return item
         return None
 
-    def replay(self, store: RunStore) -> int:
-        """Write spooled runs oldest first; stop while the database is unreachable. Returns how many were stored."""
+    def replay(self, store: Any) -> int:
+        """Write spooled items oldest first; stop while the database is unreachable. Returns how many were stored."""
         stored = 0
         with self._lock:
             for path in self.pending():
                 try:
-                    store.save_run(run_from_json(path.read_text()))
+                    self.codec.save(store, self.codec.decode(path.read_text()))
                 except StoreUnavailable:
                     break
                 except (ServiceError, ValueError, KeyError, TypeError) as exc:
@@ -149,7 +171,9 @@ def _digest(run_id: str) -> str:
 class SpoolingStore:
     """The run store as the application sees it: writes that survive a database outage."""
 
-    def __init__(self, store: RunStore, spool: Spool, on_depth: Callable[[int], None] = lambda depth: None) -> None:
+    def __init__(
+        self, store: RunStore, spool: Spool[RunRecord], on_depth: Callable[[int], None] = lambda depth: None
+    ) -> None:
         self._store = store
         self._spool = spool
         self._on_depth = on_depth

@@ -1,0 +1,182 @@
+"""References and the drift test: is a window's traffic what the reference's traffic was?
+
+Per layer, each request contributes one feature vector (histogram shares on frozen edges, per-unit
+activity, log scale). The reference keeps the mean and variance of those features over its requests; a
+window is compared through
+
+    S = sum_d (window_mean_d - reference_mean_d)^2 / (var_d * (1/n + 1/m))
+
+(n requests in the window, m in the reference). Under stationary traffic each term is a squared standard
+normal, but the terms are correlated (neighbouring bins, units that fire together), so S follows a scaled
+chi-square c * chi2(nu) rather than chi2(D). c and nu are fitted by moments to S over bootstrap windows
+drawn from the reference's own requests, which also carries the projection's noise and small-window
+effects into the null. The threshold is that distribution's quantile at alpha / L: alpha is one false alarm
+per `false_alarms_per_week` worth of windows for the whole model, shared by its L watched layers
+(Bonferroni), so a larger window or fewer layers lowers no one's guard. `bench/bench_drift.py` checks the
+false-alarm rate and the detection delay by simulation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from layerscope.service.domain.summary import Summary
+from layerscope.service.monitoring import projection
+from layerscope.service.monitoring.window import LayerDrift, LayerWindow, Window, features, parts
+
+MIN_WINDOW_REQUESTS = 5
+"""Fewer sampled requests than this in a window: not judged (the normal approximation needs a few)."""
+VARIANCE_FLOOR = 1e-4
+"""A feature constant over the reference (an empty bin, a dead unit) gets this variance (a spread of 0.01):
+a change of a share of a percent is then evidence, a rounding difference is not."""
+BOOTSTRAP_ROUNDS = 400
+BOOTSTRAP_WINDOW = 20
+SECONDS_PER_WEEK = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LayerReference:
+    edges: np.ndarray
+    mean: np.ndarray
+    variance: np.ndarray
+    units: int
+    scale: float
+    """c of the null c * chi2(nu)."""
+    dof: float
+    """nu of the null."""
+    dead_unit_fraction: float | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "edges": [float(v) for v in self.edges],
+            "mean": [float(v) for v in self.mean],
+            "variance": [float(v) for v in self.variance],
+            "units": self.units,
+            "scale": self.scale,
+            "dof": self.dof,
+            "dead_unit_fraction": self.dead_unit_fraction,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> LayerReference:
+        arrays = {k: np.asarray(data[k], dtype=np.float64) for k in ("edges", "mean", "variance")}
+        return cls(
+            **arrays,
+            units=int(data["units"]),
+            scale=float(data["scale"]),
+            dof=float(data["dof"]),
+            dead_unit_fraction=data.get("dead_unit_fraction"),
+        )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a model version's traffic looks like when it is healthy: one per version, shared by replicas."""
+
+    reference_id: str
+    model: str
+    version: int
+    created_at: datetime
+    source: str
+    """"traffic" (the first sampled requests after load) or "window:<id>" (set by a caller)."""
+    requests: int
+    layers: dict[str, LayerReference] = field(default_factory=dict)
+    """Capture point -> its reference, in model order."""
+
+    def data(self) -> dict[str, Any]:
+        return {"layers": {name: layer.to_data() for name, layer in self.layers.items()}}
+
+    @classmethod
+    def from_data(cls, head: Mapping[str, Any], data: Mapping[str, Any]) -> Reference:
+        layers = {name: LayerReference.from_data(layer) for name, layer in data["layers"].items()}
+        return cls(**head, layers=layers)
+
+
+def build_layer_reference(samples: Sequence[Summary], seed: int, dead: float | None = None) -> LayerReference:
+    """A layer's reference from the summaries of its reference requests (one per request)."""
+    edges = projection.choose_edges(samples)
+    units = max((len(s.unit_activity) for s in samples), default=0)
+    rows = np.stack([features(s, edges) for s in samples if len(s.unit_activity) == units])
+    mean = rows.mean(axis=0)
+    variance = np.maximum(rows.var(axis=0, ddof=1) if len(rows) > 1 else np.zeros_like(mean), VARIANCE_FLOOR)
+    scale, dof = _calibrate(rows, mean, variance, seed)
+    return LayerReference(edges, mean, variance, units, scale, dof, dead)
+
+
+def reference_from_window(window: Window, reference: Reference, reference_id: str, at: datetime) -> Reference:
+    """A caller's chosen window as the reference: its feature means and variances on the current reference's
+    edges, and the current reference's calibration (the same features, so the same correlations)."""
+    layers = {}
+    for name, layer in window.layers.items():
+        current = reference.layers.get(name)
+        if current is None or layer.requests < 2 or layer.feature_sum.shape != current.mean.shape:
+            continue
+        n = layer.requests
+        mean = layer.feature_sum / n
+        variance = np.maximum((layer.feature_squares - n * mean * mean) / (n - 1), VARIANCE_FLOOR)
+        layers[name] = LayerReference(
+            current.edges, mean, variance, current.units, current.scale, current.dof, current.dead_unit_fraction
+        )
+    return Reference(
+        reference_id, window.model, window.version, at, f"window:{window.window_id}", window.requests, layers
+    )
+
+
+def judge(window: Window, reference: Reference, windows_per_week: float, false_alarms_per_week: float) -> None:
+    """Decide each layer of a closed window against the reference, in place (`window.drift`)."""
+    judged = [name for name in window.layers if name in reference.layers]
+    if not judged:
+        return
+    alpha = min(false_alarms_per_week / max(windows_per_week, 1.0), 0.5) / len(judged)
+    for name in judged:
+        window.drift[name] = judge_layer(window.layers[name], reference.layers[name], reference.requests, alpha)
+
+
+def judge_layer(layer: LayerWindow, reference: LayerReference, reference_requests: int, alpha: float) -> LayerDrift:
+    n = layer.requests
+    if n < MIN_WINDOW_REQUESTS or layer.feature_sum.shape != reference.mean.shape:
+        return LayerDrift(0.0, 0.0, 0.0, False, "")
+    terms = _terms(layer.feature_sum / n, reference.mean, reference.variance, n, reference_requests)
+    statistic = float(terms.sum())
+    threshold = reference.scale * chi2_quantile(reference.dof, alpha)
+    by_part = {part: float(terms[s].sum()) for part, s in parts(reference.edges, reference.units).items()}
+    score = statistic / threshold if threshold > 0 else 0.0
+    return LayerDrift(score, statistic, threshold, score >= 1.0, max(by_part, key=lambda p: by_part[p]))
+
+
+def chi2_quantile(dof: float, upper: float) -> float:
+    """The value a chi-square with `dof` degrees of freedom exceeds with probability `upper` (Wilson and
+    Hilferty's cube-root normal approximation: within a few percent for dof >= 2 down to 1e-8 tails)."""
+    z = NormalDist().inv_cdf(1.0 - upper)
+    k = max(dof, 0.5)
+    return float(k * (1.0 - 2.0 / (9.0 * k) + z * math.sqrt(2.0 / (9.0 * k))) ** 3)
+
+
+def _terms(window_mean: np.ndarray, mean: np.ndarray, variance: np.ndarray, n: int, m: int) -> np.ndarray:
+    return np.asarray((window_mean - mean) ** 2 / (variance * (1.0 / n + 1.0 / max(m, 1))))
+
+
+def _calibrate(rows: np.ndarray, mean: np.ndarray, variance: np.ndarray, seed: int) -> tuple[float, float]:
+    """c and nu of c * chi2(nu), fitted by moments to S between bootstrap windows and bootstrap references
+    drawn from the reference's requests."""
+    m = len(rows)
+    if m < 3:
+        return float(len(mean)), 1.0  # no evidence of the correlations: the most conservative fit
+    rng = np.random.default_rng(seed)
+    n = min(BOOTSTRAP_WINDOW, m)
+    stats = np.empty(BOOTSTRAP_ROUNDS)
+    for b in range(BOOTSTRAP_ROUNDS):
+        window = rows[rng.integers(0, m, n)].mean(axis=0)
+        base = rows[rng.integers(0, m, m)].mean(axis=0)
+        stats[b] = _terms(window, base, variance, n, m).sum()
+    mu, var = float(stats.mean()), float(stats.var(ddof=1))
+    if mu <= 0 or var <= 0:
+        return 1.0, 1.0
+    return var / (2.0 * mu), 2.0 * mu * mu / var

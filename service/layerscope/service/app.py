@@ -28,19 +28,25 @@ from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.metrics import LoadMetrics
 from layerscope.service.models.registry import ModelRegistry
 from layerscope.service.models.repository import ModelRepository
+from layerscope.service.monitoring.model_monitor import MonitorConfig
+from layerscope.service.monitoring.monitor import Monitor, Rates
+from layerscope.service.monitoring.sampling import Budget
+from layerscope.service.monitoring.window import Window
 from layerscope.service.runtime.native import SummaryOpLoader
 from layerscope.service.runtime.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
+from layerscope.service.store.monitor_store import WINDOWS, SpoolingMonitorStore, SqlMonitorStore
 from layerscope.service.store.spool import Spool, SpoolingStore
 from layerscope.service.store.sql_store import SqlRunStore
-from layerscope.service.telemetry import ModelHealthCollector, Telemetry
+from layerscope.service.telemetry import ModelHealthCollector, MonitorCollector, Telemetry
 from layerscope.service.workers.metrics import WorkerMetrics
 from layerscope.service.workers.pool import WorkerPool
 
 log = logging.getLogger("layerscope")
 PRUNE_EVERY_SECONDS = 3600.0
+ROLL_UP_AFTER = timedelta(days=1)
 SHUTDOWN_SLACK_SECONDS = 30.0
 
 
@@ -113,8 +119,10 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
     store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
-    inspector = Inspector(settings, models, store, Diagnoser(), telemetry)
+    monitor, windows = _monitor(settings, engine, telemetry)
+    inspector = Inspector(settings, models, store, Diagnoser(), telemetry, monitor)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
+    registry.register(MonitorCollector(inspector.monitor_snapshots, settings.max_layer_series))
     metrics_host = settings.metrics_host or settings.host
     metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, metrics_host, registry=registry)
     running = await start_server(settings, inspector, telemetry)
@@ -129,10 +137,14 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         metrics_thread.join(timeout=5)
 
     def flush() -> int:
+        if monitor is not None:  # open windows closed and stored (or spooled) before the runs' last replay
+            monitor.stop()
         store.replay()
         return store.depth
 
-    replayer = asyncio.create_task(_maintain(store, runs, settings))
+    if monitor is not None:
+        monitor.start()
+    replayer = asyncio.create_task(_maintain(store, runs, windows, settings))
     poller = None
     if settings.repository_poll_seconds:
         poller = asyncio.create_task(_poll_repository(inspector, settings.repository_poll_seconds))
@@ -168,21 +180,40 @@ def _versions(models: list[ModelInfo]) -> str:
     return ", ".join(f"{m.name}:{m.version}" for m in models)
 
 
-async def _maintain(store: SpoolingStore, runs: SqlRunStore, settings: Settings) -> None:
-    """Background upkeep: retry spooled runs (without waiting for new traffic) and prune old runs."""
+def _monitor(
+    settings: Settings, engine: Any, telemetry: Telemetry
+) -> tuple[Monitor | None, SpoolingMonitorStore | None]:
+    """Live-traffic monitoring, unless every sample rate is 0; windows spool beside the runs."""
+    if not settings.monitor_sample_rate and not any(settings.monitor_sample_rates.values()):
+        return None, None
+    spool: Spool[Window] = Spool(settings.spool_dir / "windows", settings.spool_max_runs, WINDOWS)
+    windows = SpoolingMonitorStore(SqlMonitorStore(engine), spool, telemetry.window_spool_depth.set)
+    config = MonitorConfig(
+        window_seconds=settings.monitor_window_seconds,
+        reference_requests=settings.monitor_reference_requests,
+        false_alarms_per_week=settings.monitor_false_alarms_per_week,
+        replica=settings.replica,
+    )
+    rates = Rates(settings.monitor_sample_rate, dict(settings.monitor_sample_rates))
+    return Monitor(config, rates, Budget(settings.monitor_cpu_budget), windows), windows
+
+
+async def _maintain(
+    store: SpoolingStore, runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings
+) -> None:
+    """Background upkeep: retry spooled runs and windows (without waiting for new traffic), roll windows up
+    into hours past a day, prune old runs and windows."""
     next_prune = 0.0
     while True:
-        if settings.retention_days and time.monotonic() >= next_prune:
+        if time.monotonic() >= next_prune:
             next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-            cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
-            try:
-                pruned = await asyncio.to_thread(runs.prune, cutoff)
-            except Exception:  # the database may be down; the spool covers writes, pruning can wait
-                log.warning("pruning runs older than %s failed; will retry", cutoff, exc_info=True)
-            else:
-                if pruned:
-                    log.info("pruned %d runs older than %s", pruned, cutoff)
+            await _prune(runs, windows, settings)
         await asyncio.sleep(settings.spool_replay_seconds)
+        if windows is not None:
+            try:
+                await asyncio.to_thread(windows.replay)
+            except Exception:  # a replay failure must never stop future replays
+                log.exception("window spool replay failed")
         if store.depth:
             try:
                 stored = await asyncio.to_thread(store.replay)
@@ -191,6 +222,24 @@ async def _maintain(store: SpoolingStore, runs: SqlRunStore, settings: Settings)
                 continue
             if stored:
                 log.info("replayed %d spooled runs into the database", stored)
+
+
+async def _prune(runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    try:
+        if windows is not None:
+            merged = await asyncio.to_thread(windows.roll_up, now - ROLL_UP_AFTER)
+            if merged:
+                log.info("rolled %d monitoring windows up into hours", merged)
+        if settings.retention_days:
+            cutoff = now - timedelta(days=settings.retention_days)
+            pruned = await asyncio.to_thread(runs.prune, cutoff)
+            if windows is not None:
+                pruned += await asyncio.to_thread(windows.prune, cutoff)
+            if pruned:
+                log.info("pruned %d runs and windows older than %s", pruned, cutoff)
+    except Exception:  # the database may be down; the spools cover writes, upkeep can wait
+        log.warning("rolling up or pruning failed; will retry", exc_info=True)
 
 
 async def serve(settings: Settings, announce: Callable[[App], Any] = lambda app: None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import time
 import uuid
@@ -28,12 +29,26 @@ from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.training import TrainingOptions
-from layerscope.service.errors import InvalidInput, LimitExceeded, Overloaded
+from layerscope.service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidInput,
+    LimitExceeded,
+    ModelUnavailable,
+    Overloaded,
+)
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
+from layerscope.service.monitoring.model_monitor import Sample
+from layerscope.service.monitoring.monitor import Monitor, MonitorSnapshot, MonitorStatus
 from layerscope.service.runtime.device import memory_in_use
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+LIVE_SELECTION = Selection(layers=("*",), kinds=frozenset({"activation"}))
+"""What a sampled request captures: every layer's activation summaries, no weights, no full tensors."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class ModelQueue:
         self._depth: dict[tuple[str, int], int] = {}
 
     @contextmanager
-    def admit(self, model: LoadedModel) -> Iterator[None]:
+    def admit(self, model: LoadedModel) -> Iterator[int]:
+        """Admits one call on `model`; yields how many others were queued or running on it."""
         key = (model.info.name, model.info.version)
         depth = self._depth.get(key, 0)
         if depth >= self._limit:
@@ -69,7 +85,7 @@ class ModelQueue:
             )
         self._depth[key] = depth + 1
         try:
-            yield
+            yield depth
         finally:
             self._depth[key] -= 1
 
@@ -86,6 +102,7 @@ class Inspector:
         store: RunStore,
         diagnoser: Diagnoser,
         telemetry: Telemetry,
+        monitor: Monitor | None = None,
     ) -> None:
         self._settings = settings
         self._models = models
@@ -94,6 +111,7 @@ class Inspector:
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
         self._gauges = model_health.HealthGauges.of(diagnoser)
+        self._monitor = monitor
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -112,10 +130,47 @@ class Inspector:
         return [m.info for m in self._models.loaded()]
 
     async def unload_model(self, ref: ModelRef, remove: bool = False) -> ModelInfo:
-        return await self._models.unload(ref, remove)
+        info = await self._models.unload(ref, remove)
+        if self._monitor is not None:  # its open window is closed and stored, its series go
+            await asyncio.to_thread(self._monitor.forget, info.name, info.version)
+        return info
 
     def model_health(self) -> list[ModelHealth]:
-        return [m.health for m in self._models.loaded()]
+        """The loaded models' health: per-layer gauges from live traffic (never an ad-hoc call's capture), the
+        latest diagnosis's findings and the latest training probe's gradient norms."""
+        if self._monitor is None:
+            return [m.health for m in self._models.loaded()]
+        live = self._monitor.health
+        return [dataclasses.replace(m.health, layers=live(m.info.name, m.info.version)) for m in self._models.loaded()]
+
+    def monitor_snapshots(self) -> list[MonitorSnapshot]:
+        """Monitoring of the versions loaded now (an unloaded version's series go with it)."""
+        if self._monitor is None:
+            return []
+        loaded = {(m.info.name, m.info.version) for m in self._models.loaded()}
+        return [s for s in self._monitor.snapshots() if (s.model, s.version) in loaded]
+
+    # -- monitoring -------------------------------------------------------------------------------------
+
+    async def monitor_status(self, ref: ModelRef, limit: int) -> MonitorStatus:
+        """A loaded model version's live-traffic monitoring: rate, reference, recent windows, events."""
+        monitor = self._require_monitor()
+        model = self._models.get(ref)
+        return await asyncio.to_thread(monitor.status, model.info.name, model.info.version, limit)
+
+    async def set_reference(self, ref: ModelRef, window_id: str | None) -> MonitorStatus:
+        """A stored window as the version's reference, or (None) a new one from the next sampled requests."""
+        monitor = self._require_monitor()
+        model = self._models.get(ref)
+        await asyncio.to_thread(monitor.set_reference, model.info.name, model.info.version, window_id or None)
+        return await asyncio.to_thread(monitor.status, model.info.name, model.info.version, 0)
+
+    def _require_monitor(self) -> Monitor:
+        if self._monitor is None:
+            raise FailedPrecondition(
+                "Expected live-traffic monitoring on; this server runs with LAYERSCOPE_MONITOR_SAMPLE_RATE=0."
+            )
+        return self._monitor
 
     # -- running ----------------------------------------------------------------------------------------
 
@@ -123,8 +178,33 @@ class Inspector:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
-        with self._queue.admit(model):
+        with self._queue.admit(model) as waiting:
+            monitor = self._monitor
+            if monitor is not None and monitor.should_sample(model.info.name, model.info.version, waiting):
+                return model.info, await asyncio.to_thread(self._sampled_predict, monitor, model, inputs)
             return model.info, await asyncio.to_thread(model.engine.predict, inputs)
+
+    def _sampled_predict(
+        self, monitor: Monitor, model: LoadedModel, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The model's outputs from the capture path, whose summaries go to the monitor. A sample never fails
+        its request: if the capture path fails, the plain forward pass answers and the skip is counted."""
+        name, version = model.info.name, model.info.version
+        with monitor.timing():
+            try:
+                result = model.engine.capture(inputs, LIVE_SELECTION)
+            except (Cancelled, ModelUnavailable, DeadlineExceeded):
+                raise  # the call itself is over, or its model is: a plain forward pass would fare no better
+            except Exception:
+                log.warning(
+                    "monitoring: sampled call on %s:%s failed; answered unsampled", name, version, exc_info=True
+                )
+                monitor.skip(name, version, "error")
+                return model.engine.predict(inputs)
+        activations = {p: kinds["activation"] for p, kinds in result.summaries.items() if "activation" in kinds}
+        nonfinite = sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in inputs.values() if a.dtype.kind == "f")
+        monitor.offer(name, version, Sample(activations, nonfinite, self._gauges.measure(model.description)))
+        return result.outputs
 
     async def capture(
         self,
@@ -160,7 +240,6 @@ class Inspector:
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
         _check_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
-        self._observe_health(model, result, findings=None)
         run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
         await self._save(run)
         return CaptureOutcome(run, result)
@@ -188,7 +267,7 @@ class Inspector:
         elapsed = time.perf_counter() - started
         for finding in diagnosis.findings:
             self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
-        self._observe_health(model, diagnosis.capture, diagnosis.findings)
+        model.health = model_health.with_findings(model.health, diagnosis.findings)
         run = self._record(
             model, "diagnose", run_id, diagnosis.capture, diagnosis.findings, diagnosis.inputs_used, elapsed
         )
@@ -221,12 +300,6 @@ class Inspector:
                 raise LimitExceeded(
                     f"Expected a batch of at most {self._settings.max_batch_size} for input '{name}'; received {batch}."
                 )
-
-    def _observe_health(self, model: LoadedModel, result: CaptureResult, findings: list[Finding] | None) -> None:
-        activations = model_diagnosis.activation_summaries(result)
-        layers = self._gauges.layers(model.description, activations) if activations else model.health.layers
-        current = dataclasses.replace(model.health, layers=layers)
-        model.health = current if findings is None else model_health.with_findings(current, findings)
 
     def _record(
         self,

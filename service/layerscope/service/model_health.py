@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from layerscope.service.diagnosis.diagnoser import Diagnoser
@@ -35,6 +35,19 @@ class HealthGauges:
     def of(cls, diagnoser: Diagnoser) -> HealthGauges:
         """The gauges of the rules this Diagnoser runs (default thresholds where it runs none)."""
         return cls(_rule(diagnoser, DeadUnits), _rule(diagnoser, SaturatedUnits))
+
+    def measure(self, description: ModelDescription) -> Callable[[str, Summary], tuple[float | None, float | None]]:
+        """(capture point, activation summary) -> (dead-unit fraction, saturated fraction) of `description`'s
+        layers, None where a rule does not judge the layer: what live-traffic monitoring feeds its gauges."""
+        by_name = {layer.name: layer for layer in description.layers}
+
+        def measure(point: str, summary: Summary) -> tuple[float | None, float | None]:
+            layer = by_name.get(layer_of(point))
+            if layer is None:
+                return None, None
+            return self.dead.measure(layer, summary), self.saturated.measure(layer, summary)
+
+        return measure
 
     def layers(self, description: ModelDescription, activations: Mapping[str, Summary]) -> tuple[LayerHealth, ...]:
         """One entry per capture point; where the rules do not judge a layer (not ReLU-family, not bounded)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,3 +107,34 @@ class Settings(BaseSettings):
     spool_max_runs: int = Field(1000, gt=0, description="Runs the spool holds before captures are refused.")
     spool_replay_seconds: float = Field(5.0, gt=0, description="How often spooled runs are retried.")
     retention_days: float | None = Field(None, gt=0, description="Prune runs older than this; None keeps all.")
+    monitor_sample_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of each model's Predict and ModelInfer requests run through the capture path to watch "
+        "its layers (deterministic: 0.05 is every 20th request); 0 switches live-traffic monitoring off.",
+    )
+    monitor_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description='Per-model sample rates overriding the default, as JSON: {"digits": 0.5}.'
+    )
+    monitor_window_seconds: float = Field(
+        300.0, gt=0, description="A monitoring window closes (and is judged for drift) after this long."
+    )
+    monitor_reference_requests: int = Field(
+        200, ge=2, description="Sampled requests after load that make a model version's reference, unless set."
+    )
+    monitor_false_alarms_per_week: float = Field(
+        1.0,
+        gt=0,
+        description="Drift false alarms a model may raise per week on stationary traffic (sets the test's level).",
+    )
+    monitor_cpu_budget: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of wall time sampled requests may spend in the capture path (over the last 10 s); past "
+        "it sampling skips and counts what it skipped.",
+    )
+    replica: str = Field(
+        default_factory=socket.gethostname, description="This server's name in stored monitoring windows."
+    )

@@ -82,6 +82,11 @@ class Telemetry:
             "Finished runs waiting in the spool for the database.",
             registry=registry,
         )
+        self.window_spool_depth = Gauge(
+            "layerscope_window_spool_depth",
+            "Closed monitoring windows waiting in the spool for the database.",
+            registry=registry,
+        )
         self.device_memory = Gauge(
             "layerscope_device_memory_bytes", "Accelerator memory in use.", ["device"], registry=registry
         )

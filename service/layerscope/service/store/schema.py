@@ -157,3 +157,36 @@ class ProbeRow(Base):
     optimizer: Mapped[str] = mapped_column(sa.String(128))
     loss: Mapped[str] = mapped_column(sa.String(512))
     data: Mapped[str] = mapped_column(sa.Text)
+
+
+class MonitorWindowRow(Base):
+    """A closed window of sampled traffic (or an hour of them, rolled up); its per-layer sums as JSON text."""
+
+    __tablename__ = "monitor_window"
+    __table_args__ = (sa.Index("ix_monitor_window_model", "model_name", "model_version", "ended_at"),)
+
+    window_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(sa.String(128))
+    model_version: Mapped[int] = mapped_column(sa.Integer)
+    replica: Mapped[str] = mapped_column(sa.String(128))
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    reference_id: Mapped[str | None] = mapped_column(sa.String(80))
+    resolution: Mapped[str] = mapped_column(sa.String(16))
+    requests: Mapped[int] = mapped_column(sa.Integer)
+    first_drifting: Mapped[str | None] = mapped_column(sa.String(512))
+    data: Mapped[str] = mapped_column(sa.Text)
+
+
+class MonitorReferenceRow(Base):
+    """The reference of one model version: one for every replica, kept across restarts."""
+
+    __tablename__ = "monitor_reference"
+
+    model_name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    model_version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    reference_id: Mapped[str] = mapped_column(sa.String(80))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(sa.String(160))
+    requests: Mapped[int] = mapped_column(sa.Integer)
+    data: Mapped[str] = mapped_column(sa.Text)

@@ -22,12 +22,11 @@ import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
@@ -37,8 +36,9 @@ from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.text import quoted
 from layerscope.service.domain.training import ProbeResult, probe_from_data, probe_to_data
-from layerscope.service.errors import InvalidInput, NotFound, StoreUnavailable
+from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.store.schema import FindingRow, LayerSummaryRow, ModelRow, ProbeRow, RunRow
+from layerscope.service.store.sessions import transaction
 
 MAX_PAGE = 1000
 """The most runs one `list_runs` page may ask for; the transport may allow fewer."""
@@ -57,20 +57,8 @@ class SqlRunStore:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[Session]:
-        """Commit or roll back in one place; an unreachable database becomes StoreUnavailable."""
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            raise StoreUnavailable(f"The run database is unreachable: {_first_line(exc)}") from exc
-        except sa_exc.TimeoutError as exc:  # every pooled connection busy: the database is too slow to answer
-            raise StoreUnavailable(f"The run database is unreachable: no connection free ({exc})") from exc
-        except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable(f"The run database connection was lost: {_first_line(exc)}") from exc
-            raise
+    def _session(self) -> contextlib.AbstractContextManager[Session]:
+        return transaction(self._sessions)
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -184,7 +172,7 @@ def _integer(label: str, value: int, limit: int) -> None:
         raise InvalidInput(f"Expected {label} as an integer between 0 and {limit}; received {value!r}.")
 
 
-def _insert(session: Session, table: type[Any]) -> Any:
+def insert_statement(session: Session, table: type[Any]) -> Any:
     """INSERT with ON CONFLICT support: both dialects spell it alike, through different constructs."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -196,13 +184,13 @@ def _model_id(session: Session, run: RunRecord) -> int:
     lookup = sa.select(ModelRow.id).filter_by(**values)
     if (found := session.scalar(lookup)) is not None:
         return found
-    session.execute(_insert(session, ModelRow).values(**values).on_conflict_do_nothing())
+    session.execute(insert_statement(session, ModelRow).values(**values).on_conflict_do_nothing())
     return session.scalars(lookup).one()
 
 
 def _insert_run(session: Session, run: RunRecord, model_id: int) -> bool:
     """Insert the run row unless its id is taken; False if it was (a race with a retry)."""
-    statement = _insert(session, RunRow).values(
+    statement = insert_statement(session, RunRow).values(
         run_id=run.run_id,
         model_id=model_id,
         kind=run.kind,
@@ -426,8 +414,3 @@ def _decode_token(token: str) -> tuple[datetime, str]:
         return _as_utc(datetime.fromisoformat(created)), run_id
     except (ValueError, UnicodeError, OverflowError) as exc:
         raise InvalidInput(f"Expected a page token from a previous ListRuns answer; received {quoted(token)}.") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__

@@ -43,7 +43,7 @@ SERVICE_CONFIG = json.dumps(
             {
                 "name": [
                     {"service": "layerscope.v1.Inspector", "method": m}
-                    for m in ("ListModels", "Predict", "ListRuns", "GetRun", "LoadModel")
+                    for m in ("ListModels", "Predict", "ListRuns", "GetRun", "LoadModel", "GetMonitor")
                 ]
                 + [{"service": "grpc.health.v1.Health"}],
                 "retryPolicy": {

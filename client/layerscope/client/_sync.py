@@ -12,10 +12,10 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from layerscope.client import _core
+from layerscope.client import _core, _monitor
 from layerscope.client.errors import LayerscopeError, translate
-from layerscope.client.types import Capture, Comparison, ModelInfo, Report, Run, RunPage
-from layerscope.v1 import inspector_pb2_grpc, models_pb2, runs_pb2
+from layerscope.client.types import Capture, Comparison, ModelInfo, MonitorStatus, Report, Run, RunPage
+from layerscope.v1 import inspector_pb2_grpc, models_pb2, monitor_pb2, runs_pb2
 
 T = TypeVar("T")
 DEFAULT_KINDS = ("activation", "kernel", "bias")
@@ -221,3 +221,15 @@ class Client:
         """
         request = runs_pb2.CompareRunsRequest(run_a=run_a, run_b=run_b)
         return _core.comparison(self._call(self._stub.CompareRuns, request))
+
+    def monitor(self, name: str, version: int | None = None, limit: int = 12) -> MonitorStatus:
+        """Live-traffic monitoring of a loaded model: its sample rate, reference, the newest `limit` windows
+        (every replica's) with per-layer drift and health, and what was reported at once (NaN, dead layers)."""
+        request = monitor_pb2.GetMonitorRequest(model=_core.ref(name, version), limit=limit)
+        return _monitor.status(self._call(self._stub.GetMonitor, request))
+
+    def set_reference(self, name: str, run_id: str | None = None, version: int | None = None) -> MonitorStatus:
+        """Admin: judge drift against a stored window (`w-...`, `h-...`) or capture run from now on; with no
+        id, a new reference is made from the next sampled requests."""
+        request = monitor_pb2.SetReferenceRequest(model=_core.ref(name, version), run_id=run_id or "")
+        return _monitor.status(self._call(self._stub.SetReference, request))

@@ -4,6 +4,7 @@ LayerscopeError                 any failed call; .code (grpc.StatusCode) and .me
 ├── InvalidArgumentError        the request does not fit the model or the protocol
 ├── NotFoundError               no such model, version or run
 ├── AlreadyExistsError          a model version that is already stored (or being uploaded)
+├── FailedPreconditionError     the server's state cannot serve the call yet (a reference still being made)
 ├── PermissionDeniedError       the token's role does not allow the call
 ├── UnauthenticatedError        no token or a wrong one
 ├── ResourceExhaustedError      a request over a server limit, or the server at capacity
@@ -14,7 +15,7 @@ LayerscopeError                 any failed call; .code (grpc.StatusCode) and .me
 
 Mistakes the client catches before sending (a missing file to upload, an input dtype the wire cannot
 carry) raise InvalidArgumentError too, with the path or dtype named, just as the server would. Any other
-status (CANCELLED, UNKNOWN, FAILED_PRECONDITION, ...) raises LayerscopeError itself.
+status (CANCELLED, UNKNOWN, ...) raises LayerscopeError itself.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class ResourceExhaustedError(LayerscopeError):
     pass
 
 
+class FailedPreconditionError(LayerscopeError):
+    pass
+
+
 class UnavailableError(LayerscopeError):
     pass
 
@@ -85,6 +90,7 @@ _BY_CODE: dict[StatusCode, type[LayerscopeError]] = {
     StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     StatusCode.UNAVAILABLE: UnavailableError,
     StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     StatusCode.DATA_LOSS: DataLossError,

@@ -176,3 +176,82 @@ class ProbeChange:
     first_loss_delta: float
     last_loss_delta: float
     gradient_norm_deltas: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerWindowHealth:
+    """One layer in one monitoring window: its drift against the reference and its health."""
+
+    layer: str
+    drift_score: float
+    """The drift statistic over its calibrated threshold: >= 1 is drifting; 0 when not judged."""
+    drifting: bool
+    drift_part: str
+    """histogram, activity or scale: the features that moved most."""
+    dead_unit_fraction: float | None
+    """None where the dead-units rule does not judge the layer."""
+    non_finite: int
+    activation_rms: float
+    mean: float
+    std: float
+    requests: int
+
+
+@dataclass(frozen=True)
+class MonitorWindow:
+    """Sampled traffic of one model version on one replica, judged against the reference when it closed."""
+
+    window_id: str
+    replica: str
+    started: datetime
+    ended: datetime
+    requests: int
+    reference_id: str
+    resolution: str
+    first_drifting_layer: str | None
+    """The drifting layer nearest the input: where to look first."""
+    input_nonfinite: int
+    layers: tuple[LayerWindowHealth, ...]
+
+    @property
+    def drifting(self) -> tuple[str, ...]:
+        return tuple(layer.layer for layer in self.layers if layer.drifting)
+
+
+@dataclass(frozen=True)
+class MonitorReference:
+    reference_id: str
+    created_at: datetime
+    source: str
+    """traffic, window:<id> or run:<id>."""
+    requests: int
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """Reported at once, not after a window: NaN/Inf in traffic, a layer that died."""
+
+    at: datetime
+    kind: str
+    layers: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """A model version's live-traffic monitoring (`Client.monitor`)."""
+
+    model: str
+    version: int
+    sample_rate: float
+    samples: int
+    skipped: dict[str, int]
+    nonfinite_samples: int
+    reference: MonitorReference | None
+    """None while the first sampled requests are still being collected (`reference_progress`)."""
+    reference_progress: tuple[int, int]
+    windows: tuple[MonitorWindow, ...]
+    """Newest first, from every replica."""
+    events: tuple[MonitorEvent, ...]
+    open_window: MonitorWindow | None

@@ -25,16 +25,17 @@ _sym_db = _symbol_database.Default()
 from layerscope.v1 import capture_pb2 as layerscope_dot_v1_dot_capture__pb2
 from layerscope.v1 import diagnosis_pb2 as layerscope_dot_v1_dot_diagnosis__pb2
 from layerscope.v1 import models_pb2 as layerscope_dot_v1_dot_models__pb2
+from layerscope.v1 import monitor_pb2 as layerscope_dot_v1_dot_monitor__pb2
 from layerscope.v1 import runs_pb2 as layerscope_dot_v1_dot_runs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/inspector.proto\x12\rlayerscope.v1\x1a\x1blayerscope/v1/capture.proto\x1a\x1dlayerscope/v1/diagnosis.proto\x1a\x1alayerscope/v1/models.proto\x1a\x18layerscope/v1/runs.proto2\x8c\x06\n\tInspector\x12L\n\x0bUploadModel\x12!.layerscope.v1.UploadModelRequest\x1a\x18.layerscope.v1.ModelInfo(\x01\x12\x46\n\tLoadModel\x12\x1f.layerscope.v1.LoadModelRequest\x1a\x18.layerscope.v1.ModelInfo\x12Q\n\nListModels\x12 .layerscope.v1.ListModelsRequest\x1a!.layerscope.v1.ListModelsResponse\x12T\n\x0bUnloadModel\x12!.layerscope.v1.UnloadModelRequest\x1a\".layerscope.v1.UnloadModelResponse\x12H\n\x07Predict\x12\x1d.layerscope.v1.PredictRequest\x1a\x1e.layerscope.v1.PredictResponse\x12J\n\x07\x43\x61pture\x12\x1d.layerscope.v1.CaptureRequest\x1a\x1e.layerscope.v1.CaptureResponse0\x01\x12K\n\x08\x44iagnose\x12\x1e.layerscope.v1.DiagnoseRequest\x1a\x1f.layerscope.v1.DiagnoseResponse\x12K\n\x08ListRuns\x12\x1e.layerscope.v1.ListRunsRequest\x1a\x1f.layerscope.v1.ListRunsResponse\x12:\n\x06GetRun\x12\x1c.layerscope.v1.GetRunRequest\x1a\x12.layerscope.v1.Run\x12T\n\x0b\x43ompareRuns\x12!.layerscope.v1.CompareRunsRequest\x1a\".layerscope.v1.CompareRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlayerscope/v1/inspector.proto\x12\rlayerscope.v1\x1a\x1blayerscope/v1/capture.proto\x1a\x1dlayerscope/v1/diagnosis.proto\x1a\x1alayerscope/v1/models.proto\x1a\x1blayerscope/v1/monitor.proto\x1a\x18layerscope/v1/runs.proto2\xac\x07\n\tInspector\x12L\n\x0bUploadModel\x12!.layerscope.v1.UploadModelRequest\x1a\x18.layerscope.v1.ModelInfo(\x01\x12\x46\n\tLoadModel\x12\x1f.layerscope.v1.LoadModelRequest\x1a\x18.layerscope.v1.ModelInfo\x12Q\n\nListModels\x12 .layerscope.v1.ListModelsRequest\x1a!.layerscope.v1.ListModelsResponse\x12T\n\x0bUnloadModel\x12!.layerscope.v1.UnloadModelRequest\x1a\".layerscope.v1.UnloadModelResponse\x12H\n\x07Predict\x12\x1d.layerscope.v1.PredictRequest\x1a\x1e.layerscope.v1.PredictResponse\x12J\n\x07\x43\x61pture\x12\x1d.layerscope.v1.CaptureRequest\x1a\x1e.layerscope.v1.CaptureResponse0\x01\x12K\n\x08\x44iagnose\x12\x1e.layerscope.v1.DiagnoseRequest\x1a\x1f.layerscope.v1.DiagnoseResponse\x12K\n\x08ListRuns\x12\x1e.layerscope.v1.ListRunsRequest\x1a\x1f.layerscope.v1.ListRunsResponse\x12:\n\x06GetRun\x12\x1c.layerscope.v1.GetRunRequest\x1a\x12.layerscope.v1.Run\x12T\n\x0b\x43ompareRuns\x12!.layerscope.v1.CompareRunsRequest\x1a\".layerscope.v1.CompareRunsResponse\x12L\n\nGetMonitor\x12 .layerscope.v1.GetMonitorRequest\x1a\x1c.layerscope.v1.MonitorStatus\x12P\n\x0cSetReference\x12\".layerscope.v1.SetReferenceRequest\x1a\x1c.layerscope.v1.MonitorStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'layerscope.v1.inspector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSPECTOR']._serialized_start=163
-  _globals['_INSPECTOR']._serialized_end=943
+  _globals['_INSPECTOR']._serialized_start=192
+  _globals['_INSPECTOR']._serialized_end=1132
 # @@protoc_insertion_point(module_scope)

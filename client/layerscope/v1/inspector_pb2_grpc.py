@@ -6,6 +6,7 @@ import warnings
 from layerscope.v1 import capture_pb2 as layerscope_dot_v1_dot_capture__pb2
 from layerscope.v1 import diagnosis_pb2 as layerscope_dot_v1_dot_diagnosis__pb2
 from layerscope.v1 import models_pb2 as layerscope_dot_v1_dot_models__pb2
+from layerscope.v1 import monitor_pb2 as layerscope_dot_v1_dot_monitor__pb2
 from layerscope.v1 import runs_pb2 as layerscope_dot_v1_dot_runs__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -88,6 +89,16 @@ class InspectorStub:
                 request_serializer=layerscope_dot_v1_dot_runs__pb2.CompareRunsRequest.SerializeToString,
                 response_deserializer=layerscope_dot_v1_dot_runs__pb2.CompareRunsResponse.FromString,
                 _registered_method=True)
+        self.GetMonitor = channel.unary_unary(
+                '/layerscope.v1.Inspector/GetMonitor',
+                request_serializer=layerscope_dot_v1_dot_monitor__pb2.GetMonitorRequest.SerializeToString,
+                response_deserializer=layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
+                _registered_method=True)
+        self.SetReference = channel.unary_unary(
+                '/layerscope.v1.Inspector/SetReference',
+                request_serializer=layerscope_dot_v1_dot_monitor__pb2.SetReferenceRequest.SerializeToString,
+                response_deserializer=layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
+                _registered_method=True)
 
 
 class InspectorServicer:
@@ -161,6 +172,20 @@ class InspectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMonitor(self, request, context):
+        """Live-traffic monitoring of a loaded model: sample rate, reference, recent windows with per-layer drift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetReference(self, request, context):
+        """Admin: a stored window (or capture run) as the model version's reference, or a new one from traffic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InspectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +238,16 @@ def add_InspectorServicer_to_server(servicer, server):
                     servicer.CompareRuns,
                     request_deserializer=layerscope_dot_v1_dot_runs__pb2.CompareRunsRequest.FromString,
                     response_serializer=layerscope_dot_v1_dot_runs__pb2.CompareRunsResponse.SerializeToString,
+            ),
+            'GetMonitor': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMonitor,
+                    request_deserializer=layerscope_dot_v1_dot_monitor__pb2.GetMonitorRequest.FromString,
+                    response_serializer=layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.SerializeToString,
+            ),
+            'SetReference': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReference,
+                    request_deserializer=layerscope_dot_v1_dot_monitor__pb2.SetReferenceRequest.FromString,
+                    response_serializer=layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +521,60 @@ class Inspector:
             '/layerscope.v1.Inspector/CompareRuns',
             layerscope_dot_v1_dot_runs__pb2.CompareRunsRequest.SerializeToString,
             layerscope_dot_v1_dot_runs__pb2.CompareRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMonitor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerscope.v1.Inspector/GetMonitor',
+            layerscope_dot_v1_dot_monitor__pb2.GetMonitorRequest.SerializeToString,
+            layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerscope.v1.Inspector/SetReference',
+            layerscope_dot_v1_dot_monitor__pb2.SetReferenceRequest.SerializeToString,
+            layerscope_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
             options,
             channel_credentials,
             insecure,

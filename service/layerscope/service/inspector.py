@@ -26,7 +26,15 @@ from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
-from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore, check_run_id
+from layerscope.service.domain.runs import (
+    RESERVED_PREFIXES,
+    LayerSummaryRecord,
+    RunPage,
+    RunQuery,
+    RunRecord,
+    RunStore,
+    check_run_id,
+)
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.training import TrainingOptions
 from layerscope.service.errors import (
@@ -42,6 +50,7 @@ from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.registry import LoadedModel
 from layerscope.service.monitoring.model_monitor import Sample
 from layerscope.service.monitoring.monitor import Monitor, MonitorSnapshot, MonitorStatus
+from layerscope.service.monitoring.window import Window
 from layerscope.service.runtime.device import memory_in_use
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
@@ -158,12 +167,23 @@ class Inspector:
         model = self._models.get(ref)
         return await asyncio.to_thread(monitor.status, model.info.name, model.info.version, limit)
 
-    async def set_reference(self, ref: ModelRef, window_id: str | None) -> MonitorStatus:
-        """A stored window as the version's reference, or (None) a new one from the next sampled requests."""
+    async def set_reference(self, ref: ModelRef, run_id: str | None) -> MonitorStatus:
+        """A stored window or capture run as the version's reference, or (None) a new one from the next sampled
+        requests."""
         monitor = self._require_monitor()
-        model = self._models.get(ref)
-        await asyncio.to_thread(monitor.set_reference, model.info.name, model.info.version, window_id or None)
-        return await asyncio.to_thread(monitor.status, model.info.name, model.info.version, 0)
+        name, version = self._models.get(ref).info.name, self._models.get(ref).info.version
+        if run_id and not run_id.startswith(RESERVED_PREFIXES):
+            run = await self.get_run(run_id)
+            if (run.model_name, run.model_version, run.kind) != (name, version, "capture"):
+                raise FailedPrecondition(
+                    f"Expected a capture run of model '{name}' version {version}; run {run_id!r} is a {run.kind} of "
+                    f"'{run.model_name}' version {run.model_version}."
+                )
+            activations = {s.layer: s.summary for s in run.summaries if s.kind == "activation"}
+            await asyncio.to_thread(monitor.reference_from_capture, name, version, run_id, activations)
+        else:
+            await asyncio.to_thread(monitor.set_reference, name, version, run_id or None)
+        return await asyncio.to_thread(monitor.status, name, version, 0)
 
     def _require_monitor(self) -> Monitor:
         if self._monitor is None:
@@ -283,6 +303,9 @@ class Inspector:
         return await asyncio.to_thread(self._store.list_runs, query)
 
     async def get_run(self, run_id: str) -> RunRecord:
+        """A stored run; a monitoring window's id (w-..., h-...) reads that window as a run of kind "window"."""
+        if run_id.startswith(RESERVED_PREFIXES) and self._monitor is not None:
+            return window_run(await asyncio.to_thread(self._monitor.window, run_id))
         return await asyncio.to_thread(self._store.get_run, run_id)
 
     async def compare_runs(self, run_a: str, run_b: str) -> Comparison:
@@ -335,6 +358,24 @@ class Inspector:
         started = time.perf_counter()
         await asyncio.to_thread(self._store.save_run, run)
         self._telemetry.db_write_seconds.observe(time.perf_counter() - started)
+
+
+def window_run(window: Window) -> RunRecord:
+    """A monitoring window as a stored run reads: one activation summary per layer, no findings."""
+    return RunRecord(
+        run_id=window.window_id,
+        model_name=window.model,
+        model_version=window.version,
+        model_sha256="",
+        kind="window",
+        created_at=window.ended,
+        batch_size=window.requests,
+        inputs=f"{window.requests} sampled requests on {window.replica}, {window.started:%Y-%m-%d %H:%M:%S} to "
+        f"{window.ended:%H:%M:%S} UTC",
+        device="",
+        duration_seconds=(window.ended - window.started).total_seconds(),
+        summaries=tuple(LayerSummaryRecord(p, "activation", s) for p, s in window.summaries().items()),
+    )
 
 
 def _check_input_dtypes(info: ModelInfo) -> None:

@@ -17,12 +17,22 @@ MAX_RUN_ID = 128
 """The longest run id a caller may choose (the width of the stored column)."""
 
 
+RESERVED_PREFIXES = ("w-", "h-")
+"""Run ids of this shape name monitoring windows (closed, or rolled up into hours), which GetRun and
+CompareRuns also read."""
+
+
 def check_run_id(run_id: str) -> str:
     """A caller's run id, checked before any work is done for it (empty: the server picks one)."""
     if len(run_id) > MAX_RUN_ID or not run_id.isprintable():  # NUL and other controls are not printable
         raise InvalidInput(
             f"Expected a run id of at most {MAX_RUN_ID} printable characters; "
             f"received {len(run_id)} characters: {run_id[:40]!r}."
+        )
+    if run_id.startswith(RESERVED_PREFIXES):
+        raise InvalidInput(
+            f"Expected a run id that does not start with {' or '.join(RESERVED_PREFIXES)} (the ids of monitoring "
+            f"windows); received {run_id[:40]!r}."
         )
     return run_id
 

@@ -37,6 +37,7 @@ REQUIRED: Mapping[str, Role] = {
     "UnloadModel": Role.ADMIN,
     "Diagnose": Role.AUDITOR,
     "CompareRuns": Role.READER,
+    "SetReference": Role.ADMIN,  # decides what live traffic is judged against, so what may page someone
 }
 """The role a method needs; every method not listed needs READER."""
 

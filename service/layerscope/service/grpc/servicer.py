@@ -10,9 +10,9 @@ import grpc
 from layerscope.client import codec
 from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput
-from layerscope.service.grpc import convert
+from layerscope.service.grpc import convert, monitor_convert
 from layerscope.service.inspector import Inspector
-from layerscope.v1 import capture_pb2, diagnosis_pb2, inspector_pb2_grpc, models_pb2, runs_pb2
+from layerscope.v1 import capture_pb2, diagnosis_pb2, inspector_pb2_grpc, models_pb2, monitor_pb2, runs_pb2
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -104,3 +104,13 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
         if not request.run_a or not request.run_b:
             raise InvalidInput(f"Expected two run ids; received {quoted(request.run_a)} and {quoted(request.run_b)}.")
         return convert.comparison(await self._inspector.compare_runs(request.run_a, request.run_b))
+
+    async def GetMonitor(self, request: monitor_pb2.GetMonitorRequest, context: Context) -> monitor_pb2.MonitorStatus:
+        limit = monitor_convert.window_limit(request.limit)
+        return monitor_convert.status(await self._inspector.monitor_status(convert.model_ref(request.model), limit))
+
+    async def SetReference(
+        self, request: monitor_pb2.SetReferenceRequest, context: Context
+    ) -> monitor_pb2.MonitorStatus:
+        ref = convert.model_ref(request.model)
+        return monitor_convert.status(await self._inspector.set_reference(ref, request.run_id or None))

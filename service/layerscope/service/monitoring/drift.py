@@ -129,6 +129,24 @@ def reference_from_window(window: Window, reference: Reference, reference_id: st
     )
 
 
+def reference_from_run(
+    summaries: Mapping[str, Summary], reference: Reference, reference_id: str, at: datetime, source: str
+) -> Reference:
+    """One stored capture as the expected traffic: its features on the current reference's edges, with the
+    current reference's request-to-request variance and calibration (one capture is evidence of one request:
+    it counts as a reference of one, so only a clear change is called drift against it)."""
+    layers = {}
+    for name, current in reference.layers.items():
+        summary = summaries.get(name)
+        if summary is None or len(summary.unit_activity) != current.units:
+            continue
+        mean = features(summary, current.edges)
+        layers[name] = LayerReference(
+            current.edges, mean, current.variance, current.units, current.scale, current.dof, current.dead_unit_fraction
+        )
+    return Reference(reference_id, reference.model, reference.version, at, source, 1, layers)
+
+
 def judge(window: Window, reference: Reference, windows_per_week: float, false_alarms_per_week: float) -> None:
     """Decide each layer of a closed window against the reference, in place (`window.drift`)."""
     judged = [name for name in window.layers if name in reference.layers]

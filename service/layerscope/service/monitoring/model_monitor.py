@@ -229,6 +229,7 @@ class ModelMonitor:
                 ended=at,
                 reference_id=self.reference.reference_id if self.reference else None,
                 layers={},
+                edges={p: r.edges for p, r in self.reference.layers.items()} if self.reference else {},
             )
         return self.current
 

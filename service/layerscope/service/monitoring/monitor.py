@@ -14,15 +14,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from layerscope.service.domain.model_health import LayerHealth
-from layerscope.service.errors import FailedPrecondition, StoreUnavailable
-from layerscope.service.monitoring.drift import Reference, reference_from_window
+from layerscope.service.domain.runs import RESERVED_PREFIXES
+from layerscope.service.domain.summary import Summary
+from layerscope.service.errors import FailedPrecondition, NotFound, StoreUnavailable
+from layerscope.service.monitoring.drift import Reference, reference_from_run, reference_from_window
 from layerscope.service.monitoring.model_monitor import ModelMonitor, MonitorConfig, MonitorEvent, Sample
 from layerscope.service.monitoring.sampling import Budget, Sampler
 from layerscope.service.monitoring.window import Window
@@ -32,6 +35,7 @@ QUEUE_LIMIT = 256
 """Samples waiting for the monitor's thread; beyond it new ones are dropped and counted (a sample is a few
 kilobytes of summaries: the bound is memory, not time)."""
 TICK_SECONDS = 0.25
+WINDOW_PREFIXES = RESERVED_PREFIXES
 
 
 class MonitorStore(Protocol):
@@ -205,6 +209,8 @@ class Monitor:
 
     def set_reference(self, model: str, version: int, window_id: str | None) -> Reference | None:
         """A stored window as the version's reference, or (None) a fresh one from the next sampled requests."""
+        if window_id is not None and not window_id.startswith(WINDOW_PREFIXES):
+            raise FailedPrecondition(f"Expected a monitoring window id (w-..., h-...); received {window_id!r}.")
         if window_id is None:
             with self._lock:
                 watched = self._model(model, version)
@@ -218,19 +224,55 @@ class Monitor:
                 f"Expected a window of model '{model}' version {version}; window {window_id} is of "
                 f"'{window.model}' version {window.version}."
             )
-        with self._lock:
-            current = self._model(model, version).reference
-        base = current or self._stored_reference(model, version)
+        base = self._current_reference(model, version)
         if base is None or window.reference_id is None:
             raise FailedPrecondition(
                 f"Expected a window judged against a reference (its bins come from one); window {window_id} was "
                 "recorded while the first reference was still being made. Choose a later window."
             )
-        reference = reference_from_window(window, base, f"ref-{window_id}", self._clock())
+        return self._replace(model, version, reference_from_window(window, base, f"ref-{window_id}", self._clock()))
+
+    def _replace(self, model: str, version: int, reference: Reference) -> Reference:
         stored = self._store.replace_reference(reference)
         with self._lock:
             self._model(model, version).adopt(stored)
         return stored
+
+    def _current_reference(self, model: str, version: int) -> Reference | None:
+        with self._lock:
+            current = self._model(model, version).reference
+        return current or self._stored_reference(model, version)
+
+    def reference_from_capture(
+        self, model: str, version: int, run_id: str, summaries: Mapping[str, Summary]
+    ) -> Reference:
+        """A stored capture run's activations as the version's expected traffic (see `reference_from_run`)."""
+        base = self._current_reference(model, version)
+        if base is None:
+            raise FailedPrecondition(
+                f"Expected model '{model}' version {version} to have a reference from traffic first: a capture run "
+                "gives the expected activations, but the request-to-request variance that calibrates drift comes "
+                f"from sampled traffic. Retry once GetMonitor shows a reference, or pass a window id, not {run_id!r}."
+            )
+        reference = reference_from_run(
+            summaries, base, f"ref-run-{uuid.uuid4().hex[:16]}", self._clock(), f"run:{run_id}"
+        )
+        if not reference.layers:
+            raise FailedPrecondition(
+                f"Expected run {run_id!r} to hold activation summaries of the monitored layers; it holds none."
+            )
+        return self._replace(model, version, reference)
+
+    def window(self, window_id: str) -> Window:
+        """A closed window: stored (or spooled), or still in memory while the database is unreachable."""
+        try:
+            return self._store.get_window(window_id)
+        except (NotFound, StoreUnavailable):
+            with self._lock:
+                kept = [w for m in self._models.values() for w in m.recent if w.window_id == window_id]
+            if kept:
+                return kept[0]
+            raise
 
     def forget(self, model: str, version: int) -> None:
         """A version was unloaded: close its window now (stored), drop its state."""
@@ -256,20 +298,33 @@ class Monitor:
             self.forget(*key)
 
     def _run(self) -> None:
-        while True:
+        while not (self._stopping.is_set() and self._queue.empty()):
             try:
                 item = self._queue.get(timeout=TICK_SECONDS)
             except queue.Empty:
                 item = None
-            if item is None and self._stopping.is_set() and self._queue.empty():
-                return
+            self._step(item)
+
+    def process_pending(self) -> None:
+        """Add every queued sample, then close due windows and store what is due: one pass of the monitor's
+        thread (tests drive it by hand)."""
+        while True:
             try:
-                if item is not None:
-                    with self._lock:
-                        self._model(*item[0]).add(item[1])
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._step(item, maintain=False)
+        self._step(None)
+
+    def _step(self, item: tuple[tuple[str, int], Sample] | None, maintain: bool = True) -> None:
+        try:
+            if item is not None:
+                with self._lock:
+                    self._model(*item[0]).add(item[1])
+            if maintain:
                 self._maintain()
-            except Exception:  # the monitor must outlive any one bad sample or store error
-                log.exception("monitoring: a sample or a window could not be processed")
+        except Exception:  # the monitor must outlive any one bad sample or store error
+            log.exception("monitoring: a sample or a window could not be processed")
 
     def _maintain(self) -> None:
         now = self._clock()

@@ -219,6 +219,8 @@ class Window:
     resolution: str = "window"
     """"window" as closed, or "hour" once rolled up."""
     drift: dict[str, LayerDrift] = field(default_factory=dict)
+    edges: dict[str, np.ndarray] = field(default_factory=dict)
+    """Capture point -> the frozen edges its histogram is on (the reference's when the window opened)."""
 
     @property
     def requests(self) -> int:
@@ -233,6 +235,7 @@ class Window:
         return {
             "layers": {name: layer.to_data() for name, layer in self.layers.items()},
             "drift": {name: vars(d) for name, d in self.drift.items()},
+            "edges": {name: [float(v) for v in e] for name, e in self.edges.items()},
             "input_nonfinite": self.input_nonfinite,
         }
 
@@ -243,7 +246,12 @@ class Window:
             layers={name: LayerWindow.from_data(layer) for name, layer in data["layers"].items()},
             drift={name: LayerDrift(**d) for name, d in data.get("drift", {}).items()},
             input_nonfinite=int(data.get("input_nonfinite", 0)),
+            edges={name: np.asarray(e, dtype=np.float64) for name, e in data.get("edges", {}).items()},
         )
+
+    def summaries(self) -> dict[str, Summary]:
+        """Each layer's window as one capture summary (what run readers and comparisons take)."""
+        return {name: layer.summary(self.edges.get(name)) for name, layer in self.layers.items()}
 
 
 def merge_windows(windows: list[Window], window_id: str, resolution: str) -> Window:
@@ -266,6 +274,7 @@ def merge_windows(windows: list[Window], window_id: str, resolution: str) -> Win
         layers=layers,
         input_nonfinite=sum(w.input_nonfinite for w in windows),
         resolution=resolution,
+        edges=first.edges,
     )
 
 

@@ -60,8 +60,10 @@ def test_a_layer_is_flagged_exactly_where_its_gauge_passes_the_rule_threshold(
     diagnosis, gauges, diagnoser = measured
     gauge = HealthGauges.of(diagnoser)
     hidden = {"dead", "pre_leaky", "leaky", "saturated", "calm"}
-    dead = {name for name in hidden if gauges[name].dead_unit_fraction > gauge.dead.max_dead_fraction}
-    saturated = {name for name in hidden if gauges[name].saturated_fraction > gauge.saturated.max_saturated_fraction}
+    dead = {name for name in hidden if (gauges[name].dead_unit_fraction or 0.0) > gauge.dead.max_dead_fraction}
+    saturated = {
+        name for name in hidden if (gauges[name].saturated_fraction or 0.0) > gauge.saturated.max_saturated_fraction
+    }
     assert dead == set(flagged(diagnosis, "dead-units")) == {"dead"}
     assert saturated == set(flagged(diagnosis, "saturated-units")) == {"saturated"}
 
@@ -78,10 +80,11 @@ def test_gauge_and_finding_report_the_same_number(
 def test_a_leaky_relu_that_never_turns_positive_is_not_dead_in_the_gauge_either(
     measured: tuple[Diagnosis, dict[str, LayerHealth], Diagnoser],
 ) -> None:
-    """Below zero a leaky ReLU still passes a gradient: neither the finding nor the gauge calls it dead."""
+    """Below zero a leaky ReLU still passes a gradient: neither the finding nor the gauge calls it dead (the
+    rule does not judge it, so no dead-unit series is exported for it at all)."""
     diagnosis, gauges, _ = measured
     assert gauges["leaky"].activation_rms > 0 and "leaky" not in flagged(diagnosis, "dead-units")
-    assert gauges["leaky"].dead_unit_fraction == 0.0
+    assert gauges["leaky"].dead_unit_fraction is None
 
 
 def test_the_gauges_follow_the_thresholds_the_diagnoser_was_built_with() -> None:

@@ -4,6 +4,9 @@ unsampled ones; NaN inputs are reported at once; the reference outlives a restar
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,3 +185,42 @@ def test_the_reference_outlives_a_restart(tmp_path: Path) -> None:
             assert client.monitor("cnn").reference.reference_id == reference  # type: ignore[union-attr]
     finally:
         second.stop()
+
+
+def layerscope(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("layerscope")), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_monitor_command_shows_layers_drift_and_the_first_drifting_layer(live: ServerHandle) -> None:
+    shown = layerscope("monitor", "cnn", "--server", live.target, "--once")
+    assert shown.returncode == 0, shown.stderr
+    assert "cnn v1" in shown.stdout and "sampling 100%" in shown.stdout
+    assert all(layer in shown.stdout for layer in ("conv", "pool", "hidden", "probabilities"))
+    as_json = layerscope("monitor", "cnn", "--server", live.target, "--format", "json")
+    status = json.loads(as_json.stdout)
+    assert status["model"] == "cnn" and status["windows"] and status["reference"]["requests"] > 0
+    missing = layerscope("monitor", "nope", "--server", live.target, "--once")
+    assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_export_writes_windows_and_runs_that_tensorboard_reads(live: ServerHandle, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with Client(live.target) as client:
+        client.capture("cnn", images(np.random.default_rng(5)))
+        windows = len(client.monitor("cnn", limit=500).windows)
+    done = layerscope("export", "tensorboard", "cnn", "--server", live.target, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {windows} windows" in done.stdout
+    written = EventAccumulator(str(tmp_path / "cnn" / "windows"), size_guidance={"histograms": 0, "scalars": 0})
+    written.Reload()
+    tags = written.Tags()
+    assert {"drift/conv", "drift/hidden", "dead_unit_fraction/conv"} <= set(tags["scalars"])
+    assert "activation/conv" in tags["histograms"]
+    assert len(written.Scalars("drift/conv")) == windows
+    drift = [event.value for event in written.Scalars("drift/conv")]
+    assert max(drift) >= 1.0  # the brightness shift of the first test, as TensorBoard will plot it
+    runs = EventAccumulator(str(tmp_path / "cnn" / "runs"), size_guidance={"histograms": 0})
+    runs.Reload()
+    assert "activation/conv" in runs.Tags()["histograms"] and "kernel/conv" in runs.Tags()["histograms"]

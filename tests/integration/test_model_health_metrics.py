@@ -1,7 +1,9 @@
-"""Model health on /metrics: per-layer series from real captures, gone when the model is unloaded."""
+"""Model health on /metrics: per-layer series from sampled Predict traffic (never from an ad-hoc capture),
+gone when the model is unloaded."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +21,26 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     before = scrape(server.metrics_url)
     client.upload_model("nan", models.save(models.nan_model(), tmp_path))
     client.upload_model("dead", models.save(models.dead_relu_model(), tmp_path))
+    # Ad-hoc calls are stored with their runs; they never set the live picture the gauges show.
     client.capture("nan", np.ones((4, 4), "float32"))
     client.capture("dead", np.ones((4, 4), "float32"))
+    adhoc = scrape(server.metrics_url)
+    assert not any(key.startswith("layerscope_layer_") and 'model="dead"' in key for key in adhoc)
+
+    # Production traffic feeds them: at the default 5% rate, the 20th Predict of each model is sampled.
+    for _ in range(20):
+        client.predict("nan", np.ones((4, 4), "float32"))
+        client.predict("dead", np.ones((4, 4), "float32"))
+    dead_series = 'layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}'
+    samples = wait_for_series(server, dead_series)
     client.diagnose("dead")
     samples = scrape(server.metrics_url)
 
     # kernel[0, 0] is NaN: unit 0 of each of the 4 examples is NaN, units 1 and 2 stay finite
     assert samples['layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}'] == 4
-    assert samples['layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}'] == 1.0
-    assert samples['layerscope_layer_dead_unit_fraction{layer="out",model="dead",version="1"}'] == 0.0
+    assert samples[dead_series] == 1.0
+    # A Dense without activation is not ReLU-family: no dead-unit series says 0 where the rule does not judge.
+    assert 'layerscope_layer_dead_unit_fraction{layer="out",model="dead",version="1"}' not in samples
     assert samples['layerscope_layer_activation_rms{layer="dead",model="dead",version="1"}'] == 0.0
     findings = 'layerscope_model_findings{code="dead-units",model="dead",severity="warning",version="1"}'
     assert samples[findings] == 1
@@ -37,8 +50,21 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
 
     client.unload_model("nan")
     after = scrape(server.metrics_url)
-    assert not any('model="nan"' in key and key.startswith("layerscope_layer_") for key in after)
-    assert 'layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}' in after
+    assert not any(
+        'model="nan"' in key and key.startswith(("layerscope_layer_", "layerscope_monitor_")) for key in after
+    )
+    assert dead_series in after
+
+
+def wait_for_series(server: ServerHandle, series: str) -> dict[str, float]:
+    """The monitor adds a sample on its own thread, just after the response: wait for it to show."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        samples = scrape(server.metrics_url)
+        if series in samples:
+            return samples
+        time.sleep(0.1)
+    raise AssertionError(f"{series} did not appear")
 
 
 def test_full_tensors_over_the_byte_limit_are_refused_naming_limit_and_size(

@@ -12,6 +12,7 @@ EXPECTED = {
     errors.ServiceError: grpc.StatusCode.INTERNAL,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.UnsafeModel: grpc.StatusCode.INVALID_ARGUMENT,
     errors.LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,

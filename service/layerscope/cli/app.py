@@ -1,8 +1,9 @@
 """The `layerscope` command: the second composition root, beside the service's `app.py`.
 
 It wires the commands together: `serve` runs the service, `audit` audits model files (here or through a
-server), `runs` and `compare` read stored history through the client. Heavy imports (TensorFlow, the
-service) happen inside the commands that need them, so `--help` is instant.
+server); through the client, `runs` and `compare` read stored history, `monitor` watches a served model and
+`export tensorboard` writes its windows for TensorBoard. Heavy imports (TensorFlow, the service) happen
+inside the commands that need them, so `--help` is instant.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from layerscope.cli import history, serve
+from layerscope.cli import export, history, monitor, serve
 from layerscope.cli.audit import command as audit
 
-app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare.", no_args_is_help=True)
+app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare, monitor, export.", no_args_is_help=True)
 
 
 def _print_version(asked: bool) -> None:
@@ -38,6 +39,8 @@ app.command("serve")(serve.serve)
 app.add_typer(audit.app, name="audit")
 app.command("runs")(history.runs)
 app.command("compare")(history.compare)
+app.command("monitor")(monitor.monitor)
+app.add_typer(export.app, name="export")
 
 
 def main() -> Any:

@@ -49,9 +49,9 @@ def runs(
                 model, limit, version=version, since=since, until=until, code=code, page_token=page_token
             )
     except LayerscopeError as exc:
-        _fail(exc)
+        fail(exc)
     if output_format is Format.json:
-        _print_json({"runs": [_run_json(r) for r in page.runs], "next_page_token": page.next_page_token})
+        print_json({"runs": [_run_json(r) for r in page.runs], "next_page_token": page.next_page_token})
         return
     _runs_table(page, model)
 
@@ -90,9 +90,9 @@ def compare(
         with Client(server, token=token) as c:
             result = c.compare(run_a, run_b)
     except LayerscopeError as exc:
-        _fail(exc)
+        fail(exc)
     if output_format is Format.json:
-        _print_json(dataclasses.asdict(result))
+        print_json(dataclasses.asdict(result))
         return
     _comparison_table(result, top)
 
@@ -136,7 +136,7 @@ def _run_json(r: Any) -> dict[str, Any]:
     }
 
 
-def _print_json(doc: dict[str, Any]) -> None:
+def print_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=_plain) + "\n")
 
 
@@ -151,6 +151,6 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _fail(exc: LayerscopeError) -> Any:
+def fail(exc: LayerscopeError) -> Any:
     Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
     raise typer.Exit(2) from exc

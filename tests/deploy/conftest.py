@@ -125,17 +125,18 @@ def grouping_labels(expr: str) -> set[str]:
 def exported_series() -> dict[str, frozenset[str]]:
     """Every sample name the service can export, with its label names.
 
-    Built from the real `Telemetry` and `ModelHealthCollector` on a fresh registry: each labelled metric is
-    given one child (a labelled metric with no child exports no sample), and the collector gets one fake
-    model with one layer and one finding, so every family produces samples. `_created` samples are left
-    out: Prometheus users should not rely on them.
+    Built from the real `Telemetry`, `ModelHealthCollector` and `MonitorCollector` on a fresh registry: each
+    labelled metric is given one child (a labelled metric with no child exports no sample), the health
+    collector gets one fake model with one layer and one finding, and the monitor collector one fake model
+    version whose last window has a drifting layer and whose reference has a dead-unit fraction, so every
+    family produces samples. `_created` samples are left out: Prometheus users should not rely on them.
     """
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.parser import text_string_to_metric_families
 
     from layerscope.service.domain.model_health import LayerHealth, ModelHealth
-    from layerscope.service.telemetry import ModelHealthCollector, Telemetry
+    from layerscope.service.telemetry import ModelHealthCollector, MonitorCollector, Telemetry
 
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)
@@ -148,11 +149,14 @@ def exported_series() -> dict[str, frozenset[str]]:
         version=3,
         layers=(
             LayerHealth("dense", dead_unit_fraction=0.5, saturated_fraction=0.1, non_finite=2, activation_rms=1.5),
+            # Neither ReLU-family nor bounded: the rules judge neither fraction, so neither is exported.
+            LayerHealth("head", dead_unit_fraction=None, saturated_fraction=None, non_finite=0, activation_rms=0.7),
         ),
         findings={("dense-on-spatial", "error"): 1},
         gradient_norms={"dense": 0.25},
     )
     registry.register(ModelHealthCollector(lambda: [health], max_layer_series=10))
+    registry.register(MonitorCollector(lambda: [monitor_snapshot()], max_layer_series=10))
 
     series: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -163,12 +167,73 @@ def exported_series() -> dict[str, frozenset[str]]:
     return {name: frozenset(labels) for name, labels in series.items()}
 
 
+def monitor_snapshot() -> Any:
+    """A fake `MonitorSnapshot` of model digits version 3, built from the real dataclasses: a closed window in
+    which `dense` drifts (and `head` does not), judged against a reference in which `dense` (ReLU) has a
+    dead-unit fraction and `head` (linear) has none; some requests skipped."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from layerscope.service.monitoring.drift import LayerReference, Reference
+    from layerscope.service.monitoring.monitor import MonitorSnapshot
+    from layerscope.service.monitoring.window import LayerDrift, LayerWindow, Window
+
+    ended = datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+    started = ended - timedelta(seconds=300)
+
+    def layer_reference(dead: float | None) -> LayerReference:
+        edges = np.linspace(-1.0, 1.0, 9)
+        features = len(edges) + 2 + 4 + 1  # histogram, 4 units' activity, scale
+        return LayerReference(
+            edges, np.zeros(features), np.ones(features), units=4, scale=1.0, dof=8.0, dead_unit_fraction=dead
+        )
+
+    reference = Reference(
+        reference_id="ref-1",
+        model="digits",
+        version=3,
+        created_at=started - timedelta(hours=1),
+        source="traffic",
+        requests=200,
+        layers={"dense": layer_reference(0.1), "head": layer_reference(None)},
+    )
+    window = Window(
+        window_id="win-1",
+        model="digits",
+        version=3,
+        replica="a",
+        started=started,
+        ended=ended,
+        reference_id=reference.reference_id,
+        layers={"dense": LayerWindow(count=640, requests=20), "head": LayerWindow(count=200, requests=20)},
+        drift={
+            "dense": LayerDrift(score=2.5, statistic=75.0, threshold=30.0, drifting=True, part="activity"),
+            "head": LayerDrift(score=0.4, statistic=12.0, threshold=30.0, drifting=False, part="histogram"),
+        },
+    )
+    return MonitorSnapshot(
+        model="digits",
+        version=3,
+        sample_rate=0.05,
+        samples=120,
+        skipped={"busy": 3, "budget": 1},
+        nonfinite_samples=2,
+        windows_closed=4,
+        reference_ready=True,
+        last_window=window,
+        reference=reference,
+    )
+
+
 @pytest.fixture(scope="session")
 def exported() -> dict[str, frozenset[str]]:
     series = exported_series()
-    # A vacuous export would make every name check pass: make sure both sources are in it.
+    # A vacuous export would make every name check pass: make sure all three sources are in it.
     assert "layerscope_rpcs_total" in series
     assert "layerscope_layer_dead_unit_fraction" in series
+    assert {"layerscope_layer_drift_score", "layerscope_model_first_drifting_layer"} <= series.keys()
+    assert "layerscope_layer_reference_dead_unit_fraction" in series
     return series
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.deploy.conftest import ALERTS, COMPOSE, DASHBOARD, DEPLOY, load_yaml, metric_names, parse_volume
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ROWS = ["Service overview", "Model health", "Findings", "Model workers"]
+ROWS = ["Service overview", "Model health", "Live traffic", "Findings", "Model workers"]
 # What each row must show (sample names); a panel removed by accident fails here.
 ROW_METRICS = {
     "Service overview": {
@@ -32,6 +32,15 @@ ROW_METRICS = {
         "layerscope_layer_nonfinite_values",
         "layerscope_layer_activation_rms",
         "layerscope_layer_gradient_norm",
+    },
+    "Live traffic": {
+        "layerscope_layer_drift_score",
+        "layerscope_model_first_drifting_layer",
+        "layerscope_monitor_samples_total",
+        "layerscope_monitor_skipped_samples_total",
+        "layerscope_monitor_nonfinite_samples_total",
+        "layerscope_layer_reference_dead_unit_fraction",
+        "layerscope_monitor_reference_ready",
     },
     "Findings": {"layerscope_findings_total"},
     "Model workers": {
@@ -83,7 +92,10 @@ def test_template_variables(dashboard: dict[str, Any]) -> None:
         assert variable["type"] == "query"
         assert variable["datasource"] == DATASOURCE
         query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-        assert query.startswith("label_values(layerscope_layer_dead_unit_fraction"), query
+        # Every layer of every sampled model version has an activation RMS; the dead-unit and saturated
+        # fractions exist only for the layers their rules judge, so a variable read from them would leave
+        # models and layers out.
+        assert query.startswith("label_values(layerscope_layer_activation_rms"), query
         assert query.rstrip().endswith(f", {name})"), query
         assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
     # Layers are listed for the chosen models only.
@@ -99,6 +111,9 @@ def test_rows_and_their_content(dashboard: dict[str, Any]) -> None:
     for panel in rows["Model health"]:
         for target in panel["targets"]:
             assert "$model" in target["expr"] and "$layer" in target["expr"], panel["title"]
+    for panel in rows["Live traffic"]:
+        for target in panel["targets"]:
+            assert "$model" in target["expr"], panel["title"]
 
 
 def test_every_panel_has_datasource_and_targets(dashboard: dict[str, Any]) -> None:

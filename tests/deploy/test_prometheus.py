@@ -11,8 +11,11 @@ import pytest
 
 from tests.deploy.conftest import ALERTS, JOB, PROMETHEUS, RULE_TESTS, load_yaml
 
-SEVERITIES = {"critical", "warning"}
+SEVERITIES = {"critical", "warning", "info"}
 CATEGORIES = {"service", "model"}
+# Alerts about what callers' ad-hoc captures, diagnoses and audits found: their own tests, which must never
+# notify anyone (issue #22).
+AD_HOC = {"LayerscopeNewErrorFindings"}
 
 
 def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
@@ -60,6 +63,17 @@ def test_every_alert_has_severity_category_and_templated_annotations(yaml: Modul
         assert any("{{" in text for text in annotations.values()), f"{name}: annotations should use label templates"
 
 
+def test_model_alerts_never_page_and_ad_hoc_results_notify_nobody(yaml: ModuleType) -> None:
+    by_name = {alert["alert"]: alert["labels"] for alert in alerts(yaml)}
+    for name, labels in by_name.items():
+        if labels["category"] == "model":
+            assert labels["severity"] != "critical", f"{name}: model alerts must not page the service's on-call"
+        if labels["severity"] == "info":
+            assert name in AD_HOC, f"{name}: info is for callers' ad-hoc results only"
+    for name in AD_HOC:
+        assert by_name[name]["severity"] == "info", f"{name} reports callers' own tests: it must notify nobody"
+
+
 def test_alert_names_are_unique(yaml: ModuleType) -> None:
     names = [alert["alert"] for alert in alerts(yaml)]
     assert len(names) == len(set(names))
@@ -75,6 +89,11 @@ def test_required_alerts_exist(yaml: ModuleType) -> None:
         "LayerscopeModelNonFinite": "layerscope_layer_nonfinite_values",
         "LayerscopeDeadUnitsJump": "offset 1h",
         "LayerscopeNewErrorFindings": 'layerscope_findings_total{severity="error"}',
+        "LayerscopeLayerDrifting": "min_over_time(layerscope_layer_drifting[10m])",
+        "LayerscopeLiveNonFinite": "increase(layerscope_monitor_nonfinite_samples_total[15m])",
+        "LayerscopeDeadUnitsAboveReference": "layerscope_layer_reference_dead_unit_fraction",
+        "LayerscopeMonitorNotSampling": 'method=~"Predict|ModelInfer"',
+        "LayerscopeMonitorSkipping": "layerscope_monitor_skipped_samples_total",
     }
     for name, fragment in wanted.items():
         assert name in by_name, f"missing alert {name}"

@@ -224,3 +224,30 @@ def test_export_writes_windows_and_runs_that_tensorboard_reads(live: ServerHandl
     runs = EventAccumulator(str(tmp_path / "cnn" / "runs"), size_guidance={"histograms": 0})
     runs.Reload()
     assert "activation/conv" in runs.Tags()["histograms"] and "kernel/conv" in runs.Tags()["histograms"]
+
+
+def test_replicas_share_one_reference_and_read_as_one_model(tmp_path: Path) -> None:
+    """Two servers behind one Service, one database: the reference is set once (by whichever replica is first)
+    and the other adopts it; windows record their replica, and either replica lists both."""
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = {**LIVE, "monitor_reference_requests": 8, "database_url": database}
+    a = start_server(tmp_path / "a", **{**settings, "replica": "a"})
+    b = start_server(tmp_path / "b", **{**settings, "replica": "b"})
+    rng = np.random.default_rng(6)
+    try:
+        for handle in (a, b):
+            (handle.repository / "cnn" / "1").mkdir(parents=True)
+            models.small_cnn().save(handle.repository / "cnn" / "1" / "model.keras")
+        with Client(a.target) as first, Client(b.target) as second:
+            first.load_model("cnn")
+            second.load_model("cnn")
+            serve_for(first, 0.8, lambda: images(rng))
+            reference = wait_for(lambda: first.monitor("cnn").reference).reference_id
+            serve_for(second, WINDOW + 0.3, lambda: images(rng))
+            assert wait_for(lambda: (r := second.monitor("cnn").reference) and r.reference_id == reference)
+            serve_for(first, WINDOW + 0.3, lambda: images(rng))
+            replicas = wait_for(lambda: {w.replica for w in second.monitor("cnn", limit=50).windows} >= {"a", "b"})
+            assert replicas
+    finally:
+        a.stop()
+        b.stop()

@@ -332,3 +332,21 @@ def test_unloading_stops_the_worker(servers: Servers, client: Client) -> None:
     while pid in worker_pids("hog") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert worker_pids("hog") == []
+
+
+def test_live_monitoring_samples_through_the_worker_with_the_same_answers(client: Client) -> None:
+    """At the default 5% rate every 20th Predict runs the capture path, in the worker, in one crossing; its
+    answer is the unsampled one and its summaries reach the server's monitor."""
+    x = np.random.default_rng(3).random((4, 8, 8, 1)).astype("float32")
+    before = client.monitor("steady").samples
+    answers = [client.predict("steady", x) for _ in range(40)]
+    deadline = time.monotonic() + 10
+    while client.monitor("steady").samples < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = client.monitor("steady")
+    assert status.samples >= before + 2
+    for answer in answers[1:]:
+        for name, value in answer.items():
+            np.testing.assert_array_equal(value, answers[0][name])
+    window = status.open_window or status.windows[0]
+    assert [layer.layer for layer in window.layers][:2] == ["conv", "pool"]

@@ -1,7 +1,8 @@
 """The demo: what layerscope is for, in about a minute on a laptop CPU.
 
 Starts a server on free ports with the embedded SQLite default, uploads the example models, captures one,
-diagnoses each, prints a short run history and a few of the server's Prometheus metrics, then stops it.
+diagnoses each, watches live Predict traffic (a reference, then a brightness shift that a drifting layer
+names), prints a short run history and a few of the server's Prometheus metrics, then stops it.
 Run it through `bash scripts/demo.sh` (which installs first) or as `.venv/bin/python scripts/demo.py`.
 """
 
@@ -29,7 +30,17 @@ METRICS = (
     "layerscope_models_loaded",
     "layerscope_model_findings",
     "layerscope_layer_dead_unit_fraction",
+    "layerscope_monitor_samples_total",
+    "layerscope_model_first_drifting_layer",
 )
+# Monitoring at demo speed: every other request sampled, 2-second windows, a reference of 40 requests (the
+# defaults are 5%, 300 s and 200: see the README's settings).
+LIVE = {
+    "LAYERSCOPE_MONITOR_SAMPLE_RATE": "0.5",
+    "LAYERSCOPE_MONITOR_WINDOW_SECONDS": "2",
+    "LAYERSCOPE_MONITOR_REFERENCE_REQUESTS": "40",
+    "LAYERSCOPE_MONITOR_CPU_BUDGET": "1.0",
+}
 
 
 def main() -> int:
@@ -41,6 +52,8 @@ def main() -> int:
             step(f"server up on 127.0.0.1:{port}, metrics on :{metrics_port}, runs in {tmp}/runs.db")
             with Client(f"127.0.0.1:{port}", timeout=120) as client:
                 tour(client)
+                step("watching live Predict traffic: no capture call, just requests (layerscope monitor)")
+                watch(client, f"127.0.0.1:{port}")
             step("run history (layerscope runs)")
             cli("runs", "--limit", "8", "--server", f"127.0.0.1:{port}")
             step(f"a few metrics from http://127.0.0.1:{metrics_port}/metrics")
@@ -56,7 +69,8 @@ def start_server(tmp: Path) -> subprocess.Popen[str]:
                "--model-repository", str(tmp / "models"), "--database-url", f"sqlite:///{tmp / 'runs.db'}"]  # fmt: skip
     step("starting: " + " ".join(["layerscope", *command[3:]]))
     log = (tmp / "server.log").open("w")
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp)
+    env = {**os.environ, **LIVE}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp, env=env)
 
 
 def announced_ports(server: subprocess.Popen[str]) -> tuple[int, int]:
@@ -89,6 +103,32 @@ def tour(client: Client) -> None:
         report = client.diagnose(info.name)
         worst = ", ".join(f"{f.severity} {f.code}" for f in report.findings[:2]) or "clean"
         print(f"  {info.name:<18} {worst}")
+
+
+def watch(client: Client, target: str) -> None:
+    """Steady traffic makes the reference; brighter images (a camera change, say) drift, first where they
+    enter the network."""
+    rng = np.random.default_rng(1)
+
+    def traffic(seconds: float, brightness: float = 0.0) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            client.predict("healthy_cnn", (rng.random((16, 28, 28, 1)) + brightness).astype("float32"))
+
+    traffic(3.0)
+    while client.monitor("healthy_cnn").reference is None:
+        traffic(0.5)
+    print(f"  reference made from {client.monitor('healthy_cnn').reference.requests} sampled requests")  # type: ignore[union-attr]
+    traffic(2.5)
+    window = client.monitor("healthy_cnn").windows[0]
+    print(f"  steady traffic: window of {window.requests} requests, drifting: {window.first_drifting_layer or 'none'}")
+    for _ in range(4):
+        traffic(2.5, brightness=0.5)
+        window = client.monitor("healthy_cnn").windows[0]
+        if window.first_drifting_layer:
+            break
+    print(f"  brighter images: drifting {', '.join(window.drifting)}; first: {window.first_drifting_layer}")
+    cli("monitor", "healthy_cnn", "--server", target, "--once")
 
 
 def cli(*args: str) -> None:

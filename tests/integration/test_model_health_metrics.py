@@ -4,6 +4,7 @@ gone when the model is unloaded."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,17 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     adhoc = scrape(server.metrics_url)
     assert not any(key.startswith("layerscope_layer_") and 'model="dead"' in key for key in adhoc)
 
-    # Production traffic feeds them: at the default 5% rate, the 20th Predict of each model is sampled.
-    for _ in range(20):
-        client.predict("nan", np.ones((4, 4), "float32"))
-        client.predict("dead", np.ones((4, 4), "float32"))
+    # Production traffic feeds them: at the default 5% rate every 20th Predict of each model is sampled (once
+    # its live capture function is traced, in the background after the upload).
     dead_series = 'layerscope_layer_dead_unit_fraction{layer="dead",model="dead",version="1"}'
-    samples = wait_for_series(server, dead_series)
+    nan_series = 'layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}'
+
+    def traffic() -> None:
+        for _ in range(20):
+            client.predict("nan", np.ones((4, 4), "float32"))
+            client.predict("dead", np.ones((4, 4), "float32"))
+
+    wait_for_series(server, (dead_series, nan_series), traffic)
     client.diagnose("dead")
     samples = scrape(server.metrics_url)
 
@@ -56,14 +62,14 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     assert dead_series in after
 
 
-def wait_for_series(server: ServerHandle, series: str) -> dict[str, float]:
-    """The monitor adds a sample on its own thread, just after the response: wait for it to show."""
-    deadline = time.monotonic() + 10
+def wait_for_series(server: ServerHandle, series: tuple[str, ...], traffic: Callable[[], None]) -> None:
+    """Send traffic until every series shows (the monitor adds a sample on its own thread, after the answer)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        samples = scrape(server.metrics_url)
-        if series in samples:
-            return samples
-        time.sleep(0.1)
+        traffic()
+        if all(name in scrape(server.metrics_url) for name in series):
+            return
+        time.sleep(0.2)
     raise AssertionError(f"{series} did not appear")
 
 

@@ -339,9 +339,10 @@ def test_live_monitoring_samples_through_the_worker_with_the_same_answers(client
     answer is the unsampled one and its summaries reach the server's monitor."""
     x = np.random.default_rng(3).random((4, 8, 8, 1)).astype("float32")
     before = client.monitor("steady").samples
-    answers = [client.predict("steady", x) for _ in range(40)]
-    deadline = time.monotonic() + 10
+    answers = []
+    deadline = time.monotonic() + 30  # the first samples wait for the live capture function's trace
     while client.monitor("steady").samples < before + 2 and time.monotonic() < deadline:
+        answers += [client.predict("steady", x) for _ in range(20)]
         time.sleep(0.1)
     status = client.monitor("steady")
     assert status.samples >= before + 2

@@ -121,19 +121,51 @@ class Inspector:
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
         self._gauges = model_health.HealthGauges.of(diagnoser)
         self._monitor = monitor
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- models -----------------------------------------------------------------------------------------
 
     async def upload_model(
         self, name: str, version: int | None, chunks: AsyncIterator[bytes], sha256: str, load: bool
     ) -> ModelInfo:
-        return await self._models.upload(name, version, chunks, sha256, load, self._settings.max_upload_bytes)
+        info = await self._models.upload(name, version, chunks, sha256, load, self._settings.max_upload_bytes)
+        self._warm_monitoring([info])
+        return info
 
     async def load_repository(self) -> list[ModelInfo]:
-        return await self._models.load_new()
+        loaded = await self._models.load_new()
+        self._warm_monitoring(loaded)
+        return loaded
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
-        return await self._models.load(ref)
+        info = await self._models.load(ref)
+        self._warm_monitoring([info])
+        return info
+
+    def _warm_monitoring(self, infos: list[ModelInfo]) -> None:
+        """Trace each new version's live capture function in the background, so that no sampled request waits
+        for a trace: until it is ready, requests due for sampling run unsampled (counted as "warming")."""
+        if self._monitor is None:
+            return
+        loaded = {(m.info.name, m.info.version): m for m in self._models.loaded()}
+        for info in infos:
+            model = loaded.get((info.name, info.version))
+            if model is not None and not self._monitor.is_warm(info.name, info.version):
+                task = asyncio.create_task(asyncio.to_thread(self._warm, self._monitor, model))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    def _warm(monitor: Monitor, model: LoadedModel) -> None:
+        spec_inputs = {
+            spec.name: np.zeros((1, *(1 if d is None else d for d in spec.shape[1:])), dtype=spec.dtype)
+            for spec in model.info.inputs
+        }
+        try:
+            model.engine.capture(spec_inputs, LIVE_SELECTION)
+        except Exception:  # sampled calls fall back to the plain forward pass anyway
+            log.warning("monitoring: warming %s:%s failed", model.info.name, model.info.version, exc_info=True)
+        monitor.warmed(model.info.name, model.info.version)
 
     def list_models(self) -> list[ModelInfo]:
         return [m.info for m in self._models.loaded()]

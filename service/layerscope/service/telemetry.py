@@ -186,7 +186,8 @@ class MonitorCollector(Collector):
         skipped = CounterMetricFamily(
             "layerscope_monitor_skipped_samples",
             "Requests due for sampling that ran unsampled, by reason (busy: calls waiting on the model; budget: "
-            "sampled calls past their share of time; queue_full: the monitor fell behind; error).",
+            "sampled calls past their share of time; queue_full: the monitor fell behind; warming: the version's "
+            "live capture function is still being traced after load; error).",
             labels=[*model, "reason"],
         )
         nonfinite = CounterMetricFamily(

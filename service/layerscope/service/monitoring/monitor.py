@@ -118,6 +118,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._unsaved: dict[tuple[str, int], Reference] = {}
+        self._warm: set[tuple[str, int]] = set()
 
     # -- the request path ------------------------------------------------------------------------------------
 
@@ -128,6 +129,9 @@ class Monitor:
         if sampler is None:
             sampler = self._samplers.setdefault(key, Sampler(self._rates.of(model)))
         if not sampler.take():
+            return False
+        if key not in self._warm:
+            self.skip(model, version, "warming")
             return False
         if waiting > 0:
             self.skip(model, version, "busy")
@@ -151,6 +155,13 @@ class Monitor:
             self._queue.put_nowait(((model, version), sample))
         except queue.Full:
             self.skip(model, version, "queue_full")
+
+    def warmed(self, model: str, version: int) -> None:
+        """The version's live capture function is traced: its requests may be sampled from now on."""
+        self._warm.add((model, version))
+
+    def is_warm(self, model: str, version: int) -> bool:
+        return (model, version) in self._warm
 
     def skip(self, model: str, version: int, reason: str) -> None:
         with self._lock:
@@ -279,6 +290,7 @@ class Monitor:
         with self._lock:
             watched = self._models.pop((model, version), None)
             self._samplers.pop((model, version), None)
+            self._warm.discard((model, version))
         if watched is not None:
             self._save(watched.close(self._clock()))
 

@@ -5,6 +5,9 @@ unsampled ones; NaN inputs are reported at once; the reference outlives a restar
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -251,3 +254,52 @@ def test_replicas_share_one_reference_and_read_as_one_model(tmp_path: Path) -> N
     finally:
         a.stop()
         b.stop()
+
+
+def test_the_export_renders_in_a_real_tensorboard_in_chromium(live: ServerHandle, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the browser test: scripts/install_chromium.sh installs chromium")
+        pytest.skip("chromium is not installed (scripts/install_chromium.sh)")
+    done = layerscope("export", "tensorboard", "cnn", "--server", live.target, "--out", str(tmp_path / "tb"))
+    assert done.returncode == 0, done.stderr
+    board = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path / "tb"), "--host", "127.0.0.1",
+         "--port", "0", "--load_fast", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = wait_for_line(board, re.compile(r"(http://127\.0\.0\.1:\d+/)"))
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+            )  # fmt: skip
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + "#scalars")
+            page.get_by_text("drift/conv", exact=True).first.wait_for(timeout=60_000)
+            page.goto(url + "#histograms")
+            page.get_by_text("activation/conv", exact=True).first.wait_for(timeout=60_000)
+            assert page.locator("svg, canvas").count() > 0
+            browser.close()
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
+
+
+def wait_for_line(process: subprocess.Popen[str], pattern: re.Pattern[str], seconds: float = 120) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if match := pattern.search(line):
+            return match[1]
+    raise AssertionError("TensorBoard did not start:\n" + "".join(seen))

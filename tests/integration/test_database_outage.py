@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from layerscope.client import Client, UnavailableError
 from tests.conftest import ServerHandle, start_server
 from tests.support import models
+from tests.support.metrics import scrape
 from tests.support.proxy import Proxy
 
 URL = os.environ.get("LAYERSCOPE_TEST_DATABASE_URL")
@@ -87,3 +88,53 @@ def test_captures_survive_a_database_outage_and_land_exactly_once(fresh_database
     assert sorted(stored) == sorted(set(ids))
     assert len(stored) == len(set(stored)) == 7
     assert "refused" not in stored
+
+
+def stored_window_ids(url: str) -> list[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text("SELECT window_id FROM monitor_window"))]
+    finally:
+        engine.dispose()
+
+
+def test_monitoring_windows_closed_during_an_outage_land_exactly_once(fresh_database: str, tmp_path: Path) -> None:
+    assert URL
+    parts = urlsplit(URL)
+    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.start()
+    through_proxy = f"postgresql://{parts.username}@127.0.0.1:{proxy.port}/{fresh_database}"
+    direct = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}/{fresh_database}"
+    live = {"monitor_sample_rate": 1.0, "monitor_window_seconds": 0.5, "monitor_reference_requests": 5,
+            "monitor_cpu_budget": 1.0}  # fmt: skip
+    server = start_server(tmp_path, database_url=through_proxy, spool_replay_seconds=0.5, **live)
+    seen: set[str] = set()
+    try:
+        with Client(server.target, timeout=60) as c:
+            c.upload_model("m", models.save(models.small_cnn(), tmp_path))
+            x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+
+            def traffic(seconds: float) -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    c.predict("m", x)
+                seen.update(w.window_id for w in c.monitor("m", limit=500).windows)
+
+            traffic(2.0)
+            proxy.stop()  # the database is unreachable from here on: windows close into the spool
+            traffic(2.0)
+            during = {w.window_id for w in c.monitor("m", limit=500).windows}  # this replica's, from memory
+            assert during and c.predict("m", x)  # sampling, and answering, go on
+            assert scrape(server.metrics_url)["layerscope_window_spool_depth"] > 0  # closed into the spool
+            proxy.start()
+            traffic(1.0)
+            deadline = time.monotonic() + 30
+            while not seen <= set(stored_window_ids(direct)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+    finally:
+        server.stop()
+        proxy.stop()
+    stored = stored_window_ids(direct)
+    assert seen <= set(stored), sorted(seen - set(stored))
+    assert len(stored) == len(set(stored))

@@ -323,3 +323,17 @@ def test_reference_from_window_keeps_the_edges_it_was_judged_on() -> None:
     chosen = reference_from_window(window, base, "ref-w-x", now)
     np.testing.assert_allclose(chosen.layers["dense"].edges, layer_reference.edges)
     assert chosen.requests == 8
+
+
+def test_reference_requests_are_kept_compactly_and_read_back_as_they_were() -> None:
+    from layerscope.service.monitoring.compact import CompactSummary
+
+    values = np.maximum(np.random.default_rng(12).normal(size=(64, 512)), 0).astype(np.float32)
+    values[0, 0] = np.nan
+    summary = summarize(values)
+    compact = CompactSummary.of(summary)
+    back = compact.summary()
+    assert back.histogram == summary.histogram and (back.nan, back.count) == (summary.nan, summary.count)
+    np.testing.assert_allclose(back.unit_activity, summary.unit_activity, rtol=1e-6)
+    assert (back.mean, back.std, back.histogram_range) == (summary.mean, summary.std, summary.histogram_range)
+    assert compact.nbytes < 4 * (512 + 32) + 200  # 4 bytes a value, where the Summary's tuples take ~32

@@ -17,6 +17,7 @@ import numpy as np
 
 from layerscope.service.domain.model_health import LayerHealth
 from layerscope.service.domain.summary import Summary
+from layerscope.service.monitoring.compact import CompactSummary
 from layerscope.service.monitoring.drift import Reference, build_layer_reference, judge
 from layerscope.service.monitoring.window import LayerWindow, Window
 
@@ -74,7 +75,8 @@ class ModelMonitor:
         self.reference: Reference | None = None
         self.reference_loaded = False
         """Whether the store was asked for a reference (kept across restarts, shared by replicas)."""
-        self.collecting: list[Sample] = []
+        self.collecting: list[dict[str, CompactSummary]] = []
+        """The summaries of the requests collected for the reference, compactly (see `compact`)."""
         self.current: Window | None = None
         self.recent: deque[Window] = deque(maxlen=config.recent_windows)
         self.events: deque[MonitorEvent] = deque(maxlen=RECENT_EVENTS)
@@ -92,7 +94,7 @@ class ModelMonitor:
     def add(self, sample: Sample) -> None:
         self.samples += 1
         if self.reference is None and len(self.collecting) < self.config.reference_requests:
-            self.collecting.append(sample)
+            self.collecting.append({point: CompactSummary.of(s) for point, s in sample.summaries.items()})
         window = self._window(sample.at)
         window.input_nonfinite += sample.input_nonfinite
         nonfinite = [p for p, s in sample.summaries.items() if s.non_finite] + (
@@ -141,10 +143,10 @@ class ModelMonitor:
         """The reference built from the collected requests, once there are enough (None before)."""
         if self.reference is not None or len(self.collecting) < self.config.reference_requests:
             return None
-        points = list(self.collecting[0].summaries)
+        points = list(self.collecting[0])
         layers = {}
         for point in points:
-            summaries = [s.summaries[point] for s in self.collecting if point in s.summaries]
+            summaries = [s[point].summary() for s in self.collecting if point in s]
             dead = _dead_fraction(summaries) if self.judged.get(point, (False, False))[0] else None
             layers[point] = build_layer_reference(summaries, seed_of(point), dead)
         return Reference(

@@ -353,7 +353,8 @@ class Monitor:
             elif key in self._unsaved:
                 self._offer(key, model, self._unsaved[key])
             if closed is not None:
-                self._closed[key] = self._closed.get(key, 0) + 1
+                with self._lock:
+                    self._closed[key] = self._closed.get(key, 0) + 1
                 self._save(closed)
 
     def _load_reference(self, model: ModelMonitor) -> None:

@@ -24,7 +24,6 @@ from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.inspector import Inspector
 
 Context: TypeAlias = grpc.aio.ServicerContext
-SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "layerscope"
 PLATFORM = "tensorflow_keras"
 

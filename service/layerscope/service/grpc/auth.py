@@ -23,6 +23,8 @@ class TokenPolicy:
         return bool(self._tokens)
 
     def role_of(self, authorization: str | None) -> Role:
+        """The role of the caller's `authorization` header (`Bearer <token>`), compared in constant time;
+        Unauthenticated without one, or with a token this server does not know."""
         if not self.enabled:
             return Role.ADMIN
         if not authorization:
@@ -36,6 +38,8 @@ class TokenPolicy:
         raise Unauthenticated("Expected a known bearer token; received one this server does not accept.")
 
     def check(self, service: str, method: str, authorization: str | None) -> None:
+        """Return when the caller may make this call: an open one, or a token with at least the method's
+        role (methods.py); raise Unauthenticated or PermissionDenied otherwise."""
         needed = policy_of(path(service, method)).role
         if needed is None:  # open: health, reflection, the Open Inference Protocol's server probes
             return

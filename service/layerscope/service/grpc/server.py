@@ -38,6 +38,12 @@ class Running:
 
 
 async def start_server(settings: Settings, inspector: Inspector, telemetry: Telemetry) -> Running:
+    """Bind and start the gRPC server: layerscope's Inspector and the Open Inference Protocol on one port,
+    with health and reflection, every call through the service and auth interceptors (TLS when configured).
+
+    Health answers NOT_SERVING until the caller's `Running.serving()`, so a load balancer sends no calls
+    before the models are loaded. The returned port is the bound one (settings' port 0: a free port).
+    """
     server = grpc.aio.server(
         # Outermost first: metrics see every call, including those auth refuses.
         interceptors=[
@@ -66,6 +72,7 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
 
 
 def admission_limits(settings: Settings) -> AdmissionLimits:
+    """The interceptor's admission limits and deadlines, read from the settings."""
     return AdmissionLimits(
         max_concurrent=settings.max_concurrent_rpcs,
         max_uploads=settings.max_concurrent_uploads,

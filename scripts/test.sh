@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, exactly as CI runs it: install, lint, type-check, then every test.
+# The whole test suite, exactly as CI runs it: install, lint, type-check, then every test, and the 25 slowest.
+# Arguments go to pytest: `bash scripts/test.sh -m "not slow"` is the fast tier (no server, subprocess or
+# TensorFlow; tests/conftest.py says what is slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -22,7 +24,7 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=25 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

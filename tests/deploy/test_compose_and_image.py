@@ -210,6 +210,7 @@ def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_healthcheck_passes_when_serving_and_fails_otherwise(health_server: tuple[int, Any]) -> None:
     port, (servicer, response) = health_server
     servicer.set("", response.SERVING)
@@ -219,6 +220,7 @@ def test_healthcheck_passes_when_serving_and_fails_otherwise(health_server: tupl
     assert run_healthcheck(port).returncode != 0, "NOT_SERVING (starting or draining) must be unhealthy"
 
 
+@pytest.mark.slow
 def test_healthcheck_fails_when_nothing_listens(health_server: tuple[int, Any]) -> None:
     port, _ = health_server
     # A port that was free a moment ago: nothing answers there.
@@ -242,6 +244,7 @@ def test_serve_accepts_the_image_command() -> None:
 # --- scripts/install_promtool.sh ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_install_promtool_is_valid_bash_and_quiet_when_installed() -> None:
     script = ROOT / "scripts" / "install_promtool.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0

@@ -155,6 +155,7 @@ def test_error_ratio_panel_counts_the_same_codes_as_the_alert(dashboard: dict[st
     assert codes(panel["targets"][0]["expr"]) == codes(ALERTS.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_panel_queries_are_valid_promql(promtool: str, dashboard: dict[str, Any], tmp_path: Path) -> None:
     """promtool parses every panel query (Grafana variables replaced by sample values) as a rule."""
     substitutions = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$model": ".*", "$layer": ".*"}

@@ -241,6 +241,7 @@ def test_secret_holds_placeholders_only(manifests: dict[str, dict[str, Any]]) ->
     assert all("CHANGE-ME" in value for value in secret["stringData"].values())
 
 
+@pytest.mark.slow
 def test_kustomize_builds(yaml: ModuleType) -> None:
     """kubectl's own kustomize renders the base: catches a broken kustomization the checks above would not."""
     kubectl = shutil.which("kubectl")

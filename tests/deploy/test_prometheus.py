@@ -31,11 +31,13 @@ def alerts(yaml: ModuleType) -> list[dict[str, Any]]:
     return [rule for rule in rules(yaml) if "alert" in rule]
 
 
+@pytest.mark.slow
 def test_promtool_check_rules(promtool: str) -> None:
     result = run(promtool, "check", "rules", ALERTS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_rule_unit_tests(promtool: str) -> None:
     assert RULE_TESTS, "no promtool tests in deploy/prometheus/tests/"
     result = run(promtool, "test", "rules", *RULE_TESTS)
@@ -44,6 +46,7 @@ def test_promtool_rule_unit_tests(promtool: str) -> None:
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_check_config(promtool: str) -> None:
     """The compose stack's config parses and its rule_files (alerts.yml beside it) resolve."""
     result = run(promtool, "check", "config", PROMETHEUS / "prometheus.yml")
@@ -134,6 +137,7 @@ def test_every_alert_is_tested_firing_and_silent(yaml: ModuleType) -> None:
     assert names - silent == set(), f"alerts never seen silent in a promtool test: {sorted(names - silent)}"
 
 
+@pytest.mark.slow
 def test_alert_tests_catch_a_broken_rule(promtool: str, tmp_path: Path) -> None:
     """Mutation check: the promtool tests fail when a threshold in alerts.yml is changed."""
     prometheus = tmp_path / "prometheus"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import models
 
 NATIVE_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "cuInit", "oneDNN", "cudart_stub", "I0000", "E0000")
@@ -18,6 +20,7 @@ def plain_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
 
 
+@pytest.mark.timeout(360)  # the subprocess's own 300 s end first, with its output
 def test_a_local_audit_prints_the_report_and_nothing_else(tmp_path: Path) -> None:
     model = models.save(models.small_cnn(), tmp_path)
     command = [sys.executable, "-m", "layerscope.cli", "audit", str(model), "--format", "json", "-q"]
@@ -37,6 +40,7 @@ except SystemExit as done:
 """
 
 
+@pytest.mark.timeout(360)  # the subprocess's own 300 s end first, with its output
 def test_with_workers_only_the_workers_load_tensorflow_and_say_nothing(tmp_path: Path) -> None:
     command = [sys.executable, "-c", PARENT, str(models.save(models.small_cnn(), tmp_path))]
     done = subprocess.run(command, env=plain_environment(), capture_output=True, text=True, timeout=300)

@@ -172,6 +172,7 @@ def triton_python() -> Path:
     pytest.skip(reason)
 
 
+@pytest.mark.timeout(780)  # the client's install (600 s at most) and its script (120 s), beyond pytest's 300 s
 def test_the_real_tritonclient_gets_the_same_answer_as_the_client(
     stub: pb_grpc.GRPCInferenceServiceStub, server: ServerHandle, expected: np.ndarray, tmp_path: Path
 ) -> None:

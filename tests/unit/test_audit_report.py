@@ -59,6 +59,7 @@ def test_a_report_of_another_schema_is_refused_naming_file_and_schema() -> None:
         report.merge([("old.json", {"schema": "v0", "models": []})])
 
 
+@pytest.mark.slow
 def test_merge_is_a_subcommand_and_a_model_file_called_merge_is_still_audited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

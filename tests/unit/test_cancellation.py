@@ -66,6 +66,7 @@ def test_selecting_a_layer_is_a_plain_predicate_that_checks_nothing() -> None:
     assert ended_call(lambda: Selection().selects("dense", "Dense"))  # the engine's loop checks, not the value
 
 
+@pytest.mark.slow
 def test_the_capture_engine_stops_at_its_next_layer_once_its_call_has_ended() -> None:
     import keras
 

@@ -244,6 +244,7 @@ print(counts.numpy().tolist())
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # the build's own 600 s, and the interpreter's start: pytest's 300 s would end it first
 def test_the_kernel_builds_from_source_into_an_empty_cache(tmp_path: Path) -> None:
     """What a fresh machine does at first use, in a fresh interpreter (the shared cache would hide a broken
     build, and TensorFlow registers an op once per process)."""

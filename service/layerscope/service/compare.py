@@ -52,6 +52,8 @@ class ProbeChange:
 
 
 def compare_probes(a: ProbeResult, b: ProbeResult) -> ProbeChange | None:
+    """How probe b differs from probe a; None when either has no steps. Gradient norms are compared for
+    the layers both probes have."""
     if not a.steps or not b.steps:
         return None
     left, right = a.steps[0].gradient_norms, b.steps[0].gradient_norms

@@ -268,6 +268,15 @@ class Inspector:
         statistics: str = "sampled",
         training: TrainingOptions | None = None,
     ) -> CaptureOutcome:
+        """One forward pass (and gradients, with targets) of a loaded model, hooked per `selection`: summaries
+        of every selected point, full tensors of those asked for; stored as a run of summaries, never tensors.
+
+        Refusals come before the model runs: the run id, the input dtypes and batch size, unknown layer names
+        and full tensors too large by their declared shapes (LimitExceeded), then the model's queue
+        (Overloaded), then the targets' batch and the traced size. `max_bytes` (0: the server's limit) bounds
+        the full tensors and the outputs together. A run is stored only once the capture has succeeded, and
+        the model's health gauges are updated from its activations.
+        """
         check_run_id(run_id)
         if max_bytes < 0:
             raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
@@ -303,6 +312,14 @@ class Inspector:
         run_id: str,
         training: TrainingOptions | None = None,
     ) -> DiagnoseOutcome:
+        """Findings of the static and runtime rules over the caller's inputs, or over generated probe inputs
+        when there are none; with targets (`training`) also the training rules and a short training probe on
+        a copy of the weights, never on the served model.
+
+        Input and target batches are checked and the model's queue admits the call before anything runs.
+        The run (its summaries, findings and probe) is stored only once the diagnosis has succeeded; the
+        findings are counted in the metrics and the model's health gauges updated from them.
+        """
         check_run_id(run_id)
         model = self._models.get(ref)
         _check_input_dtypes(model.info)

@@ -26,6 +26,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def metrics_app(registry: CollectorRegistry) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """A WSGI app that serves the registry on /metrics (and /) and answers 404, naming /metrics, elsewhere."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -125,6 +125,8 @@ class ModelHealthCollector(Collector):
         self._max_layer_series = max_layer_series
 
     def collect(self) -> Iterator[Metric]:
+        """The gauges of every loaded model as of its latest capture, diagnosis and probe; at most
+        `max_layer_series` layers (and gradient norms) per model, so a deep model cannot flood Prometheus."""
         labels = ["model", "version", "layer"]
         dead = GaugeMetricFamily(
             "layerscope_layer_dead_unit_fraction",

@@ -204,6 +204,13 @@ def activity_size(x: tf.Tensor) -> int:
 
 
 def unpack(packed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], activity_sizes: list[int]) -> list[Summary]:
+    """The host side of `summarize_tensors`: its four concatenated vectors (counts, floats, histograms, unit
+    activities) split back into one `Summary` per tensor, in the order the tensors were given.
+
+    `activity_sizes` are the tensors' `activity_size`s, known when tracing: unit activities are the only
+    part of variable length. Counts stay exact integers; a histogram binned from every value says so with
+    `histogram_sample=None`, one binned from a strided sample gives the sample's size.
+    """
     counts, floats, histograms, activities = packed
     summaries = []
     offset = 0

@@ -28,6 +28,8 @@ def _section(doc: str, name: str) -> str:
 
 
 def info(rule: type[Rule]) -> CodeInfo:
+    """What `--explain` prints for a rule, read from its class docstring (first paragraph: the summary;
+    `Symptom:` why it matters; `Remedy:` and further paragraphs: the fix) and its default thresholds."""
     doc = inspect.getdoc(rule) or ""
     summary = doc.split("\n\n", 1)[0].strip()
     notes = [" ".join(p.split()) for p in doc.split("\n\n")[1:] if not p.lstrip().startswith(("Symptom", "Remedy"))]

@@ -262,6 +262,8 @@ def probe_to_data(probe: ProbeResult) -> dict[str, Any]:
 
 
 def probe_from_data(data: Mapping[str, Any]) -> ProbeResult:
+    """The inverse of `probe_to_data`, with every value's type restored (data without `learning_layers`:
+    none)."""
     return ProbeResult(
         steps=tuple(
             ProbeStep(

@@ -2,7 +2,8 @@
 
 One reader that opens many streams and never reads them must not lock out everyone: probes (health, OIP
 readiness) take no slot at all, uploads and reflection streams have small pools of their own, and each
-caller (a token, or a peer address without one) may hold only so many streams at once.
+caller (a token, or a peer address without one) may hold only so many streams at once. Which pool a method's
+calls count in, or none, is its entry in the table of per-call policy (methods.py).
 """
 
 from __future__ import annotations
@@ -11,23 +12,10 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
-from layerscope.service.grpc.oip import SERVICE_NAME as OIP_SERVICE
+from layerscope.service.grpc.methods import MAIN, REFLECTION, UPLOADS
 
-HEALTH = "/grpc.health.v1.Health/"
-PROBES = frozenset(
-    {
-        f"{HEALTH}Check",
-        f"{HEALTH}Watch",
-        f"/{OIP_SERVICE}/ServerLive",
-        f"/{OIP_SERVICE}/ServerReady",
-        f"/{OIP_SERVICE}/ModelReady",
-    }
-)
-"""Kubernetes probes and load balancers: answered from memory in microseconds, never refused for load."""
+__all__ = ["MAIN", "REFLECTION", "UPLOADS", "Admission", "AdmissionLimits", "Refusal", "Ticket", "caller_of"]
 
-REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
-
-MAIN, UPLOADS, REFLECTION = "calls", "uploads", "reflection streams"
 _REASONS = {MAIN: "concurrency", UPLOADS: "uploads", REFLECTION: "reflection"}
 
 
@@ -38,7 +26,7 @@ class AdmissionLimits:
     max_reflection: int = 8
     max_streams_per_caller: int = 16
     call_timeout: float | None = None
-    """Server-side deadline of unary and server-streaming calls."""
+    """Server-side deadline of the calls whose policy has one (`Policy.deadline` in methods.py)."""
     stream_idle: float | None = None
     """How long one response may wait for a client that does not read its stream."""
     upload_idle: float | None = None
@@ -56,15 +44,6 @@ class Refusal:
     reason: str
     """The rejections metric's label: `concurrency` (the RPC cap), `uploads`, `reflection`, `per_caller`."""
     message: str
-
-
-def pool_of(method: str, client_streaming: bool) -> str | None:
-    """The pool a method's calls are counted in; None: not counted (probes)."""
-    if method in PROBES:
-        return None
-    if method.startswith(REFLECTION_PREFIXES):
-        return REFLECTION
-    return UPLOADS if client_streaming else MAIN
 
 
 def caller_of(authorization: str | None, peer: str) -> str:

@@ -1,45 +1,15 @@
-"""Roles and the calls each may make. Pure policy: the transport reads tokens, this decides."""
+"""Bearer tokens and their roles. The transport reads tokens, this decides; the role each call needs is
+its entry in the table of per-call policy (methods.py)."""
 
 from __future__ import annotations
 
-import enum
 import hmac
 from collections.abc import Mapping
 
 from layerscope.service.errors import PermissionDenied, Unauthenticated
+from layerscope.service.grpc.methods import Role, path, policy_of
 
-
-class Role(enum.IntEnum):
-    """Ordered: each role may do what the roles below it may."""
-
-    READER = 1
-    AUDITOR = 2
-    ADMIN = 3
-
-
-OPEN = frozenset(
-    {
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-        "grpc.reflection.v1.ServerReflection",
-    }
-)
-"""Services anyone may call: load balancers and grpcurl need them before they hold a token."""
-
-OPEN_METHODS = frozenset(
-    {("inference.GRPCInferenceService", "ServerLive"), ("inference.GRPCInferenceService", "ServerReady")}
-)
-"""Single methods anyone may call: the Open Inference Protocol's probes, which Kubernetes and KServe send bare."""
-
-REQUIRED: Mapping[str, Role] = {
-    "UploadModel": Role.ADMIN,
-    "LoadModel": Role.ADMIN,
-    "UnloadModel": Role.ADMIN,
-    "Diagnose": Role.AUDITOR,
-    "CompareRuns": Role.READER,
-    "SetReference": Role.ADMIN,  # decides what live traffic is judged against, so what may page someone
-}
-"""The role a method needs; every method not listed needs READER."""
+__all__ = ["Role", "TokenPolicy"]
 
 
 class TokenPolicy:
@@ -53,6 +23,8 @@ class TokenPolicy:
         return bool(self._tokens)
 
     def role_of(self, authorization: str | None) -> Role:
+        """The role of the caller's `authorization` header (`Bearer <token>`), compared in constant time;
+        Unauthenticated without one, or with a token this server does not know."""
         if not self.enabled:
             return Role.ADMIN
         if not authorization:
@@ -66,10 +38,12 @@ class TokenPolicy:
         raise Unauthenticated("Expected a known bearer token; received one this server does not accept.")
 
     def check(self, service: str, method: str, authorization: str | None) -> None:
-        if service in OPEN or (service, method) in OPEN_METHODS:
+        """Return when the caller may make this call: an open one, or a token with at least the method's
+        role (methods.py); raise Unauthenticated or PermissionDenied otherwise."""
+        needed = policy_of(path(service, method)).role
+        if needed is None:  # open: health, reflection, the Open Inference Protocol's server probes
             return
         role = self.role_of(authorization)
-        needed = REQUIRED.get(method, Role.READER)
         if role < needed:
             raise PermissionDenied(
                 f"{method} needs the {needed.name.lower()} role; this token has the {role.name.lower()} role."

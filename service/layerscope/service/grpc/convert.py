@@ -32,6 +32,7 @@ MAX_RUNS_PAGE = 500
 
 
 def model_ref(message: tensor_pb2.ModelRef) -> ModelRef:
+    """A caller's model reference, checked: a name, and a version in range (0 on the wire: the newest)."""
     if not message.name:
         raise InvalidInput("Expected a model name in `model.name`; received an empty name.")
     if message.version < 0 or message.version > MAX_VERSION:
@@ -42,6 +43,8 @@ def model_ref(message: tensor_pb2.ModelRef) -> ModelRef:
 
 
 def inputs(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
+    """The caller's tensors by name (an unnamed one is `input_<i>`); a repeated name or a tensor that does not
+    decode is InvalidInput."""
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(tensors):
         name = tensor.name or f"input_{i}"
@@ -71,6 +74,7 @@ def capture_training(request: capture_pb2.CaptureRequest) -> TrainingOptions:
 
 
 def diagnose_training(request: diagnosis_pb2.DiagnoseRequest) -> TrainingOptions:
+    """Targets, loss and probe settings of a Diagnose; an unset optional field is None (the server's default)."""
     return TrainingOptions(
         targets=targets(request.targets),
         loss=request.loss or None,
@@ -116,6 +120,7 @@ def shape(dims: Iterable[int | None]) -> list[int]:
 
 
 def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
+    """A loaded model as the wire shows it; an unknown dimension is -1."""
     return models_pb2.ModelInfo(
         name=info.name,
         version=info.version,
@@ -135,6 +140,7 @@ def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
 
 
 def summary(value: Summary) -> capture_pb2.Summary:
+    """Every statistic of a summary, as computed: counts exact, non-finite values kept."""
     return capture_pb2.Summary(
         count=value.count,
         mean=value.mean,
@@ -182,6 +188,8 @@ def capture_stream(run: RunRecord, result: CaptureResult, chunk_bytes: int) -> I
 
 
 def tensor_chunks(layer: str, kind: str, array: np.ndarray, chunk_bytes: int) -> Iterator[capture_pb2.CaptureResponse]:
+    """One full tensor in chunks of at most `chunk_bytes`: the first names it (layer, kind, dtype, shape,
+    total bytes), the last says so; the bytes are the codec's little-endian view of the array."""
     dtype, dims, payload = codec.to_view(array)
     parts = list(codec.chunks(payload, chunk_bytes))
     for i, part in enumerate(parts):
@@ -199,6 +207,7 @@ def evidence(values: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def finding(value: Finding) -> diagnosis_pb2.Finding:
+    """A finding with its evidence twice: as a Struct for generic tools, and as exact JSON."""
     # The Struct is for generic tools (every number in it is a double); evidence_json keeps ints as ints.
     return diagnosis_pb2.Finding(
         code=value.code,
@@ -218,6 +227,7 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def run(value: RunRecord, with_summaries: bool = True) -> runs_pb2.Run:
+    """A stored run; a listing leaves out the summaries (`with_summaries=False`), GetRun sends them."""
     return runs_pb2.Run(
         run_id=value.run_id,
         model_name=value.model_name,
@@ -236,6 +246,8 @@ def run(value: RunRecord, with_summaries: bool = True) -> runs_pb2.Run:
 
 
 def probe(value: ProbeResult) -> diagnosis_pb2.Probe:
+    """A training probe, step by step: loss and the per-layer gradient norms, update ratios, dead and
+    saturated fractions."""
     return diagnosis_pb2.Probe(
         optimizer=value.optimizer,
         loss=value.loss,
@@ -265,6 +277,8 @@ def _moment(value: timestamp_pb2.Timestamp, label: str) -> datetime:
 
 
 def run_query(request: runs_pb2.ListRunsRequest) -> RunQuery:
+    """A ListRuns request as a query: unset filters are None, a limit of 0 is 20; a limit past
+    MAX_RUNS_PAGE or a time outside the datetime range is InvalidInput."""
     if request.limit < 0 or request.limit > MAX_RUNS_PAGE:
         raise InvalidInput(f"Expected a limit between 1 and {MAX_RUNS_PAGE} (0 for 20); received {request.limit}.")
     return RunQuery(
@@ -279,6 +293,8 @@ def run_query(request: runs_pb2.ListRunsRequest) -> RunQuery:
 
 
 def comparison(value: Comparison) -> runs_pb2.CompareRunsResponse:
+    """Two runs compared (b minus a): per-layer changes, layers in one run only, findings new and resolved,
+    and the probes' change when both runs have one."""
     return runs_pb2.CompareRunsResponse(
         run_a=value.run_a,
         run_b=value.run_b,

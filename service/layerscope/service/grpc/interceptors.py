@@ -21,8 +21,9 @@ from grpc import StatusCode
 
 from layerscope.service import cancellation
 from layerscope.service.errors import DeadlineExceeded, ServiceError
-from layerscope.service.grpc.admission import MAIN, Admission, AdmissionLimits, Refusal, Ticket, caller_of, pool_of
+from layerscope.service.grpc.admission import Admission, AdmissionLimits, Refusal, Ticket, caller_of
 from layerscope.service.grpc.auth import TokenPolicy
+from layerscope.service.grpc.methods import policy_of
 from layerscope.service.grpc.status import status_for
 from layerscope.service.telemetry import Telemetry
 
@@ -64,15 +65,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
-        client_streaming = bool(handler.stream_unary or handler.stream_stream)
-        pool = pool_of(details.method, client_streaming)
-        # A health watch lasts as long as its client (a load balancer, for hours) and probes must answer
-        # under any load: counted and timed, but they take no slot and have no deadline.
+        policy = policy_of(details.method, client_streaming=bool(handler.stream_unary or handler.stream_stream))
+        # Its pool and deadline come from the table of per-call policy (methods.py): a health watch lasts as
+        # long as its client (a load balancer, for hours) and probes must answer under any load, so they are
+        # counted and timed, but take no slot and have no deadline.
         call = _Call(
             method,
-            pool,
-            streams=pool is not None and bool(handler.unary_stream or handler.stream_stream),
-            timeout=self._admission.limits.call_timeout if pool == MAIN and not client_streaming else None,
+            policy.pool,
+            streams=policy.pool is not None and bool(handler.unary_stream or handler.stream_stream),
+            timeout=self._admission.limits.call_timeout if policy.deadline else None,
         )
         return _rebuild(handler, lambda b: self._unary(call, b), lambda b: self._stream(call, b), self._bidi(call))
 

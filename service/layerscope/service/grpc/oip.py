@@ -24,7 +24,6 @@ from layerscope.service.errors import InvalidInput, NotFound
 from layerscope.service.inspector import Inspector
 
 Context: TypeAlias = grpc.aio.ServicerContext
-SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "layerscope"
 PLATFORM = "tensorflow_keras"
 
@@ -185,6 +184,8 @@ def tensor_metadata(spec: InputSpec) -> pb.ModelMetadataResponse.TensorMetadata:
 
 
 def model_metadata(info: ModelInfo, versions: Iterable[int]) -> pb.ModelMetadataResponse:
+    """KServe's metadata of one loaded version: its inputs and outputs in KServe datatypes, and every loaded
+    version of the model (oldest first)."""
     return pb.ModelMetadataResponse(
         name=info.name,
         versions=[str(v) for v in sorted(versions)],
@@ -243,6 +244,7 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: igno
         return pb.ModelReadyResponse(ready=info is not None)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
+        """A loaded version's metadata; NOT_FOUND names the loaded versions when the one asked for is not."""
         ref = model_ref(request.name, request.version)
         info, versions = chosen(self._inspector.list_models(), ref)
         if info is None:

@@ -13,15 +13,13 @@ from layerscope.oip import grpc_predict_v2_pb2_grpc
 from layerscope.service.grpc.admission import AdmissionLimits
 from layerscope.service.grpc.auth import TokenPolicy
 from layerscope.service.grpc.interceptors import AuthInterceptor, ServiceInterceptor
-from layerscope.service.grpc.oip import SERVICE_NAME as OIP_SERVICE
+from layerscope.service.grpc.methods import HEALTH, INSPECTOR, OIP, REFLECTION_V1ALPHA
 from layerscope.service.grpc.oip import OpenInferenceServicer
 from layerscope.service.grpc.servicer import InspectorServicer
 from layerscope.service.inspector import Inspector
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
-from layerscope.v1 import inspector_pb2, inspector_pb2_grpc
-
-SERVICE_NAME = inspector_pb2.DESCRIPTOR.services_by_name["Inspector"].full_name
+from layerscope.v1 import inspector_pb2_grpc
 
 
 @dataclass
@@ -31,7 +29,7 @@ class Running:
     health: health.aio.HealthServicer
 
     async def serving(self) -> None:
-        for name in ("", SERVICE_NAME, OIP_SERVICE):
+        for name in ("", INSPECTOR, OIP):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float) -> None:
@@ -40,6 +38,12 @@ class Running:
 
 
 async def start_server(settings: Settings, inspector: Inspector, telemetry: Telemetry) -> Running:
+    """Bind and start the gRPC server: layerscope's Inspector and the Open Inference Protocol on one port,
+    with health and reflection, every call through the service and auth interceptors (TLS when configured).
+
+    Health answers NOT_SERVING until the caller's `Running.serving()`, so a load balancer sends no calls
+    before the models are loaded. The returned port is the bound one (settings' port 0: a free port).
+    """
     server = grpc.aio.server(
         # Outermost first: metrics see every call, including those auth refuses.
         interceptors=[
@@ -57,18 +61,18 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    reflection.enable_server_reflection((SERVICE_NAME, OIP_SERVICE, health_name, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((INSPECTOR, OIP, HEALTH, REFLECTION_V1ALPHA), server)
     address = f"{settings.host}:{settings.port}"
     credentials = server_credentials(settings)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    for name in ("", SERVICE_NAME, OIP_SERVICE):  # not ready until the caller says so
+    for name in ("", INSPECTOR, OIP):  # not ready until the caller says so
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     return Running(server, port, health_servicer)
 
 
 def admission_limits(settings: Settings) -> AdmissionLimits:
+    """The interceptor's admission limits and deadlines, read from the settings."""
     return AdmissionLimits(
         max_concurrent=settings.max_concurrent_rpcs,
         max_uploads=settings.max_concurrent_uploads,

@@ -42,7 +42,11 @@ class Engine(Protocol):
         statistics: str = "sampled",
         targets: Mapping[str, np.ndarray] | None = None,
         loss: str | None = None,
-    ) -> CaptureResult: ...
+    ) -> CaptureResult:
+        """One hooked forward pass (and backward, with `targets`): summaries of the selected points at the
+        `statistics` level, and the full tensors of those `selection.full` names."""
+        ...
+
     def full_bytes(
         self,
         inputs: Mapping[str, np.ndarray],
@@ -50,7 +54,10 @@ class Engine(Protocol):
         statistics: str = "sampled",
         targets: Mapping[str, np.ndarray] | None = None,
         loss: str | None = None,
-    ) -> int: ...
+    ) -> int:
+        """The bytes the full tensors of this capture would hold, from the traced shapes: nothing runs."""
+        ...
+
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
     def prepare_targets(self, targets: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]: ...
     def loss_specs(self, loss: str | None) -> tuple[LossSpec, ...]: ...
@@ -62,7 +69,10 @@ class Engine(Protocol):
         loss: str | None = None,
         optimizer: str | None = None,
         learning_rate: float | None = None,
-    ) -> ProbeResult: ...
+    ) -> ProbeResult:
+        """`steps` optimizer steps on a copy of the weights, measured at each step; the served weights are
+        not changed."""
+        ...
 
 
 @dataclass
@@ -186,6 +196,8 @@ class ModelRegistry:
         return key in self._models and self._opener.usable(self._models[key])
 
     def get(self, ref: ModelRef) -> LoadedModel:
+        """The loaded version asked for, or the newest loaded one when `ref` names none; NotFound names what
+        is loaded instead."""
         with self._lock:
             versions = sorted(v for n, v in self._models if n == ref.name)
             if not versions:

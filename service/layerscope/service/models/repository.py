@@ -157,6 +157,7 @@ class Upload:
         self._file = os.fdopen(fd, "wb")
 
     def write(self, chunk: bytes) -> None:
+        """Append a chunk; LimitExceeded as soon as the upload passes its byte limit, before it is written."""
         self._size += len(chunk)
         if self._size > self._max_bytes:
             raise LimitExceeded(

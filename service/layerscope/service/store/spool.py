@@ -44,6 +44,7 @@ def run_to_json(run: RunRecord) -> str:
 
 
 def run_from_json(text: str) -> RunRecord:
+    """The inverse of `run_to_json`: the same run, with tuples, enums, times and the probe restored."""
     data: dict[str, Any] = json.loads(text)
     summaries = tuple(
         LayerSummaryRecord(
@@ -110,6 +111,8 @@ class Spool(Generic[T]):
         return len(self.pending())
 
     def put(self, item: T) -> None:
+        """Keep an item until the database is back: written in full and fsynced before it appears under its
+        final name, so a crash leaves it whole or absent. StoreUnavailable when the spool is full."""
         with self._lock:
             if self.depth >= self.max_runs:
                 raise StoreUnavailable(
@@ -126,6 +129,7 @@ class Spool(Generic[T]):
             os.replace(tmp, target)
 
     def find(self, key: str) -> T | None:
+        """An item waiting in the spool, by its key (run id, window id); None when none is."""
         name = f"{_digest(key)}.json"
         with self._lock:  # replay removes files; under the lock a listed file is still there
             for path in self.pending():
@@ -183,6 +187,8 @@ class SpoolingStore:
         self._store.validate(run)
 
     def save_run(self, run: RunRecord) -> bool:
+        """Store a run, or spool it while the database is unreachable (True either way, False when the same
+        run was stored before). Runs reach the database in the order they were saved."""
         # While older runs wait, a new one queues behind them, so runs reach the database in order.
         if self._spool.depth:
             self.replay()
@@ -210,6 +216,8 @@ class SpoolingStore:
         return self._spool.depth
 
     def get_run(self, run_id: str) -> RunRecord:
+        """A stored run, or one still waiting in the spool; NotFound when neither has it (StoreUnavailable
+        when the database is down and the spool does not have it)."""
         try:
             return self._store.get_run(run_id)
         except (NotFound, StoreUnavailable) as exc:

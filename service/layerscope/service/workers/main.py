@@ -29,6 +29,8 @@ START_FAILED = 3
 
 
 def main(argv: list[str]) -> int:
+    """A worker's life: load the model named by the spec in `argv`, tell the server Ready (or why not, and
+    exit START_FAILED), limit its own memory, then answer calls until the server's socket closes."""
     connection = Connection(int(argv[1]))
     spec = WorkerSpec.from_json(argv[2])
     try:

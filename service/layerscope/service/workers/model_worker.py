@@ -17,16 +17,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.domain.training import LossSpec, ProbeResult
 from layerscope.service.errors import DeadlineExceeded, ModelUnavailable
 from layerscope.service.workers.policy import RestartPolicy
 from layerscope.service.workers.process import CallTimedOut, Cause, WorkerDied, WorkerProcess, describe_exit
 from layerscope.service.workers.protocol import Ready
+
+if TYPE_CHECKING:  # the engine imports TensorFlow; the server's side of a worker only passes its results on
+    from layerscope.service.capture.engine import CaptureResult
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,13 @@ class WorkerPool:
         self._numbers = itertools.count()
 
     def open(self, path: Path, name: str, version: int) -> LoadedModel:
+        """A loaded model version whose engine is a new worker process (`ModelOpener.open`).
+
+        The archive is scanned and its declared sizes checked here first, so a refused archive never
+        starts a process; a worker that cannot load it raises what the in-process load would. The worker
+        restarts from the same archive (the published one once an upload is published) under the
+        settings' `RestartPolicy`.
+        """
         report = scan_archive(path, self._limits or ScanLimits())
         check_budget(report.config, self._budget)  # a weightless bomb never gets a process
 

@@ -58,6 +58,8 @@ class WorkerCallFailed(RuntimeError):
 
 
 def describe_exit(code: int, memory_limit: int | None) -> Cause:
+    """Why a worker stopped, from its exit status (negative: the signal); a crash signal under a memory limit
+    names the limit as the likely cause."""
     if code < 0:
         try:
             sig = signal.Signals(-code)

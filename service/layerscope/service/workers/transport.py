@@ -97,6 +97,12 @@ class Outbox:
         self._block: SharedMemory | None = None
 
     def pack(self, message: Any) -> Packed:
+        """`message` ready to send: pickled, with every large array copied into this outbox's block.
+
+        The arrays are copied, so the caller may change or free them once this returns; the block's
+        contents stay valid only until the next `pack` (which may reuse or replace the block), which is
+        why calls on one worker go strictly one at a time. A message without large arrays touches no block.
+        """
         buffer = io.BytesIO()
         pickler = _Pickler(buffer)
         pickler.dump(message)

@@ -112,7 +112,8 @@ class StaticRule(Rule, abc.ABC):
         return self.check_static(description)
 
     @abc.abstractmethod
-    def check_static(self, description: ModelDescription) -> list[Finding]: ...
+    def check_static(self, description: ModelDescription) -> list[Finding]:
+        """Findings from the architecture alone (layers, shapes, configs): no inputs, nothing runs."""
 
 
 class RuntimeRule(Rule, abc.ABC):
@@ -122,7 +123,9 @@ class RuntimeRule(Rule, abc.ABC):
         return [] if evidence is None else self.check_runtime(description, evidence)
 
     @abc.abstractmethod
-    def check_runtime(self, description: ModelDescription, evidence: RuntimeEvidence) -> list[Finding]: ...
+    def check_runtime(self, description: ModelDescription, evidence: RuntimeEvidence) -> list[Finding]:
+        """Findings from one forward pass: summaries of the activations and inputs, and the outputs, over the
+        caller's inputs or generated probes."""
 
 
 class TrainingRule(Rule, abc.ABC):
@@ -136,4 +139,5 @@ class TrainingRule(Rule, abc.ABC):
         return self.check_training(description, evidence.training)
 
     @abc.abstractmethod
-    def check_training(self, description: ModelDescription, training: TrainingEvidence) -> list[Finding]: ...
+    def check_training(self, description: ModelDescription, training: TrainingEvidence) -> list[Finding]:
+        """Findings from the gradients of the loss, the targets and the training probe's steps."""

@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the four tables and their indexes."""
     op.create_table(
         "model",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -79,6 +80,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop them, each before the tables it refers to."""
     op.drop_index("ix_finding_code", table_name="finding")
     op.drop_table("finding")
     op.drop_table("layer_summary")

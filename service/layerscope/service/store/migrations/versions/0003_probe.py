@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the probe table; a run's probe is deleted with its run."""
     op.create_table(
         "probe",
         sa.Column("run_id", sa.String(128), nullable=False),

@@ -2,9 +2,8 @@
 `loaded`), an engine (the `Engine` protocol), the run store (`RunStore`) and the diagnoser. No server, no
 model: what is refused before the engine runs, what is stored and when, and what the model's health shows.
 
-inspector.py imports capture/engine.py and runtime/device.py, which import TensorFlow, so the `inspector`
-fixture imports it (nothing here runs TensorFlow); collecting the fast tier stays free of it
-(tests/conftest.py, TENSORFLOW_BUT_FAST).
+inspector.py names the engine's types for type checking only, so importing it starts no TensorFlow (the fast
+tier's guard in tests/conftest.py fails the run if it did).
 """
 
 from __future__ import annotations
@@ -187,7 +186,6 @@ def inspector() -> ModuleType:
 
 @pytest.fixture()
 def rig(inspector: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Rig:
-    monkeypatch.setattr(inspector, "memory_in_use", dict)  # the fake engine has no device memory to report
     engine = FakeEngine()
     info = ModelInfo(
         "m",

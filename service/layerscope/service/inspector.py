@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from layerscope.service import model_diagnosis, model_health
-from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.findings import Finding
@@ -46,14 +46,17 @@ from layerscope.service.errors import (
     ModelUnavailable,
     Overloaded,
 )
-from layerscope.service.models.lifecycle import ModelLifecycle
-from layerscope.service.models.registry import LoadedModel
 from layerscope.service.monitoring.model_monitor import Sample
 from layerscope.service.monitoring.monitor import Monitor, MonitorSnapshot, MonitorStatus
 from layerscope.service.monitoring.window import Window
-from layerscope.service.runtime.device import memory_in_use
+from layerscope.service.runtime import device
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
+
+if TYPE_CHECKING:  # the engine and the models import TensorFlow; the use cases only name their types
+    from layerscope.service.capture.engine import CaptureResult
+    from layerscope.service.models.lifecycle import ModelLifecycle
+    from layerscope.service.models.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 LIVE_SELECTION = Selection(layers=("*",), kinds=frozenset({"activation"}))
@@ -296,8 +299,8 @@ class Inspector:
             result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics, targets, loss)
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
-        for device, used in memory_in_use().items():
-            self._telemetry.device_memory.labels(device).set(used)
+        for name, used in device.memory_in_use().items():
+            self._telemetry.device_memory.labels(name).set(used)
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
         _check_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)

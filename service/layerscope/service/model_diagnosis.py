@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from layerscope.service import cancellation
-from layerscope.service.capture.engine import CaptureResult
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
 from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
@@ -21,7 +21,10 @@ from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded
-from layerscope.service.models.registry import Engine, LoadedModel
+
+if TYPE_CHECKING:  # the engine and the models import TensorFlow; diagnosis only names their types
+    from layerscope.service.capture.engine import CaptureResult
+    from layerscope.service.models.registry import Engine, LoadedModel
 
 ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
 WITH_GRADIENTS = Selection(kinds=frozenset({"activation", "kernel_gradient"}))

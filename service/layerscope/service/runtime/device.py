@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-
-import tensorflow as tf
+import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +14,7 @@ def configure_devices() -> list[str]:
 
     Must run before TensorFlow initialises the GPUs; later calls are harmless no-ops.
     """
+    tf = _tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
@@ -26,11 +27,15 @@ def configure_devices() -> list[str]:
 def initialise_devices() -> None:
     """Create the logical devices now (after `configure_devices`), so the runtime's start-up happens here
     and not inside the first call that runs a model."""
-    tf.config.list_logical_devices()
+    _tensorflow().config.list_logical_devices()
 
 
 def memory_in_use() -> dict[str, int]:
-    """Bytes in use per logical GPU; empty on a CPU-only machine."""
+    """Bytes in use per logical GPU; empty on a CPU-only machine, or where this process never started TensorFlow
+    (nothing of ours can be in use then, and asking must not start it)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return {}
     usage = {}
     for device in tf.config.list_logical_devices("GPU"):
         try:
@@ -38,3 +43,11 @@ def memory_in_use() -> dict[str, int]:
         except (ValueError, tf.errors.OpError):
             continue
     return usage
+
+
+def _tensorflow() -> Any:
+    """TensorFlow, imported when the devices are set up, not when this module is: the use cases import it to
+    read memory after each capture, and importing them (in the fast tests, say) must not start TensorFlow."""
+    import tensorflow as tf
+
+    return tf

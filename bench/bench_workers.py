@@ -36,6 +36,7 @@ import keras  # noqa: E402 - after the quiet start
 import numpy as np  # noqa: E402
 
 from bench.bench_capture import deep_cnn, small_cnn  # noqa: E402
+from layerscope.service.domain.capture import CaptureRequest  # noqa: E402
 from layerscope.service.domain.selection import Selection  # noqa: E402
 from layerscope.service.models.registry import LoadedModel, open_model  # noqa: E402
 from layerscope.service.runtime.native import SummaryOpLoader  # noqa: E402
@@ -74,8 +75,8 @@ def measure(local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch
     cases: dict[str, Callable[[], Any]] = {
         "predict_in_process": lambda: local.engine.predict(x),
         "predict_worker": lambda: worker.engine.predict(x),
-        "capture_in_process": lambda: local.engine.capture(x, SUMMARIES),
-        "capture_worker": lambda: worker.engine.capture(x, SUMMARIES),
+        "capture_in_process": lambda: local.engine.run(CaptureRequest(x, SUMMARIES)),
+        "capture_worker": lambda: worker.engine.run(CaptureRequest(x, SUMMARIES)),
     }
     for fn in cases.values():  # warm up: trace and compile everything on both sides first
         fn()

@@ -304,6 +304,7 @@ class Restarts:
 
 
 def test_a_call_past_the_deadline_kills_and_restarts_the_worker(servers: Servers) -> None:
+    from layerscope.service.domain.capture import CaptureRequest
     from layerscope.service.domain.selection import Selection
     from layerscope.service.errors import DeadlineExceeded
     from layerscope.service.settings import Settings
@@ -317,7 +318,7 @@ def test_a_call_past_the_deadline_kills_and_restarts_the_worker(servers: Servers
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded, match=r"Model 'victim' version 1 to answer within 1 s"):
             # About 120 GFLOP and exact statistics over 270 M values: seconds on any CPU.
-            victim.engine.capture({"image": images(2048)}, Selection(), statistics="exact")
+            victim.engine.run(CaptureRequest({"image": images(2048)}, Selection(), statistics="exact"))
         assert time.monotonic() - started < 5
         assert victim.engine.predict({"image": images(2)})["logits"].shape == (2, 4)  # after the restart
         assert victim.engine.pid != pid and restarts.causes == ["deadline"]  # type: ignore[attr-defined]

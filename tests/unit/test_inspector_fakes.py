@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -19,14 +19,15 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from layerscope.service.domain.capture import CaptureReply, CaptureRequest, CaptureResult, check_full_size
 from layerscope.service.domain.description import InputSpec, LayerInfo, ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunPage, RunQuery, RunRecord
 from layerscope.service.domain.selection import Selection
-from layerscope.service.domain.summary import Summary, summarize
-from layerscope.service.domain.training import LossSpec, ProbeResult, ProbeStep, TrainingOptions
+from layerscope.service.domain.summary import summarize
+from layerscope.service.domain.training import ProbeResult, ProbeStep, TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded, NotFound, Overloaded, ServiceError
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
@@ -36,17 +37,6 @@ X = np.linspace(-1, 1, 12, dtype="float32").reshape(4, 3)
 """A batch of 4: the largest the fakes' settings allow."""
 DENSE = LayerInfo("dense", "Dense", {}, ((None, 3),), ((None, 1000),), (), 3000)
 """Declares a wide output, so its full activations are too large for the byte limit by their shape alone."""
-
-
-@dataclass
-class FakeResult:
-    """What the Inspector reads of a `CaptureResult`."""
-
-    outputs: dict[str, np.ndarray]
-    summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
-    tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    classes: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 0
 
 
 class FakeEngine:
@@ -71,36 +61,28 @@ class FakeEngine:
         self.calls.append("predict")
         return {"y": inputs["x"][:, :1]}
 
-    def full_bytes(self, inputs: Mapping[str, np.ndarray], selection: Selection, *args: Any) -> int:
-        self.calls.append("full_bytes")
-        return 0
-
-    def capture(self, inputs: Mapping[str, np.ndarray], selection: Selection, *args: Any, **kwargs: Any) -> FakeResult:
-        self.calls.append("capture")
+    def run(self, request: CaptureRequest) -> CaptureReply:
+        """One call per Capture or Diagnose, as the engine protocol has it: the budget, the capture, the
+        evidence and the probe asked for."""
+        self.calls.append("run" + (f" probe {request.probe.steps}" if request.probe else ""))
         self.entered.set()
         self.gate.wait(5)
         if self.fail is not None:
             raise self.fail
-        x = next(iter(inputs.values()))
+        x = next(iter(request.inputs.values()))
         relu = np.maximum(x, 0)
         summaries = {"dense": {"activation": summarize(x)}, "relu": {"activation": summarize(relu)}}
-        tensors = {"relu": {"activation": relu}} if selection.full else {}
-        return FakeResult({"y": x[:, :1]}, summaries, tensors, {"dense": "Dense", "relu": "ReLU"}, len(x))
-
-    def prepare(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(a) for a in inputs.values()]
-
-    def prepare_targets(self, targets: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]:
-        return [np.asarray(a) for a in targets.values()]
-
-    def loss_specs(self, loss: str | None) -> tuple[LossSpec, ...]:
-        return ()
-
-    def probe(
-        self, inputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], steps: int, *args: Any
-    ) -> ProbeResult:
-        self.calls.append(f"probe {steps}")
-        return ProbeResult((ProbeStep(0, 1.0, {"dense": 0.5}), ProbeStep(1, 0.8)), "SGD(learning_rate=0.01)", "mse")
+        tensors = {"relu": {"activation": relu}} if request.selection.full else {}
+        if request.max_full_bytes is not None:
+            check_full_size(sum(t.nbytes for k in tensors.values() for t in k.values()), request.max_full_bytes)
+        result = CaptureResult({"y": x[:, :1]}, summaries, tensors, {"dense": "Dense", "relu": "ReLU"}, len(x))
+        probe = None
+        if request.probe is not None:
+            probe = ProbeResult(
+                (ProbeStep(0, 1.0, {"dense": 0.5}), ProbeStep(1, 0.8)), "SGD(learning_rate=0.01)", "mse"
+            )
+        inputs = {"x": summarize(x)} if request.evidence else {}
+        return CaptureReply(result, inputs, probe=probe)
 
 
 @dataclass
@@ -214,7 +196,7 @@ def capture(rig: Rig, x: np.ndarray = X, run_id: str = "", **kwargs: Any) -> Any
 
 async def test_a_capture_is_stored_once_it_has_succeeded(rig: Rig) -> None:
     outcome = await capture(rig, run_id="mine")
-    assert rig.engine.calls == ["full_bytes", "capture"]
+    assert rig.engine.calls == ["run"]
     assert rig.store.runs == {"mine": outcome.run}
     run = outcome.run
     assert (run.kind, run.model_name, run.model_version, run.model_sha256) == ("capture", "m", 1, "a" * 64)
@@ -280,7 +262,7 @@ async def test_a_full_model_queue_refuses_before_the_engine_runs_and_after_the_b
     with pytest.raises(InvalidInput, match="match none"):
         await capture(rig, selection=Selection(layers=("conv*",)))
     assert rig.metric("layerscope_rejected_rpcs_total", reason="model_queue") == 2
-    assert rig.engine.calls == ["full_bytes", "capture"], "only the first call reached the engine"
+    assert rig.engine.calls == ["run"], "only the first call reached the engine"
     rig.engine.gate.set()
     await first
     assert set(rig.store.runs) == {"first"}
@@ -356,12 +338,12 @@ async def test_a_diagnosis_without_inputs_probes_with_generated_ones(rig: Rig) -
     outcome = await rig.inspector.diagnose(REF, None, "")
     assert outcome.inputs_used.startswith("probe inputs: 24 rows per input")
     assert outcome.run.kind == "diagnose" and outcome.run.batch_size == 24
-    assert rig.engine.calls == ["capture"]
+    assert rig.engine.calls == ["run"]
 
 
 async def test_a_diagnosis_with_targets_stores_its_probe_and_the_gradient_norms(rig: Rig) -> None:
     outcome = await rig.inspector.diagnose(REF, {"x": X}, "", TrainingOptions(targets={"y": X[:, :1]}))
-    assert rig.engine.calls == ["capture", "probe 2"], "the settings' probe_steps when the caller names none"
+    assert rig.engine.calls == ["run probe 2"], "the settings' probe_steps when the caller names none"
     assert outcome.run.probe is not None and outcome.run.probe.optimizer == "SGD(learning_rate=0.01)"
     assert rig.store.runs[outcome.run.run_id].probe == outcome.run.probe
     assert rig.model.health.gradient_norms == {"dense": 0.5}

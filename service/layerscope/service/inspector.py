@@ -23,6 +23,7 @@ import numpy as np
 from layerscope.service import model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.domain.capture import CaptureRequest, CaptureResult, check_full_size
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
@@ -54,7 +55,6 @@ from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
 
 if TYPE_CHECKING:  # the engine and the models import TensorFlow; the use cases only name their types
-    from layerscope.service.capture.engine import CaptureResult
     from layerscope.service.models.lifecycle import ModelLifecycle
     from layerscope.service.models.registry import LoadedModel
 
@@ -165,7 +165,7 @@ class Inspector:
             for spec in model.info.inputs
         }
         try:
-            model.engine.capture(spec_inputs, LIVE_SELECTION)
+            model.engine.run(CaptureRequest(spec_inputs, LIVE_SELECTION))
         except Exception:  # sampled calls fall back to the plain forward pass anyway
             log.warning("monitoring: warming %s:%s failed", model.info.name, model.info.version, exc_info=True)
         monitor.warmed(model.info.name, model.info.version)
@@ -247,7 +247,7 @@ class Inspector:
         name, version = model.info.name, model.info.version
         with monitor.timing():
             try:
-                result = model.engine.capture(inputs, LIVE_SELECTION)
+                result = model.engine.run(CaptureRequest(inputs, LIVE_SELECTION)).result
             except (Cancelled, ModelUnavailable, DeadlineExceeded):
                 raise  # the call itself is over, or its model is: a plain forward pass would fare no better
             except Exception:
@@ -294,15 +294,16 @@ class Inspector:
             targets, loss = (training.targets, training.loss) if training else (None, None)
             if targets:
                 self._check_batch(targets)
-            traced = await asyncio.to_thread(model.engine.full_bytes, inputs, selection, statistics, targets, loss)
-            _check_size(traced, limit, outputs)
-            result = await asyncio.to_thread(model.engine.capture, inputs, selection, statistics, targets, loss)
+            # One engine call (one crossing with workers): the engine sizes the full tensors from the traced
+            # shapes and refuses before the model runs, so a refusal costs no device memory.
+            request = CaptureRequest(inputs, selection, statistics, targets, loss, limit, outputs)
+            result = (await asyncio.to_thread(model.engine.run, request)).result
         elapsed = time.perf_counter() - started
         self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for name, used in device.memory_in_use().items():
             self._telemetry.device_memory.labels(name).set(used)
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
-        _check_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
+        check_full_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
         run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
         await self._save(run)
@@ -458,14 +459,5 @@ def _check_selection(model: LoadedModel, selection: Selection, inputs: Mapping[s
         math.prod(1 if d is None else d for d in spec.shape[1:]) * int(batch) * np.dtype(spec.dtype).itemsize
         for spec in model.info.output_specs
     )
-    _check_size(selection.declared_full_bytes(declared, int(batch)), limit, outputs)
+    check_full_size(selection.declared_full_bytes(declared, int(batch)), limit, outputs)
     return outputs
-
-
-def _check_size(size: int, limit: int, outputs: int = 0) -> None:
-    if size + outputs > limit:
-        also = f", and the model's outputs (in the header) {outputs} more" if outputs else ""
-        raise LimitExceeded(
-            f"Expected full tensors of at most {limit} bytes per capture; the layers asked for hold "
-            f"{size} bytes{also}. Ask for fewer layers in `full`, a smaller batch, or raise max_tensor_bytes."
-        )

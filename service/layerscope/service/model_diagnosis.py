@@ -16,14 +16,14 @@ from layerscope.service import cancellation
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
 from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
+from layerscope.service.domain.capture import CaptureRequest, CaptureResult, ProbeOptions
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.selection import Selection
-from layerscope.service.domain.summary import Summary, summarize
-from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
+from layerscope.service.domain.summary import Summary
+from layerscope.service.domain.training import ProbeResult, TrainingOptions
 from layerscope.service.errors import InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:  # the engine and the models import TensorFlow; diagnosis only names their types
-    from layerscope.service.capture.engine import CaptureResult
     from layerscope.service.models.registry import Engine, LoadedModel
 
 ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
@@ -83,16 +83,15 @@ def diagnose(
         probe = probe_inputs(model.engine.inputs)
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
-    result = model.engine.capture(arrays, ACTIVATIONS, statistics="exact")
+    reply = model.engine.run(CaptureRequest(arrays, ACTIVATIONS, statistics="exact", evidence=True))
     cancellation.check()  # the call may have ended while the model ran: the rules need not run for no one
-    prepared = model.engine.prepare(arrays)
     evidence = RuntimeEvidence(
-        activations=result.summaries,
-        inputs={spec.name: summarize(a) for spec, a in zip(model.engine.inputs, prepared, strict=True)},
-        outputs=result.outputs,
+        activations=reply.result.summaries,
+        inputs=reply.inputs,
+        outputs=reply.result.outputs,
         caller_inputs=caller,
     )
-    return Diagnosis(diagnoser.diagnose(model.description, evidence), result, used)
+    return Diagnosis(diagnoser.diagnose(model.description, evidence), reply.result, used)
 
 
 def _diagnose_training(
@@ -117,29 +116,26 @@ def training_evidence(
     training: TrainingOptions,
     probe_steps: int,
 ) -> tuple[CaptureResult, RuntimeEvidence]:
-    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe."""
-    result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
-    prepared = engine.prepare(inputs)
-    ys = engine.prepare_targets(targets, int(prepared[0].shape[0]))
-    probe = None
-    if probe_steps > 0:
-        probe = engine.probe(inputs, targets, probe_steps, training.loss, training.optimizer, training.learning_rate)
+    """One exact capture of activations and kernel gradients and (probe_steps > 0) the probe: one engine call."""
+    probe = ProbeOptions(probe_steps, training.optimizer, training.learning_rate) if probe_steps > 0 else None
+    request = CaptureRequest(
+        inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss, evidence=True, probe=probe
+    )
+    reply = engine.run(request)
+    result = reply.result
     gradients = {
         point: {k: s for k, s in kinds.items() if k.endswith("gradient")} for point, kinds in result.summaries.items()
     }
     evidence = RuntimeEvidence(
         activations=result.summaries,
-        inputs={spec.name: summarize(a) for spec, a in zip(engine.inputs, prepared, strict=True)},
+        inputs=reply.inputs,
         outputs=result.outputs,
         caller_inputs=True,
         training=TrainingEvidence(
             gradients={p: kinds for p, kinds in gradients.items() if kinds},
-            targets={
-                name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
-                for name, y in zip(engine.output_names, ys, strict=True)
-            },
-            losses=engine.loss_specs(training.loss),
-            probe=probe,
+            targets=reply.targets,
+            losses=reply.losses,
+            probe=reply.probe,
         ),
     )
     return result, evidence

@@ -25,6 +25,13 @@ from layerscope.service.capture.losses import build_loss
 from layerscope.service.capture.probe import ProbeRunner
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
+from layerscope.service.domain.capture import (
+    CaptureReply,
+    CaptureRequest,
+    CaptureResult,
+    ProbeOptions,
+    check_full_size,
+)
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.selection import Selection, variable_role
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
@@ -32,6 +39,7 @@ from layerscope.service.domain.training import (
     LOSSES,
     LossSpec,
     ProbeResult,
+    TargetInfo,
     compiled_losses,
     named_loss,
     probe_optimizer,
@@ -49,17 +57,6 @@ class CapturePoint:
     class_name: str
     kinds: tuple[str, ...]
     shapes: tuple[tuple[int | None, ...], ...]
-
-
-@dataclass
-class CaptureResult:
-    outputs: dict[str, np.ndarray]
-    summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
-    """capture point -> kind -> Summary."""
-    tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    """capture point -> kind -> full tensor, only for the layers asked for."""
-    classes: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 0
 
 
 @dataclass
@@ -188,8 +185,13 @@ class CaptureEngine:
         named or compiled loss and optimizer (else Adam at 1e-3); a measurement per step."""
         arrays = self.prepare(inputs)
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
-        losses = self.loss_specs(loss)
-        spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
+        return self._probe(arrays, ys, self.loss_specs(loss), ProbeOptions(steps, optimizer, learning_rate))
+
+    def _probe(
+        self, arrays: list[np.ndarray], ys: list[np.ndarray], losses: tuple[LossSpec, ...], options: ProbeOptions
+    ) -> ProbeResult:
+        spec = probe_optimizer(self.compile_config, options.optimizer, options.learning_rate)
+        steps = options.steps
         # One probe at a time per model (the runner's clone is reused), under its own lock: a probe hooks only
         # into the clone, so captures of the served model need not wait for its steps.
         with self._probe_lock:
@@ -241,10 +243,20 @@ class CaptureEngine:
         finite values and says whether they were; only when they were not does the masked variant run (and
         get traced, the first time a model produces NaN or Inf). The fused kernel needs no second run.
         """
-        if statistics not in STATISTICS_LEVELS:
-            raise InvalidInput(f"Expected statistics among {list(STATISTICS_LEVELS)}; received {statistics!r}.")
+        _check_statistics(statistics)
         arrays = self.prepare(inputs)
         ys, losses = self._training_arguments(arrays, selection, targets, loss)
+        compiled, results = self._run_compiled(arrays, selection, statistics, ys, losses)
+        return compiled, arrays, results
+
+    def _run_compiled(
+        self,
+        arrays: list[np.ndarray],
+        selection: Selection,
+        statistics: str,
+        ys: list[np.ndarray],
+        losses: tuple[LossSpec, ...],
+    ) -> tuple[_Compiled, Any]:
         args = [arrays, ys] if ys else [arrays]
         compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
         with tf.device(self.device):
@@ -252,7 +264,7 @@ class CaptureEngine:
             if not bool(all_finite):
                 compiled = self._compile(arrays, selection, statistics, masked=True, ys=ys, losses=losses)
                 outputs, packed, fulls, _ = compiled.function(*args)
-        return compiled, arrays, (outputs, packed, fulls)
+        return compiled, (outputs, packed, fulls)
 
     def _training_arguments(
         self, arrays: list[np.ndarray], selection: Selection, targets: Arrays | None, loss: str | None
@@ -276,6 +288,35 @@ class CaptureEngine:
     def _fused(self) -> Any:
         return self._summary_op.load() if "CPU" in self.device.upper() else None
 
+    def run(self, request: CaptureRequest) -> CaptureReply:
+        """Everything one Capture, Diagnose or sampled Predict needs, in one call: the inputs (and targets)
+        prepared once, the full-tensor budget checked on the traced shapes before the model runs, the capture,
+        and with `evidence` the input and target statistics, with `probe` a training probe."""
+        selection, statistics = request.selection, request.statistics
+        _check_statistics(statistics)
+        arrays = self.prepare(request.inputs)
+        ys, losses = self._training_arguments(arrays, selection, request.targets, request.loss)
+        if request.max_full_bytes is not None:
+            compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
+            check_full_size(self._full_bytes(compiled, arrays, selection), request.max_full_bytes, request.output_bytes)
+        result = self._capture(arrays, selection, statistics, ys, losses)
+        if not request.evidence and request.probe is None:
+            return CaptureReply(result)
+        inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
+        if not request.targets:
+            return CaptureReply(result, inputs)
+        ys = ys or self.prepare_targets(request.targets, int(arrays[0].shape[0]))
+        losses = losses or self.loss_specs(request.loss)
+        targets = {
+            name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
+            for name, y in zip(self.output_names, ys, strict=True)
+        }
+        probe = None
+        if request.probe is not None and request.probe.steps > 0:
+            cancellation.check()  # the capture took its time: a call that has ended needs no probe
+            probe = self._probe(arrays, ys, losses, request.probe)
+        return CaptureReply(result, inputs, targets, losses, probe)
+
     def capture(
         self,
         inputs: Arrays,
@@ -288,7 +329,17 @@ class CaptureEngine:
 
         Gradient kinds need `targets` (one array per output) and a loss: `loss` (a Keras identifier) or the
         compiled one."""
-        compiled, arrays, (outputs, packed, fulls) = self.run_on_device(inputs, selection, statistics, targets, loss)
+        return self.run(CaptureRequest(inputs, selection, statistics, targets, loss)).result
+
+    def _capture(
+        self,
+        arrays: list[np.ndarray],
+        selection: Selection,
+        statistics: str,
+        ys: list[np.ndarray],
+        losses: tuple[LossSpec, ...],
+    ) -> CaptureResult:
+        compiled, (outputs, packed, fulls) = self._run_compiled(arrays, selection, statistics, ys, losses)
         result = CaptureResult(
             outputs=dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True)),
             batch_size=int(arrays[0].shape[0]),
@@ -336,6 +387,9 @@ class CaptureEngine:
         arrays = self.prepare(inputs)
         ys, losses = self._training_arguments(arrays, selection, targets, loss)
         compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
+        return self._full_bytes(compiled, arrays, selection)
+
+    def _full_bytes(self, compiled: _Compiled, arrays: list[np.ndarray], selection: Selection) -> int:
         batch = int(arrays[0].shape[0])
         activations = sum(
             math.prod(batch if d is None else d for d in shape) * itemsize for shape, itemsize in compiled.full_specs
@@ -627,3 +681,8 @@ def _shape(shape: tuple[int | None, ...]) -> str:
 def _selected(selection: Selection, path: str, layer: keras.Layer) -> bool:
     cancellation.check()  # between layers: work for a call that has ended stops here
     return selection.selects(path, type(layer).__name__)
+
+
+def _check_statistics(statistics: str) -> None:
+    if statistics not in STATISTICS_LEVELS:
+        raise InvalidInput(f"Expected statistics among {list(STATISTICS_LEVELS)}; received {statistics!r}.")

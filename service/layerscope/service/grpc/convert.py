@@ -26,7 +26,7 @@ from layerscope.service.errors import InvalidInput
 from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tensor_pb2
 
 if TYPE_CHECKING:  # the engine imports TensorFlow; conversion only needs its result type
-    from layerscope.service.capture.engine import CaptureResult
+    from layerscope.service.domain.capture import CaptureResult
 
 MAX_RUNS_PAGE = 500
 

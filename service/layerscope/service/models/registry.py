@@ -10,13 +10,12 @@ from typing import Protocol
 
 import numpy as np
 
-from layerscope.service.capture.engine import CaptureEngine, CaptureResult
+from layerscope.service.capture.engine import CaptureEngine
+from layerscope.service.domain.capture import CaptureReply, CaptureRequest
 from layerscope.service.domain.description import InputSpec, ModelDescription
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
-from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.text import quoted
-from layerscope.service.domain.training import LossSpec, ProbeResult
 from layerscope.service.errors import NotFound
 from layerscope.service.models.budget import ModelBudget
 from layerscope.service.models.loader import load_archive
@@ -35,43 +34,10 @@ class Engine(Protocol):
     @property
     def layer_classes(self) -> list[tuple[str, str]]: ...
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-    def capture(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        selection: Selection,
-        statistics: str = "sampled",
-        targets: Mapping[str, np.ndarray] | None = None,
-        loss: str | None = None,
-    ) -> CaptureResult:
-        """One hooked forward pass (and backward, with `targets`): summaries of the selected points at the
-        `statistics` level, and the full tensors of those `selection.full` names."""
-        ...
-
-    def full_bytes(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        selection: Selection,
-        statistics: str = "sampled",
-        targets: Mapping[str, np.ndarray] | None = None,
-        loss: str | None = None,
-    ) -> int:
-        """The bytes the full tensors of this capture would hold, from the traced shapes: nothing runs."""
-        ...
-
-    def prepare(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
-    def prepare_targets(self, targets: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]: ...
-    def loss_specs(self, loss: str | None) -> tuple[LossSpec, ...]: ...
-    def probe(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        targets: Mapping[str, np.ndarray],
-        steps: int,
-        loss: str | None = None,
-        optimizer: str | None = None,
-        learning_rate: float | None = None,
-    ) -> ProbeResult:
-        """`steps` optimizer steps on a copy of the weights, measured at each step; the served weights are
-        not changed."""
+    def run(self, request: CaptureRequest) -> CaptureReply:
+        """Everything one Capture, Diagnose or sampled Predict needs, in one call (one crossing with workers):
+        the full-tensor budget checked before the model runs, the capture, the diagnosis evidence and the
+        training probe asked for."""
         ...
 
 

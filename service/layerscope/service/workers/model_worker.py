@@ -17,18 +17,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from layerscope.service.domain.training import LossSpec, ProbeResult
+from layerscope.service.domain.capture import CaptureReply, CaptureRequest
 from layerscope.service.errors import DeadlineExceeded, ModelUnavailable
 from layerscope.service.workers.policy import RestartPolicy
 from layerscope.service.workers.process import CallTimedOut, Cause, WorkerDied, WorkerProcess, describe_exit
 from layerscope.service.workers.protocol import Ready
-
-if TYPE_CHECKING:  # the engine imports TensorFlow; the server's side of a worker only passes its results on
-    from layerscope.service.capture.engine import CaptureResult
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +90,8 @@ class ModelWorker:
         result: dict[str, np.ndarray] = self._call("predict", args, kwargs)
         return result
 
-    def capture(self, *args: Any, **kwargs: Any) -> CaptureResult:
-        result: CaptureResult = self._call("capture", args, kwargs)
-        return result
-
-    def full_bytes(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._call("full_bytes", args, kwargs))
-
-    def prepare(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
-        result: list[np.ndarray] = self._call("prepare", args, kwargs)
-        return result
-
-    def prepare_targets(self, *args: Any, **kwargs: Any) -> list[np.ndarray]:
-        result: list[np.ndarray] = self._call("prepare_targets", args, kwargs)
-        return result
-
-    def loss_specs(self, *args: Any, **kwargs: Any) -> tuple[LossSpec, ...]:
-        result: tuple[LossSpec, ...] = self._call("loss_specs", args, kwargs)
-        return result
-
-    def probe(self, *args: Any, **kwargs: Any) -> ProbeResult:
-        result: ProbeResult = self._call("probe", args, kwargs)
+    def run(self, request: CaptureRequest) -> CaptureReply:
+        result: CaptureReply = self._call("run", (request,), {})
         return result
 
     # -- state -----------------------------------------------------------------------------------------------

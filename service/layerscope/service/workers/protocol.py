@@ -15,8 +15,9 @@ from layerscope.service.domain.models import ModelInfo
 from layerscope.service.errors import ServiceError
 from layerscope.service.workers.transport import Packed
 
-METHODS = frozenset({"predict", "capture", "full_bytes", "prepare", "prepare_targets", "loss_specs", "probe"})
-"""The engine methods a worker runs; an engine method added later is forwarded once it is named here."""
+METHODS = frozenset({"predict", "run"})
+"""The engine methods a worker runs: a plain forward pass, and `run`, which answers a whole Capture, Diagnose
+or sampled Predict (one `CaptureRequest` in, one `CaptureReply` out), so every RPC crosses once."""
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ def test_captures_survive_a_database_outage_and_land_exactly_once(fresh_database
             c.upload_model("m", models.save(models.dead_relu_model(), tmp_path))
             x = np.ones((2, 4), "float32")
             ids = [c.capture("m", x, run_id=f"before-{i}").run_id for i in range(2)]
+            assert len(c.runs("m")) == 2  # runs are written behind the response; a listing waits for them
             proxy.stop()  # the database is unreachable from here on
             ids += [c.capture("m", x, run_id=f"during-{i}").run_id for i in range(4)]
             assert c.get_run("during-3").run_id == "during-3"  # a spooled run is still readable

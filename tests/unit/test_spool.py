@@ -1,4 +1,5 @@
-"""The spool keeps finished runs durable and in order while the database is away."""
+"""The spool keeps finished runs durable and in order, behind the response and while the database is away; the
+run writer moves them into the database exactly once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput, StoreUnavailable
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
-from layerscope.service.store.spool import Spool, SpoolingStore, run_from_json, run_to_json
+from layerscope.service.store.run_writer import RunWriter
+from layerscope.service.store.spool import Spool, run_from_json, run_to_json
 from layerscope.service.store.sql_store import SqlRunStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,6 +57,11 @@ class Outage:
             raise StoreUnavailable("database down")
         return self.store.save_run(r)
 
+    def retried(self, r: RunRecord) -> bool:
+        if self.down:
+            raise StoreUnavailable("database down")
+        return self.store.retried(r)
+
     def get_run(self, run_id: str) -> RunRecord:
         return self.store.get_run(run_id)
 
@@ -72,19 +79,48 @@ def store(tmp_path: Path) -> SqlRunStore:
 def test_runs_wait_in_order_and_reach_the_database_exactly_once(store: SqlRunStore, tmp_path: Path) -> None:
     depths: list[int] = []
     outage = Outage(store)
-    spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=3), depths.append)
-    spooling.save_run(run(0))
+    writer = RunWriter(outage, Spool(tmp_path / "spool", max_runs=3), depths.append)
+    writer.save_run(run(0))
+    assert writer.get_run("run-0") == run(0)  # accepted: readable before the writer stored it
+    writer.replay()
     outage.down = True
     for i in (1, 2, 3):
-        spooling.save_run(run(i))
+        writer.save_run(run(i))
     with pytest.raises(StoreUnavailable, match="holds its limit of 3 runs"):
-        spooling.save_run(run(4))
-    assert spooling.get_run("run-2") == run(2)  # readable while it waits
+        writer.save_run(run(4))
+    assert writer.get_run("run-2") == run(2)  # readable while it waits
+    assert writer.replay() == 0 and writer.depth == 3  # the database is away: nothing moves, nothing is lost
     outage.down = False
-    spooling.save_run(run(5))  # replays the waiting runs first, then stores this one
-    assert spooling.depth == 0 and depths[-1] == 0 and max(depths) == 3
+    assert writer.replay() == 3
+    writer.save_run(run(5))
+    writer.replay()
+    assert writer.depth == 0 and depths[-1] == 0 and max(depths) == 3
     listed = store.list_runs(RunQuery(limit=10)).runs
     assert [r.run_id for r in listed] == ["run-5", "run-3", "run-2", "run-1", "run-0"]
+
+
+def test_a_listing_waits_for_the_runs_accepted_before_it(store: SqlRunStore, tmp_path: Path) -> None:
+    writer = RunWriter(store, Spool(tmp_path / "spool", max_runs=10), retry_seconds=60)
+    writer.start()
+    try:
+        for i in range(5):
+            writer.save_run(run(i), fresh=True)
+        assert len(writer.list_runs(RunQuery(limit=10)).runs) == 5  # read-your-writes, behind the response
+    finally:
+        assert writer.stop() == 0
+
+
+def test_a_retry_is_accepted_once_and_another_run_under_its_id_is_refused(store: SqlRunStore, tmp_path: Path) -> None:
+    writer = RunWriter(store, Spool(tmp_path / "spool", max_runs=10))
+    assert writer.save_run(run(1, run_id="mine")) is True
+    assert writer.save_run(run(1, run_id="mine")) is False  # a retry while it waits: nothing more to write
+    with pytest.raises(InvalidInput, match="already accepted"):
+        writer.save_run(run(2, run_id="mine", model="other"))
+    writer.replay()
+    assert writer.save_run(run(1, run_id="mine")) is False  # a retry once stored
+    with pytest.raises(InvalidInput, match="already stored"):
+        writer.save_run(run(2, run_id="mine", model="other"))
+    assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["mine"]
 
 
 def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: SqlRunStore, tmp_path: Path) -> None:
@@ -103,14 +139,16 @@ def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_r
 ) -> None:
     outage = Outage(store)
     spool = Spool(tmp_path / "spool", max_runs=10)
-    spooling = SpoolingStore(outage, spool)
-    spooling.save_run(run(1, run_id="taken"))
+    writer = RunWriter(outage, spool)
+    writer.save_run(run(1, run_id="taken"))
+    writer.replay()
     outage.down = True
-    spooling.save_run(run(2, run_id="taken", model="other"))  # same id, another run: the database will refuse it
-    spooling.save_run(run(3))
+    writer.save_run(run(2, run_id="taken", model="other"))  # same id, another run: the database will refuse it
+    writer.save_run(run(3))
     outage.down = False
-    spooling.save_run(run(4))
-    assert spooling.depth == 0
+    writer.save_run(run(4))
+    writer.replay()
+    assert writer.depth == 0
     assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["run-4", "run-3", "taken"]
     (kept,) = spool.rejected()
     assert run_from_json(kept.read_text()) == run(2, run_id="taken", model="other")
@@ -120,21 +158,21 @@ def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_r
 @pytest.mark.parametrize("run_id", ["a/b", "../../escape", "x" * 120, "tab\there", "ünïcode-id"])
 def test_client_chosen_ids_never_become_paths(store: SqlRunStore, tmp_path: Path, run_id: str) -> None:
     outage = Outage(store)
-    spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
+    writer = RunWriter(outage, Spool(tmp_path / "spool", max_runs=10))
     outage.down = True
-    spooling.save_run(run(1, run_id=run_id))
+    writer.save_run(run(1, run_id=run_id))
     assert [p.parent for p in (tmp_path / "spool").rglob("*.json")] == [tmp_path / "spool"]
-    assert spooling.get_run(run_id).run_id == run_id
+    assert writer.get_run(run_id).run_id == run_id
     outage.down = False
-    assert spooling.replay() == 1 and store.get_run(run_id).run_id == run_id
+    assert writer.replay() == 1 and store.get_run(run_id).run_id == run_id
 
 
 def test_a_run_that_could_never_be_stored_is_refused_before_it_is_spooled(store: SqlRunStore, tmp_path: Path) -> None:
     outage = Outage(store)
-    spooling = SpoolingStore(outage, Spool(tmp_path / "spool", max_runs=10))
+    writer = RunWriter(outage, Spool(tmp_path / "spool", max_runs=10))
     outage.down = True
     with pytest.raises(InvalidInput, match="at most 128 characters"):
-        spooling.save_run(run(1, run_id="y" * 300))
+        writer.save_run(run(1, run_id="y" * 300))
     with pytest.raises(InvalidInput, match="NUL"):
-        spooling.save_run(run(1, run_id="nul\x00id"))
-    assert spooling.depth == 0
+        writer.save_run(run(1, run_id="nul\x00id"))
+    assert writer.depth == 0

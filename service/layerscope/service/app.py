@@ -38,7 +38,8 @@ from layerscope.service.settings import Settings
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.monitor_store import WINDOWS, SpoolingMonitorStore, SqlMonitorStore
-from layerscope.service.store.spool import Spool, SpoolingStore
+from layerscope.service.store.run_writer import RunWriter
+from layerscope.service.store.spool import Spool
 from layerscope.service.store.sql_store import SqlRunStore
 from layerscope.service.telemetry import ModelHealthCollector, MonitorCollector, Telemetry
 from layerscope.service.workers.metrics import WorkerMetrics
@@ -118,7 +119,9 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
-    store = SpoolingStore(runs, spool, telemetry.spool_depth.set)
+    store = RunWriter(
+        runs, spool, telemetry.spool_depth.set, settings.spool_replay_seconds, telemetry.db_write_seconds.observe
+    )
     monitor, windows = _monitor(settings, engine, telemetry)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry, monitor)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
@@ -139,12 +142,12 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     def flush() -> int:
         if monitor is not None:  # open windows closed and stored (or spooled) before the runs' last replay
             monitor.stop()
-        store.replay()
-        return store.depth
+        return store.stop()
 
+    store.start()
     if monitor is not None:
         monitor.start()
-    replayer = asyncio.create_task(_maintain(store, runs, windows, settings))
+    replayer = asyncio.create_task(_maintain(runs, windows, settings))
     poller = None
     if settings.repository_poll_seconds:
         poller = asyncio.create_task(_poll_repository(inspector, settings.repository_poll_seconds))
@@ -198,11 +201,9 @@ def _monitor(
     return Monitor(config, rates, Budget(settings.monitor_cpu_budget), windows), windows
 
 
-async def _maintain(
-    store: SpoolingStore, runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings
-) -> None:
-    """Background upkeep: retry spooled runs and windows (without waiting for new traffic), roll windows up
-    into hours past a day, prune old runs and windows."""
+async def _maintain(runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings) -> None:
+    """Background upkeep: retry spooled windows (without waiting for new traffic; the run writer retries runs
+    itself), roll windows up into hours past a day, prune old runs and windows."""
     next_prune = 0.0
     while True:
         if time.monotonic() >= next_prune:
@@ -214,14 +215,6 @@ async def _maintain(
                 await asyncio.to_thread(windows.replay)
             except Exception:  # a replay failure must never stop future replays
                 log.exception("window spool replay failed")
-        if store.depth:
-            try:
-                stored = await asyncio.to_thread(store.replay)
-            except Exception:  # a replay failure must never stop future replays
-                log.exception("spool replay failed")
-                continue
-            if stored:
-                log.info("replayed %d spooled runs into the database", stored)
 
 
 async def _prune(runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings) -> None:

@@ -306,7 +306,7 @@ class Inspector:
         check_full_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
         run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
-        await self._save(run)
+        await self._save(run, fresh=not run_id)
         return CaptureOutcome(run, result)
 
     async def diagnose(
@@ -347,7 +347,7 @@ class Inspector:
         if diagnosis.probe is not None:
             run = dataclasses.replace(run, probe=diagnosis.probe)
             model.health = model_health.with_probe(model.health, diagnosis.probe)
-        await self._save(run)
+        await self._save(run, fresh=not run_id)
         return DiagnoseOutcome(run, diagnosis.findings, diagnosis.inputs_used)
 
     # -- runs -------------------------------------------------------------------------------------------
@@ -407,10 +407,10 @@ class Inspector:
             findings=tuple(findings),
         )
 
-    async def _save(self, run: RunRecord) -> None:
-        started = time.perf_counter()
-        await asyncio.to_thread(self._store.save_run, run)
-        self._telemetry.db_write_seconds.observe(time.perf_counter() - started)
+    async def _save(self, run: RunRecord, fresh: bool) -> None:
+        """Hand the run to the store: with the run writer, on disk in its queue; the SQL write follows the
+        answer. `fresh`: the server chose the id (no lookup for a retry is needed)."""
+        await asyncio.to_thread(self._store.save_run, run, fresh)
 
 
 def window_run(window: Window) -> RunRecord:

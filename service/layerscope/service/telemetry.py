@@ -73,13 +73,13 @@ class Telemetry:
         self.models_loaded = Gauge("layerscope_models_loaded", "Model versions loaded now.", registry=registry)
         self.db_write_seconds = Histogram(
             "layerscope_db_write_duration_seconds",
-            "Time to store one run.",
+            "Time to write one run into the database (behind the response, by the run writer).",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.spool_depth = Gauge(
             "layerscope_spool_depth",
-            "Finished runs waiting in the spool for the database.",
+            "Finished runs waiting in the spool for the database (the run writer's queue: a few while it keeps up).",
             registry=registry,
         )
         self.window_spool_depth = Gauge(

@@ -18,17 +18,17 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from layerscope.service.domain.findings import Finding, Severity
-from layerscope.service.domain.runs import LayerSummaryRecord, RunPage, RunQuery, RunRecord, RunStore
+from layerscope.service.domain.runs import LayerSummaryRecord, RunRecord
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.training import probe_from_data, probe_to_data
-from layerscope.service.errors import NotFound, ServiceError, StoreUnavailable
+from layerscope.service.errors import ServiceError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,7 +97,12 @@ class Spool(Generic[T]):
         for stale in folder.glob(".tmp-*"):  # a write interrupted by a crash never became a spooled run
             stale.unlink()
         self._lock = threading.Lock()
-        self._next = max((self._sequence(p) for p in self.pending()), default=0) + 1
+        """Held to add or remove a file (and to read one by name): never while the database is written."""
+        self._replaying = threading.Lock()
+        waiting = self.pending()
+        self._next = max((self._sequence(p) for p in waiting), default=0) + 1
+        self._count = len(waiting)
+        """Items pending, kept as they come and go: `depth` is asked on every write, a listing costs O(n)."""
 
     @staticmethod
     def _sequence(path: Path) -> int:
@@ -108,25 +113,35 @@ class Spool(Generic[T]):
 
     @property
     def depth(self) -> int:
-        return len(self.pending())
+        return self._count
 
-    def put(self, item: T) -> None:
-        """Keep an item until the database is back: written in full and fsynced before it appears under its
-        final name, so a crash leaves it whole or absent. StoreUnavailable when the spool is full."""
+    def put(self, item: T, sync: bool = True) -> None:
+        """Keep an item until the database takes it: written in full before it appears under its final name,
+        so a crash leaves it whole or absent. `sync` also flushes it to the disk (fsync) first, which a crash
+        of the machine needs; without it the item survives a crash of this process (it is in the kernel's
+        page cache), at a fraction of the cost. StoreUnavailable when the spool is full."""
         with self._lock:
-            if self.depth >= self.max_runs:
+            if self._count >= self.max_runs:
                 raise StoreUnavailable(
-                    f"The database is unreachable and the spool holds its limit of {self.max_runs} "
-                    f"{self.codec.noun}; expected the database back before more are accepted. Retry later."
+                    f"The database is unreachable or behind, and the spool holds its limit of {self.max_runs} "
+                    f"{self.codec.noun}; expected the database to take them before more are accepted. Retry later."
                 )
             target = self.folder / f"{self._next:012d}-{_digest(self.codec.key(item))}.json"
             self._next += 1
             tmp = self.folder / f".tmp-{target.name}"
             with tmp.open("w") as f:
                 f.write(self.codec.encode(item))
-                f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, target)
+            self._count += 1
+
+    def waiting(self, keys: Iterable[str]) -> set[str]:
+        """Those of `keys` (run ids, window ids) whose item is still in the spool, by file name alone."""
+        with self._lock:
+            names = {path.name.split("-", 1)[1] for path in self.pending()}
+        return {key for key in keys if f"{_digest(key)}.json" in names}
 
     def find(self, key: str) -> T | None:
         """An item waiting in the spool, by its key (run id, window id); None when none is."""
@@ -140,18 +155,24 @@ class Spool(Generic[T]):
         return None
 
     def replay(self, store: Any) -> int:
-        """Write spooled items oldest first; stop while the database is unreachable. Returns how many were stored."""
+        """Write spooled items oldest first; stop while the database is unreachable. Returns how many were stored.
+
+        One replay at a time; `put` is not held up meanwhile (new items queue behind those being written)."""
         stored = 0
-        with self._lock:
+        with self._replaying:
             for path in self.pending():
                 try:
                     self.codec.save(store, self.codec.decode(path.read_text()))
                 except StoreUnavailable:
                     break
                 except (ServiceError, ValueError, KeyError, TypeError) as exc:
-                    self._reject(path, exc)
+                    with self._lock:
+                        self._reject(path, exc)
+                        self._count -= 1
                     continue
-                path.unlink()
+                with self._lock:
+                    path.unlink()
+                    self._count -= 1
                 stored += 1
         return stored
 
@@ -170,64 +191,3 @@ class Spool(Generic[T]):
 
 def _digest(run_id: str) -> str:
     return hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-class SpoolingStore:
-    """The run store as the application sees it: writes that survive a database outage."""
-
-    def __init__(
-        self, store: RunStore, spool: Spool[RunRecord], on_depth: Callable[[int], None] = lambda depth: None
-    ) -> None:
-        self._store = store
-        self._spool = spool
-        self._on_depth = on_depth
-        on_depth(spool.depth)
-
-    def validate(self, run: RunRecord) -> None:
-        self._store.validate(run)
-
-    def save_run(self, run: RunRecord) -> bool:
-        """Store a run, or spool it while the database is unreachable (True either way, False when the same
-        run was stored before). Runs reach the database in the order they were saved."""
-        # While older runs wait, a new one queues behind them, so runs reach the database in order.
-        if self._spool.depth:
-            self.replay()
-            if self._spool.depth:
-                return self._wait(run)
-        try:
-            return self._store.save_run(run)  # validates the run itself
-        except StoreUnavailable:
-            return self._wait(run)
-
-    def _wait(self, run: RunRecord) -> bool:
-        # Refuse now what the database would refuse later: a spooled run must be one it can take.
-        self._store.validate(run)
-        self._spool.put(run)
-        self._on_depth(self._spool.depth)
-        return True
-
-    def replay(self) -> int:
-        stored = self._spool.replay(self._store) if self._spool.depth else 0
-        self._on_depth(self._spool.depth)
-        return stored
-
-    @property
-    def depth(self) -> int:
-        return self._spool.depth
-
-    def get_run(self, run_id: str) -> RunRecord:
-        """A stored run, or one still waiting in the spool; NotFound when neither has it (StoreUnavailable
-        when the database is down and the spool does not have it)."""
-        try:
-            return self._store.get_run(run_id)
-        except (NotFound, StoreUnavailable) as exc:
-            waiting = self._spool.find(run_id)
-            if waiting is not None:
-                return waiting
-            if isinstance(exc, StoreUnavailable):
-                raise
-        # Not found, nor in the spool: a replay may have moved it to the database in between.
-        return self._store.get_run(run_id)
-
-    def list_runs(self, query: RunQuery) -> RunPage:
-        return self._store.list_runs(query)

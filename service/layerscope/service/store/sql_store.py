@@ -88,6 +88,16 @@ class SqlRunStore:
                 session.execute(sa.insert(ProbeRow), [_probe_row(run)])
             return True
 
+    def retried(self, run: RunRecord) -> bool:
+        """Whether a run with this id is stored and asks for what `run` asks for (a retry: nothing to write).
+        False when no run holds the id; InvalidInput, naming what differs, when another run does."""
+        with self._session() as session:
+            row = session.get(RunRow, run.run_id)
+            if row is None:
+                return False
+            _check_retry(session, row, run)
+            return True
+
     def prune(self, older_than: datetime) -> int:
         """Delete runs created before `older_than`, with their summaries and findings; returns how many.
 
@@ -228,6 +238,12 @@ def _check_retry(session: Session, row: RunRow, offered: RunRecord) -> bool:
             f"{received['model']} ({offered.kind}, batch {offered.batch_size}). Choose a new run id."
         )
     return False
+
+
+def retry_key(run: RunRecord) -> dict[str, Any]:
+    """What a run asked for, as `_request` compares it: a retry of a run has the same key."""
+    layers = [(s.layer, s.kind) for s in run.summaries]
+    return _request(run.model_name, run.model_version, run.model_sha256, run, layers)
 
 
 def _request(name: str, version: int, sha256: str, run: RunRow | RunRecord, layers: list[Any]) -> dict[str, Any]:

@@ -120,6 +120,8 @@ class RunWriter:
     # -- the writer ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the writer; it begins with the runs a previous process left in the spool."""
+        self._wake.set()
         self._thread = threading.Thread(target=self._run, name="layerscope-run-writer", daemon=True)
         self._thread.start()
 

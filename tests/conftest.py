@@ -97,6 +97,8 @@ def start_server(tmp: Path, **overrides: Any) -> ServerHandle:
         spool_dir=overrides.pop("spool_dir", tmp / "spool"),
         # A child-process trial load costs seconds per upload; its own test turns it on.
         isolated_loading=overrides.pop("isolated_loading", False),
+        # In-process inference unless a test asks for workers: a worker is a TensorFlow process of its own.
+        model_workers=overrides.pop("model_workers", False),
         **overrides,
     )
     loop = asyncio.new_event_loop()

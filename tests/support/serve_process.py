@@ -57,14 +57,21 @@ class ServeProcess:
 
 @contextmanager
 def serve_process(
-    tmp: Path, env: Mapping[str, str] | None = None, start_timeout: float = 120.0
+    tmp: Path, env: Mapping[str, str] | None = None, start_timeout: float = 120.0, workers: bool = False
 ) -> Iterator[ServeProcess]:
-    """Start `layerscope serve` on free ports in `tmp`; kill it on the way out if it is still running."""
+    """Start `layerscope serve` on free ports in `tmp`; kill it on the way out if it is still running.
+
+    `workers`: run as shipped, inference in model worker processes; False (most tests) keeps it in the server,
+    since every worker is a TensorFlow process of its own."""
     database = tmp / "runs.db"
     log = tmp / "serve.log"
     command = [sys.executable, "-m", "layerscope.cli", "serve", "--port", "0", "--metrics-port", "0",
                "--model-repository", str(tmp / "models"), "--database-url", f"sqlite:///{database}"]  # fmt: skip
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    if workers:
+        environment.pop("LAYERSCOPE_MODEL_WORKERS", None)
+    else:
+        environment.setdefault("LAYERSCOPE_MODEL_WORKERS", "false")
     with log.open("w") as stderr:
         process = subprocess.Popen(command, env=environment, cwd=tmp, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:

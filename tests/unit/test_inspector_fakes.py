@@ -120,7 +120,7 @@ class FakeStore:
     def validate(self, run: RunRecord) -> None:
         pass
 
-    def save_run(self, run: RunRecord) -> bool:
+    def save_run(self, run: RunRecord, fresh: bool = False) -> bool:
         stored = run.run_id not in self.runs
         self.runs.setdefault(run.run_id, run)
         return stored

@@ -119,7 +119,14 @@ class Clock:
 
 
 class Rig:
-    def __init__(self, max_crashes: int = 3, window: float = 60.0, backoff: float = 0.01, start_timeout: float = WAIT):
+    def __init__(
+        self,
+        max_crashes: int = 3,
+        window: float = 60.0,
+        backoff: float = 0.01,
+        start_timeout: float = WAIT,
+        make_room: Callable[[ModelWorker], None] = lambda worker: None,
+    ):
         self.first = FakeProcess(pid=1)
         self.starter = Starter()
         self.observer = Observer()
@@ -133,6 +140,7 @@ class Rig:
             call_timeout=2.0,
             start_timeout=start_timeout,
             observer=self.observer,
+            make_room=make_room,
         )
 
     @property
@@ -291,3 +299,65 @@ def test_close_during_the_backoff_cancels_the_restart(make: Callable[..., Rig]) 
     eventually(lambda: rig.observer.restarts == [("m", "exit")], "a restart announced")
     rig.worker.close(wait=WAIT)
     assert rig.starter.times == [] and rig.worker.state is State.CLOSED
+
+
+# -- parking: many models, a bounded number of processes --------------------------------------------------------
+
+
+def test_a_parked_worker_frees_its_process_and_its_next_call_starts_a_new_one(make: Callable[..., Rig]) -> None:
+    rig = make()
+    assert rig.worker.park() is True
+    assert rig.first.stopped and rig.worker.state is State.PARKED
+    assert rig.observer.resident_sizes[-1] is None, "a parked worker holds no memory"
+    time.sleep(0.05)
+    assert rig.observer.restarts == [] and rig.starter.started == [], "parking is no crash: nothing restarts it"
+    assert rig.worker.predict()[0] == 100, "the next call starts a worker again and is answered by it"
+    assert rig.worker.state is State.READY and rig.observer.restarts == []
+    rig.process.exit(-signal.SIGKILL)  # and that worker is watched like the first
+    eventually(lambda: rig.observer.restarts == [("m", "SIGKILL")], "a restart after the resumed worker's death")
+
+
+def test_a_worker_in_a_call_or_not_ready_is_not_parked(make: Callable[..., Rig]) -> None:
+    rig = make()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(process: FakeProcess) -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    rig.first.on_call = hold
+    call = threading.Thread(target=rig.worker.predict)
+    call.start()
+    entered.wait(WAIT)
+    assert rig.worker.park() is False and not rig.first.stopped
+    release.set()
+    call.join(WAIT)
+    rig.worker.close()
+    assert rig.worker.park() is False
+
+
+def test_an_unloaded_parked_worker_stays_down(make: Callable[..., Rig]) -> None:
+    rig = make()
+    rig.worker.park()
+    rig.worker.close()
+    with pytest.raises(ModelUnavailable, match="unloaded"):
+        rig.worker.predict()
+    assert rig.starter.started == []
+
+
+@pytest.mark.slow  # the pool's module imports the engine's, and so TensorFlow
+def test_the_pool_parks_the_least_recently_used_idle_worker_beyond_its_bound() -> None:
+    from layerscope.service.settings import Settings
+    from layerscope.service.workers.pool import WorkerPool
+
+    pool = WorkerPool(Settings(max_workers=2), Observer())
+    rigs = [Rig(make_room=pool.make_room) for _ in range(3)]
+    for i, rig in enumerate(rigs):
+        rig.worker.last_used = 100.0 + i
+    pool._workers.update(r.worker for r in rigs)
+    pool.make_room(None)  # a fourth is about to start: two may run, so the two least recently used are parked
+    assert [r.worker.state for r in rigs] == [State.PARKED, State.PARKED, State.READY]
+    rigs[0].worker.predict()  # the oldest is called again: room is made for it first (the least recent idle one)
+    assert [r.worker.state for r in rigs] == [State.READY, State.PARKED, State.READY]
+    for rig in rigs:
+        rig.worker.close(wait=WAIT)

@@ -23,7 +23,7 @@ import numpy as np
 from layerscope.service import model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
-from layerscope.service.domain.capture import CaptureRequest, CaptureResult, check_full_size
+from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest, CaptureResult, check_full_size
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
@@ -59,8 +59,6 @@ if TYPE_CHECKING:  # the engine and the models import TensorFlow; the use cases 
     from layerscope.service.models.registry import LoadedModel
 
 log = logging.getLogger(__name__)
-LIVE_SELECTION = Selection(layers=("*",), kinds=frozenset({"activation"}))
-"""What a sampled request captures: every layer's activation summaries, no weights, no full tensors."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ class Inspector:
             for spec in model.info.inputs
         }
         try:
-            model.engine.run(CaptureRequest(spec_inputs, LIVE_SELECTION))
+            model.engine.warm(CaptureRequest(spec_inputs, LIVE_SELECTION))
         except Exception:  # sampled calls fall back to the plain forward pass anyway
             log.warning("monitoring: warming %s:%s failed", model.info.name, model.info.version, exc_info=True)
         monitor.warmed(model.info.name, model.info.version)

@@ -78,8 +78,16 @@ class Settings(BaseSettings):
     probe_steps: int = Field(5, ge=0, le=1000, description="Training-probe steps of a Diagnose with targets.")
     max_probe_steps: int = Field(50, gt=0, le=1000, description="Most training-probe steps a Diagnose may ask for.")
     model_workers: bool = Field(
-        False,
-        description="Run each loaded model version in its own worker process (crash and memory isolation).",
+        True,
+        description="Run each loaded model version in its own worker process (crash and memory isolation): a "
+        "model that segfaults, aborts or exhausts memory costs its worker, never the server. False runs inference "
+        "in the server's process (tests, a single trusted model).",
+    )
+    max_workers: int = Field(
+        8,
+        gt=0,
+        description="Worker processes running at once (each holds TensorFlow, about 0.7 GB): past it the least "
+        "recently used idle model's worker is parked, its model still loaded, and started again by its next call.",
     )
     worker_memory_limit_bytes: int | None = Field(
         None, gt=0, description="Memory a model worker may add after loading its model (RLIMIT_AS); None: no limit."

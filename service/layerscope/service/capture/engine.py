@@ -317,6 +317,9 @@ class CaptureEngine:
             probe = self._probe(arrays, ys, losses, request.probe)
         return CaptureReply(result, inputs, targets, losses, probe)
 
+    def warm(self, request: CaptureRequest) -> None:
+        self.run(request)
+
     def capture(
         self,
         inputs: Arrays,

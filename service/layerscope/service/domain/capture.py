@@ -60,6 +60,11 @@ class CaptureRequest:
     probe: ProbeOptions | None = None
 
 
+LIVE_SELECTION = Selection(layers=("*",), kinds=frozenset({"activation"}))
+"""What a sampled request of live-traffic monitoring captures: every layer's activation summaries, no weights,
+no full tensors."""
+
+
 @dataclass(frozen=True)
 class CaptureReply:
     result: CaptureResult

@@ -34,6 +34,11 @@ class Engine(Protocol):
     @property
     def layer_classes(self) -> list[tuple[str, str]]: ...
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def warm(self, request: CaptureRequest) -> None:
+        """Trace what `request` needs ahead of the first call that needs it; never starts anything (a worker
+        not running now warms itself when it starts)."""
+        ...
+
     def run(self, request: CaptureRequest) -> CaptureReply:
         """Everything one Capture, Diagnose or sampled Predict needs, in one call (one crossing with workers):
         the full-tensor budget checked before the model runs, the capture, the diagnosis evidence and the

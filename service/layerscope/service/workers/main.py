@@ -52,6 +52,7 @@ def _start(spec: WorkerSpec) -> tuple[Any, Ready]:
     gpus = start_tensorflow() if fraction is None else start_tensorflow_with_gpu_share(fraction)
     # Only now: these import TensorFlow, whose start-up chatter the calls above keep off stderr.
     from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
+    from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest
     from layerscope.service.models.budget import ModelBudget
     from layerscope.service.models.registry import open_model
     from layerscope.service.runtime.native import SummaryOpLoader
@@ -62,8 +63,10 @@ def _start(spec: WorkerSpec) -> tuple[Any, Ready]:
         summary_op.load()
     budget = ModelBudget(**spec.budget) if spec.budget else None
     loaded = open_model(Path(spec.path), spec.name, spec.version, summary_op=summary_op, budget=budget)
-    try:
-        loaded.engine.predict(probe_inputs(loaded.engine.inputs, batch=3).arrays)
+    try:  # traced before the first call needs them: plain inference, and live monitoring's sampled capture
+        probes = probe_inputs(loaded.engine.inputs, batch=3).arrays
+        loaded.engine.predict(probes)
+        loaded.engine.warm(CaptureRequest(probes, LIVE_SELECTION))
     except Exception:  # only a warm-up: a model that cannot run on probes still serves its callers' inputs
         log.debug("warm-up of %s:%d failed", spec.name, spec.version, exc_info=True)
     return loaded.engine, Ready(loaded.info, loaded.description, os.getpid(), tuple(loaded.engine.layer_classes))

@@ -44,6 +44,8 @@ class WorkerObserver(Protocol):
 class State(enum.Enum):
     READY = "ready"
     RESTARTING = "restarting"
+    PARKED = "parked"
+    """Stopped on purpose to make room for other models' workers; the next call starts it again."""
     FAILED = "failed"
     CLOSED = "closed"
 
@@ -58,6 +60,7 @@ class ModelWorker:
         call_timeout: float,
         start_timeout: float,
         observer: WorkerObserver,
+        make_room: Callable[[ModelWorker], None] = lambda worker: None,
     ) -> None:
         info = ready.info
         self.name, self.version = info.name, info.version
@@ -80,15 +83,22 @@ class ModelWorker:
         self._calls = threading.Lock()
         self._title = f"Model '{self.name}' version {self.version}"
         self._next_rss = 0.0
+        self._make_room = make_room
+        self.last_used = time.monotonic()
+        """When a call last began: the pool parks the least recently used worker first."""
         observer.resident(self.name, self.version, process.resident_bytes())
-        self._watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self.name}", daemon=True)
-        self._watcher.start()
+        self._watcher = self._watch_process()
 
     # -- the engine's interface ------------------------------------------------------------------------------
 
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         result: dict[str, np.ndarray] = self._call("predict", args, kwargs)
         return result
+
+    def warm(self, request: CaptureRequest) -> None:
+        """Only a running worker is warmed: a parked or restarting one warms itself as it starts."""
+        if self._state is State.READY:
+            self.run(request)
 
     def run(self, request: CaptureRequest) -> CaptureReply:
         result: CaptureReply = self._call("run", (request,), {})
@@ -104,6 +114,24 @@ class ModelWorker:
     def pid(self) -> int:
         """The current worker's process id (tests kill it; operators find it in `ps`)."""
         return self._process.pid
+
+    def park(self) -> bool:
+        """Stop the worker to free its memory, keeping the model loaded: its next call starts a new one (a cold
+        start). False, and nothing done, while a call runs or when the worker is not ready."""
+        if not self._calls.acquire(blocking=False):
+            return False
+        try:
+            with self._cond:
+                if self._state is not State.READY:
+                    return False
+                self._state = State.PARKED
+                process = self._process
+            process.stop()
+            self._observer.resident(self.name, self.version, None)
+            log.info("worker of %s parked to make room for other models", self._title)
+            return True
+        finally:
+            self._calls.release()
 
     def close(self, wait: float = 0.0) -> None:
         """Stop the worker for good (unload, shutdown). Waits up to `wait` seconds until its process is
@@ -123,6 +151,7 @@ class ModelWorker:
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with self._calls:
+            self.last_used = time.monotonic()
             process = self._ready()
             started = time.perf_counter()
             try:
@@ -156,7 +185,30 @@ class ModelWorker:
                 raise ModelUnavailable(self._failed_message())
             if self._state is State.CLOSED:
                 raise ModelUnavailable(f"{self._title} is unavailable: it was unloaded.")
-            return self._process
+            if self._state is not State.PARKED:
+                return self._process
+        return self._resume()
+
+    def _resume(self) -> WorkerProcess:
+        """A parked worker's first call starts its process again (the caller holds the call lock)."""
+        self._make_room(self)
+        try:
+            process, _ = self._start()
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"{self._title} is unavailable: its parked worker could not start again: {getattr(exc, 'message', exc)}"
+            ) from exc
+        with self._cond:
+            if self._state is not State.PARKED:  # unloaded meanwhile
+                process.stop()
+                raise ModelUnavailable(f"{self._title} is unavailable: it was unloaded.")
+            self._process = process
+            self._state = State.READY
+            self._cond.notify_all()
+        self._observer.resident(self.name, self.version, process.resident_bytes())
+        self._watcher = self._watch_process()
+        log.info("worker of %s started again (pid %d)", self._title, process.pid)
+        return process
 
     def _died_during_call(self, cause: Cause) -> ModelUnavailable:
         if self._state is State.CLOSED:
@@ -180,13 +232,18 @@ class ModelWorker:
 
     # -- the watcher -----------------------------------------------------------------------------------------
 
+    def _watch_process(self) -> threading.Thread:
+        watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self.name}", daemon=True)
+        watcher.start()
+        return watcher
+
     def _watch(self) -> None:
         process: WorkerProcess | None = self._process
         while process is not None:
             code = process.wait()
             with self._cond:
-                if self._state is State.CLOSED:
-                    return  # stopped on purpose; `wait` removed its blocks
+                if self._state in (State.CLOSED, State.PARKED) or self._process is not process:
+                    return  # stopped on purpose (and maybe started again since); `wait` removed its blocks
                 cause = self._kill_cause or describe_exit(code, process.spec.memory_limit_bytes)
                 self._kill_cause = None
             process = self._restart(cause)

@@ -57,6 +57,7 @@ class WorkerPool:
             current = path if path.exists() else path.with_name(ARCHIVE)
             return WorkerProcess.start(self._spec(current, name, version), self._settings.load_timeout_seconds)
 
+        self.make_room(None)
         process, ready = start()
         settings = self._settings
         engine = ModelWorker(
@@ -67,10 +68,23 @@ class WorkerPool:
             settings.worker_call_timeout_seconds,
             settings.load_timeout_seconds,
             self._observer,
+            self.make_room,
         )
         with self._lock:
             self._workers.add(engine)
         return LoadedModel(ready.info, engine, ready.description)
+
+    def make_room(self, starting: ModelWorker | None) -> None:
+        """Before a worker starts: while `max_workers` run, park the least recently used idle one (its model
+        stays loaded; its next call starts it again). Busy workers are not parked: if all are busy, the pool
+        runs over its bound for a while rather than fail a call."""
+        limit = self._settings.max_workers
+        with self._lock:
+            running = sorted(
+                (w for w in self._workers if w is not starting and w.state is State.READY), key=lambda w: w.last_used
+            )
+        for worker in running[: max(0, len(running) - limit + 1)]:
+            worker.park()
 
     def close(self, model: LoadedModel) -> None:
         if isinstance(model.engine, ModelWorker):

@@ -337,3 +337,14 @@ def test_reference_requests_are_kept_compactly_and_read_back_as_they_were() -> N
     np.testing.assert_allclose(back.unit_activity, summary.unit_activity, rtol=1e-6)
     assert (back.mean, back.std, back.histogram_range) == (summary.mean, summary.std, summary.histogram_range)
     assert compact.nbytes < 4 * (512 + 32) + 200  # 4 bytes a value, where the Summary's tuples take ~32
+
+
+def test_sampling_skips_for_a_backlog_not_for_concurrency_and_counts_what_it_skipped() -> None:
+    store, clock = MemoryStore(), Clock()
+    config = MonitorConfig(window_seconds=60, reference_requests=5, false_alarms_per_week=1, replica="r")
+    monitor = Monitor(config, Rates(1.0, {}), Budget(1.0), store, clock=clock, busy_queue=4)
+    assert not monitor.should_sample("m", 1, 0)  # not warm yet: the live capture is still being traced
+    monitor.warmed("m", 1)
+    assert monitor.should_sample("m", 1, 0) and monitor.should_sample("m", 1, 3)  # a few concurrent callers
+    assert not monitor.should_sample("m", 1, 4)  # a backlog: the sample would add to it
+    assert monitor.status("m", 1, 1).skipped == {"warming": 1, "busy": 1}

@@ -198,7 +198,8 @@ def _monitor(
         replica=settings.replica,
     )
     rates = Rates(settings.monitor_sample_rate, dict(settings.monitor_sample_rates))
-    return Monitor(config, rates, Budget(settings.monitor_cpu_budget), windows), windows
+    busy = max(2, settings.max_queue_per_model // 2)  # half the model's queue: a backlog is forming
+    return Monitor(config, rates, Budget(settings.monitor_cpu_budget), windows, busy_queue=busy), windows
 
 
 async def _maintain(runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings) -> None:

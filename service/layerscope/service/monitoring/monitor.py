@@ -31,9 +31,10 @@ from layerscope.service.monitoring.sampling import Budget, Sampler
 from layerscope.service.monitoring.window import Window
 
 log = logging.getLogger(__name__)
-QUEUE_LIMIT = 256
-"""Samples waiting for the monitor's thread; beyond it new ones are dropped and counted (a sample is a few
-kilobytes of summaries: the bound is memory, not time)."""
+QUEUE_LIMIT = 64
+"""Samples waiting for the monitor's thread; beyond it new ones are dropped and counted. A sample holds every
+layer's summaries, 40-50 KB for the bench CNNs (about 33 bytes a unit and 1 KB a layer), so the bound is
+memory: a few MB, where the thread adds a sample in well under a millisecond (bench/README.md)."""
 TICK_SECONDS = 0.25
 WINDOW_PREFIXES = RESERVED_PREFIXES
 
@@ -104,8 +105,12 @@ class Monitor:
         budget: Budget,
         store: MonitorStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        busy_queue: int = 4,
     ) -> None:
         self.config = config
+        self._busy_queue = busy_queue
+        """Other calls queued or running on the model from which sampling skips: a backlog, not mere concurrency
+        (skipping at the first concurrent call left a model with four clients sampled at a twentieth of its rate)."""
         self._rates = rates
         self._budget = budget
         self._store = store
@@ -123,7 +128,8 @@ class Monitor:
     # -- the request path ------------------------------------------------------------------------------------
 
     def should_sample(self, model: str, version: int, waiting: int) -> bool:
-        """Whether this request runs through the capture path. `waiting`: other calls queued on the model."""
+        """Whether this request runs through the capture path. `waiting`: other calls queued or running on the
+        model; from `busy_queue` of them on, the sample is skipped (counted as busy)."""
         key = (model, version)
         sampler = self._samplers.get(key)
         if sampler is None:
@@ -133,7 +139,7 @@ class Monitor:
         if key not in self._warm:
             self.skip(model, version, "warming")
             return False
-        if waiting > 0:
+        if waiting >= self._busy_queue:
             self.skip(model, version, "busy")
             return False
         if not self._budget.allows():

@@ -43,7 +43,8 @@ def test_nan_and_dead_layers_show_in_the_health_series_until_unloaded(
     samples = scrape(server.metrics_url)
 
     # kernel[0, 0] is NaN: unit 0 of each of the 4 examples is NaN, units 1 and 2 stay finite
-    assert samples['layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}'] == 4
+    nonfinite = samples['layerscope_layer_nonfinite_values{layer="broken",model="nan",version="1"}']
+    assert nonfinite >= 4 and nonfinite % 4 == 0  # 4 in each sampled request, summed over the open window
     assert samples[dead_series] == 1.0
     # A Dense without activation is not ReLU-family: no dead-unit series says 0 where the rule does not judge.
     assert 'layerscope_layer_dead_unit_fraction{layer="out",model="dead",version="1"}' not in samples

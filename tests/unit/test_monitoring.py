@@ -161,10 +161,10 @@ def test_stationary_windows_stay_quiet_and_a_small_shift_is_found() -> None:
     rng = np.random.default_rng(5)
     reference = build_layer_reference([relu_request(rng) for _ in range(200)], seed=1)
     alpha = 1e-5
-    quiet = [judge_layer(window_of(rng, reference.edges, 20), reference, 200, alpha) for _ in range(60)]
+    quiet = [judge_layer(window_of(rng, reference.edges, 20), reference, alpha) for _ in range(60)]
     assert not any(d.drifting for d in quiet)
     assert max(d.score for d in quiet) < 1.0
-    shifted = [judge_layer(window_of(rng, reference.edges, 20, shift=0.3), reference, 200, alpha) for _ in range(10)]
+    shifted = [judge_layer(window_of(rng, reference.edges, 20, shift=0.3), reference, alpha) for _ in range(10)]
     assert all(d.drifting for d in shifted)
     assert {d.part for d in shifted} <= {"histogram", "activity", "scale"}
 
@@ -172,7 +172,7 @@ def test_stationary_windows_stay_quiet_and_a_small_shift_is_found() -> None:
 def test_a_window_with_too_few_requests_is_not_judged() -> None:
     rng = np.random.default_rng(6)
     reference = build_layer_reference([relu_request(rng) for _ in range(50)], seed=1)
-    drift = judge_layer(window_of(rng, reference.edges, 2, shift=5.0), reference, 50, 1e-5)
+    drift = judge_layer(window_of(rng, reference.edges, 2, shift=5.0), reference, 1e-5)
     assert not drift.drifting and drift.score == 0.0
 
 
@@ -236,11 +236,24 @@ def monitor_with(store: MemoryStore, clock: Clock, reference_requests: int = 40)
     return Monitor(config, Rates(1.0, {}), Budget(1.0), store, clock=clock)
 
 
-def feed(monitor: Monitor, rng: np.random.Generator, clock: Clock, n: int, shift: float = 0.0) -> None:
+def device_counts(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """What the engine's `frozen_histogram` returns for a tensor this small (every value, no sample)."""
+    finite = values[np.isfinite(values)].ravel()
+    buckets = np.searchsorted(np.asarray(edges), finite, side="right")
+    return np.concatenate((np.bincount(buckets, minlength=len(edges) + 1), [np.sum(finite == 0.0)]))
+
+
+def feed(monitor: Monitor, rng: np.random.Generator, clock: Clock, n: int, shift: float = 0.0, batch: int = 32) -> None:
+    """Sampled requests as the inspector sends them: summaries, and counts on the edges the monitor gives."""
     for _ in range(n):
-        first = relu_request(rng, shift)
-        second = summarize(np.tanh(rng.normal(size=(32, 8)) + shift).astype(np.float32))
-        monitor.offer("m", 1, Sample({"dense": first, "head": second}, 0, never, at=clock.now))
+        values = {
+            "dense": np.maximum((rng.normal(size=(batch, 16)) + shift) @ WEIGHTS, 0.0).astype(np.float32),
+            "head": np.tanh(rng.normal(size=(batch, 8)) + shift).astype(np.float32),
+        }
+        edges = monitor.frozen_edges("m", 1)
+        counts = {point: device_counts(values[point], e) for point, e in edges}
+        summaries = {point: summarize(v) for point, v in values.items()}
+        monitor.offer("m", 1, Sample(summaries, 0, never, at=clock.now, counts=counts, edges=edges))
         monitor.process_pending()  # what the monitor's thread does, driven by hand
 
 
@@ -248,7 +261,7 @@ def test_the_monitor_builds_a_reference_judges_windows_and_names_the_first_drift
     store, clock = MemoryStore(), Clock()
     monitor = monitor_with(store, clock)
     rng = np.random.default_rng(8)
-    feed(monitor, rng, clock, 40)
+    feed(monitor, rng, clock, 50)  # 10 choose the edges, the next 40 are counted on them
     assert ("m", 1) in store.references and store.references[("m", 1)].source == "traffic"
     clock.now += timedelta(seconds=61)
     monitor.process_pending()  # the reference window closes
@@ -263,6 +276,25 @@ def test_the_monitor_builds_a_reference_judges_windows_and_names_the_first_drift
     monitor.process_pending()
     last = max(store.windows.values(), key=lambda w: w.ended)
     assert last.drifting[0] == "dense"  # nearest the input comes first
+
+
+def test_requests_of_another_batch_size_from_the_same_traffic_do_not_drift() -> None:
+    """Counted on the reference's edges on the device, a request's shares do not depend on its own min..max:
+    a client sending batches of 4 instead of 32 is the same traffic (projected histograms called it drift)."""
+    store, clock = MemoryStore(), Clock()
+    monitor = monitor_with(store, clock)
+    rng = np.random.default_rng(13)
+    feed(monitor, rng, clock, 50)
+    clock.now += timedelta(seconds=61)
+    monitor.process_pending()
+    for batch in (4, 8, 32):
+        feed(monitor, rng, clock, 30, batch=batch)
+        clock.now += timedelta(seconds=61)
+        monitor.process_pending()
+    judged = [w for w in store.windows.values() if w.drift]
+    assert len(judged) == 3 and not any(w.drifting for w in judged), [
+        {name: round(d.score, 2) for name, d in w.drift.items()} for w in judged
+    ]
 
 
 def test_windows_closed_while_the_database_is_down_are_not_lost() -> None:
@@ -297,7 +329,7 @@ def test_a_caller_picks_a_window_as_the_reference_and_only_one_of_its_own_versio
     store, clock = MemoryStore(), Clock()
     monitor = monitor_with(store, clock, reference_requests=10)
     rng = np.random.default_rng(10)
-    feed(monitor, rng, clock, 10)
+    feed(monitor, rng, clock, 12)  # 2 choose the edges, the next 10 are counted on them
     clock.now += timedelta(seconds=61)
     monitor.process_pending()
     feed(monitor, rng, clock, 12)

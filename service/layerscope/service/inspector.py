@@ -245,7 +245,8 @@ class Inspector:
         name, version = model.info.name, model.info.version
         with monitor.timing():
             try:
-                result = model.engine.run(CaptureRequest(inputs, LIVE_SELECTION)).result
+                edges = monitor.frozen_edges(name, version)
+                result = model.engine.run(CaptureRequest(inputs, LIVE_SELECTION, frozen_edges=edges)).result
             except (Cancelled, ModelUnavailable, DeadlineExceeded):
                 raise  # the call itself is over, or its model is: a plain forward pass would fare no better
             except Exception:
@@ -256,7 +257,8 @@ class Inspector:
                 return model.engine.predict(inputs)
         activations = {p: kinds["activation"] for p, kinds in result.summaries.items() if "activation" in kinds}
         nonfinite = sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in inputs.values() if a.dtype.kind == "f")
-        monitor.offer(name, version, Sample(activations, nonfinite, self._gauges.measure(model.description)))
+        measure = self._gauges.measure(model.description)
+        monitor.offer(name, version, Sample(activations, nonfinite, measure, counts=result.frozen, edges=edges))
         return result.outputs
 
     async def capture(

@@ -23,7 +23,7 @@ from layerscope.service import cancellation
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
 from layerscope.service.capture.probe import ProbeRunner
-from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
+from layerscope.service.capture.stats import activity_size, frozen_histogram, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.capture import (
     CaptureReply,
@@ -65,6 +65,8 @@ class _Compiled:
     points: list[CapturePoint] = field(default_factory=list)
     full_keys: list[tuple[str, str]] = field(default_factory=list)
     full_specs: list[tuple[tuple[int | None, ...], int]] = field(default_factory=list)
+    frozen_points: list[str] = field(default_factory=list)
+    """Capture points whose activation is also counted on frozen edges, in the order of the function's output."""
     """Traced shape (batch free) and item size of each full tensor, in the order of `full_keys`."""
     activity_sizes: list[int] = field(default_factory=list)
     classes: dict[str, str] = field(default_factory=dict)
@@ -246,8 +248,8 @@ class CaptureEngine:
         _check_statistics(statistics)
         arrays = self.prepare(inputs)
         ys, losses = self._training_arguments(arrays, selection, targets, loss)
-        compiled, results = self._run_compiled(arrays, selection, statistics, ys, losses)
-        return compiled, arrays, results
+        compiled, (outputs, packed, fulls, _) = self._run_compiled(arrays, selection, statistics, ys, losses)
+        return compiled, arrays, (outputs, packed, fulls)
 
     def _run_compiled(
         self,
@@ -256,15 +258,16 @@ class CaptureEngine:
         statistics: str,
         ys: list[np.ndarray],
         losses: tuple[LossSpec, ...],
+        edges: tuple[tuple[str, tuple[float, ...]], ...] = (),
     ) -> tuple[_Compiled, Any]:
         args = [arrays, ys] if ys else [arrays]
-        compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
+        compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses, edges=edges)
         with tf.device(self.device):
-            outputs, packed, fulls, all_finite = compiled.function(*args)
+            outputs, packed, fulls, frozen, all_finite = compiled.function(*args)
             if not bool(all_finite):
-                compiled = self._compile(arrays, selection, statistics, masked=True, ys=ys, losses=losses)
-                outputs, packed, fulls, _ = compiled.function(*args)
-        return compiled, (outputs, packed, fulls)
+                compiled = self._compile(arrays, selection, statistics, masked=True, ys=ys, losses=losses, edges=edges)
+                outputs, packed, fulls, frozen, _ = compiled.function(*args)
+        return compiled, (outputs, packed, fulls, frozen)
 
     def _training_arguments(
         self, arrays: list[np.ndarray], selection: Selection, targets: Arrays | None, loss: str | None
@@ -299,7 +302,7 @@ class CaptureEngine:
         if request.max_full_bytes is not None:
             compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
             check_full_size(self._full_bytes(compiled, arrays, selection), request.max_full_bytes, request.output_bytes)
-        result = self._capture(arrays, selection, statistics, ys, losses)
+        result = self._capture(arrays, selection, statistics, ys, losses, request.frozen_edges)
         if not request.evidence and request.probe is None:
             return CaptureReply(result)
         inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
@@ -341,8 +344,11 @@ class CaptureEngine:
         statistics: str,
         ys: list[np.ndarray],
         losses: tuple[LossSpec, ...],
+        edges: tuple[tuple[str, tuple[float, ...]], ...] = (),
     ) -> CaptureResult:
-        compiled, (outputs, packed, fulls) = self._run_compiled(arrays, selection, statistics, ys, losses)
+        compiled, (outputs, packed, fulls, frozen) = self._run_compiled(
+            arrays, selection, statistics, ys, losses, edges
+        )
         result = CaptureResult(
             outputs=dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True)),
             batch_size=int(arrays[0].shape[0]),
@@ -357,6 +363,9 @@ class CaptureEngine:
         for (point_name, kind), tensor in zip(compiled.full_keys, fulls, strict=True):
             result.classes.setdefault(point_name, compiled.classes[point_name])
             result.tensors.setdefault(point_name, {})[kind] = np.asarray(tensor)
+        result.frozen = {
+            point: np.asarray(counts) for point, counts in zip(compiled.frozen_points, frozen, strict=True)
+        }
         self._add_weights(result, selection, summaries=statistics != "none")
         return result
 
@@ -368,12 +377,13 @@ class CaptureEngine:
         masked: bool,
         ys: list[np.ndarray] | None = None,
         losses: tuple[LossSpec, ...] = (),
+        edges: tuple[tuple[str, tuple[float, ...]], ...] = (),
     ) -> _Compiled:
         ys = ys or []
-        key = (selection, _signature_key(arrays), statistics, masked, _signature_key(ys), losses)
+        key = (selection, _signature_key(arrays), statistics, masked, _signature_key(ys), losses, edges)
         with self._lock:
             if key not in self._compiled:
-                built = self._build(arrays, selection, statistics, masked, ys, losses)
+                built = self._build(arrays, selection, statistics, masked, ys, losses, edges)
                 _remember(self._compiled, key, built, self._max_traces)
             self._compiled.move_to_end(key)
             return self._compiled[key]
@@ -414,8 +424,10 @@ class CaptureEngine:
         masked: bool,
         ys: list[np.ndarray],
         losses: tuple[LossSpec, ...],
+        edges: tuple[tuple[str, tuple[float, ...]], ...] = (),
     ) -> _Compiled:
         compiled = _Compiled(function=None)
+        frozen_edges = dict(edges)
         summarize_all = statistics != "none"
         fused = self._fused() if summarize_all else None
         chosen = [(p, layer) for p, layer in self.layers if _selected(selection, p, layer)]
@@ -431,6 +443,7 @@ class CaptureEngine:
             compiled.full_keys.clear()
             compiled.full_specs.clear()
             compiled.classes.clear()
+            compiled.frozen_points.clear()
             tape = tf.GradientTape() if loss_fn is not None else None
             with tape or contextlib.nullcontext():
                 if tape is not None:  # so that the output of a layer with no variable upstream has a gradient
@@ -443,6 +456,7 @@ class CaptureEngine:
             compiled.activity_sizes.clear()
             summarized: list[tf.Tensor] = []
             fulls: list[tf.Tensor] = []
+            frozen: list[tf.Tensor] = []
             for record in records:
                 kinds = _kinds_of(record, wanted)
                 full = selection.wants_full(record.point, record.class_name)
@@ -465,6 +479,9 @@ class CaptureEngine:
                         tuple(tuple(record.tensors[k].shape.as_list()) for k in kinds),
                     )
                 )
+                if record.point in frozen_edges and "activation" in kinds:
+                    frozen.append(frozen_histogram(record.tensors["activation"], frozen_edges[record.point]))
+                    compiled.frozen_points.append(record.point)
                 for kind in kinds:
                     summarized.append(record.tensors[kind])
                     compiled.activity_sizes.append(activity_size(record.tensors[kind]))
@@ -474,7 +491,7 @@ class CaptureEngine:
                         compiled.full_keys.append((record.point, kind))
                         compiled.full_specs.append((tuple(tensor.shape.as_list()), tensor.dtype.size))
             packed, all_finite = summarize_tensors(summarized, masked, exact=statistics == "exact", fused=fused)
-            return outputs, packed, fulls, all_finite
+            return outputs, packed, fulls, frozen, all_finite
 
         # No autograph: nothing here branches on tensor values, and converting every Keras call is slow.
         # Traced now, under the lock, so the hooks are never installed while another call runs the model;

@@ -236,3 +236,16 @@ def unpack(packed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], activi
         )
         offset += size
     return summaries
+
+
+def frozen_histogram(x: tf.Tensor, edges: tuple[float, ...]) -> tf.Tensor:
+    """Counts of the finite values of `x` (a fixed strided sample above HISTOGRAM_SAMPLE values, as the
+    sampled histogram takes) on fixed edges: [below edges[0], each bin, at or above edges[-1], zeros]."""
+    flat = tf.reshape(tf.cast(x, tf.float32), [-1])
+    sample, _ = _sample(flat, max(activity_size(x), 1), exact=False)
+    sample = tf.reshape(sample, [-1])  # the strided sample's length is only known when it runs
+    finite = tf.boolean_mask(sample, tf.math.is_finite(sample))
+    buckets = tf.raw_ops.Bucketize(input=finite, boundaries=[float(e) for e in edges])
+    counts = tf.math.bincount(buckets, minlength=len(edges) + 1, maxlength=len(edges) + 1, dtype=tf.int64)
+    zeros = tf.reduce_sum(tf.cast(tf.equal(finite, 0.0), tf.int64))
+    return tf.concat([counts, tf.reshape(zeros, [1])], 0)

@@ -31,6 +31,9 @@ class CaptureResult:
     """capture point -> kind -> full tensor, only for the layers asked for."""
     classes: dict[str, str] = field(default_factory=dict)
     batch_size: int = 0
+    frozen: dict[str, np.ndarray] = field(default_factory=dict)
+    """capture point -> counts of its activation's finite values on the request's frozen edges: [below the
+    first edge, each bin, at or above the last edge, zeros among them] (a fixed sample of large tensors)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class CaptureRequest:
     """Also the statistics of the prepared inputs and, with targets, of the targets and the loss used: what the
     diagnosis rules read besides the summaries."""
     probe: ProbeOptions | None = None
+    frozen_edges: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    """(capture point, bin edges) of live monitoring's reference: the activations of those points are also
+    counted on these edges, on the device, so windows add up exactly whatever each request's own range."""
 
 
 LIVE_SELECTION = Selection(layers=("*",), kinds=frozenset({"activation"}))

@@ -1,21 +1,23 @@
 """References and the drift test: is a window's traffic what the reference's traffic was?
 
-Per layer, each request contributes one feature vector (histogram shares on frozen edges, per-unit
-activity, log scale). The reference keeps the mean and variance of those features over its requests; a
-window is compared through
+Per layer, each request contributes one feature vector (histogram shares on frozen edges, per-unit activity,
+mean square). The reference keeps the weighted mean and variance of those features over its requests; a window is
+compared through
 
-    S = sum_d (window_mean_d - reference_mean_d)^2 / (var_d * (1/n + 1/m))
+    S = sum_d (window_mean_d - reference_mean_d)^2 / (var_d * (1/W + 1/R))
 
-(n requests in the window, m in the reference). Under stationary traffic each term is a squared standard
-normal, but the terms are correlated (neighbouring bins, units that fire together), so S follows a scaled
-chi-square c * chi2(nu) rather than chi2(D). c and nu are fitted to S over bootstrap windows drawn from the
-reference's own requests (which also carries the projection's noise and small-window effects into the null):
-by its mean and its 99th percentile, or by its mean and variance, whichever gives the heavier tail. A fit by
-moments alone was right in the middle and too light in the far tail (bench/bench_drift.py: 3-15 false alarms
-a week where 1 was asked for); the tail fit follows the features whose per-request values are skewed.
-The threshold is that distribution's quantile at alpha / L: alpha is one false alarm per
-`false_alarms_per_week` worth of windows for the whole model, shared by its L watched layers (Bonferroni),
-so a larger window or fewer layers lowers no one's guard. `bench/bench_drift.py` checks the
+where each request is weighted by its number of values, the means are weighted means, var_d is the variance of
+one unit of weight (a request of weight w varies as var_d / w: its inputs are independent draws), and W and R
+are the window's and the reference's total weights. Under stationary traffic each term is a squared standard
+normal, whatever the requests' batch sizes, but the terms are correlated (neighbouring bins, units that fire
+together), so S follows a scaled chi-square c * chi2(nu) rather than chi2(D). c and nu are fitted to S over
+bootstrap windows drawn from the reference's own requests (which also carries the projection's noise and
+small-window effects into the null): by its mean and its 99th percentile, or by its mean and variance,
+whichever gives the heavier tail. A fit by moments alone was right in the middle and too light in the far tail
+(bench/bench_drift.py: 3-15 false alarms a week where 1 was asked for); the tail fit follows the features
+whose per-request values are skewed. The threshold is that distribution's quantile at alpha / L: alpha is one
+false alarm per `false_alarms_per_week` worth of windows for the whole model, shared by its L watched layers
+(Bonferroni), so a larger window or fewer layers lowers no one's guard. `bench/bench_drift.py` checks the
 false-alarm rate and the detection delay by simulation.
 """
 
@@ -51,13 +53,17 @@ SECONDS_PER_WEEK = 7 * 24 * 3600
 class LayerReference:
     edges: np.ndarray
     mean: np.ndarray
+    """Weighted mean of the reference requests' features."""
     variance: np.ndarray
+    """Variance of the features per unit of weight."""
     units: int
     scale: float
     """c of the null c * chi2(nu)."""
     dof: float
     """nu of the null."""
     dead_unit_fraction: float | None = None
+    weight: float = 1.0
+    """Total weight of the reference's requests (R)."""
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,7 @@ class LayerReference:
             "scale": self.scale,
             "dof": self.dof,
             "dead_unit_fraction": self.dead_unit_fraction,
+            "weight": self.weight,
         }
 
     @classmethod
@@ -79,6 +86,7 @@ class LayerReference:
             scale=float(data["scale"]),
             dof=float(data["dof"]),
             dead_unit_fraction=data.get("dead_unit_fraction"),
+            weight=float(data.get("weight", 1.0)),
         )
 
 
@@ -106,14 +114,27 @@ class Reference:
 
 
 def build_layer_reference(samples: Sequence[Summary], seed: int, dead: float | None = None) -> LayerReference:
-    """A layer's reference from the summaries of its reference requests (one per request)."""
+    """A layer's reference from the summaries of its reference requests alone (one per request): edges chosen
+    from them, features projected onto those edges (the server counts features on the device instead:
+    `reference_from_rows`)."""
     edges = projection.choose_edges(samples)
     units = max((len(s.unit_activity) for s in samples), default=0)
-    rows = np.stack([features(s, edges) for s in samples if len(s.unit_activity) == units])
-    mean = rows.mean(axis=0)
-    variance = np.maximum(rows.var(axis=0, ddof=1) if len(rows) > 1 else np.zeros_like(mean), VARIANCE_FLOOR)
-    scale, dof = _calibrate(rows, mean, variance, seed)
-    return LayerReference(edges, mean, variance, units, scale, dof, dead)
+    kept = [s for s in samples if len(s.unit_activity) == units]
+    rows = np.stack([features(s, edges) for s in kept])
+    return reference_from_rows(rows, np.array([float(s.count) for s in kept]), edges, units, seed, dead)
+
+
+def reference_from_rows(
+    rows: np.ndarray, weights: np.ndarray, edges: np.ndarray, units: int, seed: int, dead: float | None = None
+) -> LayerReference:
+    """A layer's reference from its reference requests' feature rows (one per request) and weights (their
+    numbers of values) on `edges`."""
+    total = float(weights.sum())
+    mean = weights @ rows / total
+    spread = weights @ (rows - mean) ** 2 / max(len(rows) - 1, 1) if len(rows) > 1 else np.zeros_like(mean)
+    variance = np.maximum(spread, VARIANCE_FLOOR * total / len(rows))  # the floor, for a request of mean weight
+    scale, dof = _calibrate(rows, weights, variance, seed)
+    return LayerReference(edges, mean, variance, units, scale, dof, dead, total)
 
 
 def reference_from_window(window: Window, reference: Reference, reference_id: str, at: datetime) -> Reference:
@@ -122,13 +143,21 @@ def reference_from_window(window: Window, reference: Reference, reference_id: st
     layers = {}
     for name, layer in window.layers.items():
         current = reference.layers.get(name)
-        if current is None or layer.requests < 2 or layer.feature_sum.shape != current.mean.shape:
+        if current is None or layer.featured < 2 or layer.feature_sum.shape != current.mean.shape:
             continue
-        n = layer.requests
-        mean = layer.feature_sum / n
-        variance = np.maximum((layer.feature_squares - n * mean * mean) / (n - 1), VARIANCE_FLOOR)
+        total = layer.feature_weight
+        mean = layer.feature_sum / total
+        spread = (layer.feature_squares - total * mean * mean) / (layer.featured - 1)
+        variance = np.maximum(spread, VARIANCE_FLOOR * total / layer.featured)
         layers[name] = LayerReference(
-            current.edges, mean, variance, current.units, current.scale, current.dof, current.dead_unit_fraction
+            current.edges,
+            mean,
+            variance,
+            current.units,
+            current.scale,
+            current.dof,
+            current.dead_unit_fraction,
+            total,
         )
     return Reference(
         reference_id, window.model, window.version, at, f"window:{window.window_id}", window.requests, layers
@@ -148,7 +177,14 @@ def reference_from_run(
             continue
         mean = features(summary, current.edges)
         layers[name] = LayerReference(
-            current.edges, mean, current.variance, current.units, current.scale, current.dof, current.dead_unit_fraction
+            current.edges,
+            mean,
+            current.variance,
+            current.units,
+            current.scale,
+            current.dof,
+            current.dead_unit_fraction,
+            float(summary.count),
         )
     return Reference(reference_id, reference.model, reference.version, at, source, 1, layers)
 
@@ -160,14 +196,14 @@ def judge(window: Window, reference: Reference, windows_per_week: float, false_a
         return
     alpha = min(false_alarms_per_week / max(windows_per_week, 1.0), 0.5) / len(judged)
     for name in judged:
-        window.drift[name] = judge_layer(window.layers[name], reference.layers[name], reference.requests, alpha)
+        window.drift[name] = judge_layer(window.layers[name], reference.layers[name], alpha)
 
 
-def judge_layer(layer: LayerWindow, reference: LayerReference, reference_requests: int, alpha: float) -> LayerDrift:
-    n = layer.requests
-    if n < MIN_WINDOW_REQUESTS or layer.feature_sum.shape != reference.mean.shape:
+def judge_layer(layer: LayerWindow, reference: LayerReference, alpha: float) -> LayerDrift:
+    if layer.featured < MIN_WINDOW_REQUESTS or layer.feature_sum.shape != reference.mean.shape:
         return LayerDrift(0.0, 0.0, 0.0, False, "")
-    terms = _terms(layer.feature_sum / n, reference.mean, reference.variance, n, reference_requests)
+    window = layer.feature_weight
+    terms = _terms(layer.feature_sum / window, reference.mean, reference.variance, window, reference.weight)
     statistic = float(terms.sum())
     threshold = reference.scale * chi2_quantile(reference.dof, alpha)
     by_part = {part: float(terms[s].sum()) for part, s in parts(reference.edges, reference.units).items()}
@@ -183,22 +219,28 @@ def chi2_quantile(dof: float, upper: float) -> float:
     return float(k * (1.0 - 2.0 / (9.0 * k) + z * math.sqrt(2.0 / (9.0 * k))) ** 3)
 
 
-def _terms(window_mean: np.ndarray, mean: np.ndarray, variance: np.ndarray, n: int, m: int) -> np.ndarray:
-    return np.asarray((window_mean - mean) ** 2 / (variance * (1.0 / n + 1.0 / max(m, 1))))
+def _terms(window_mean: np.ndarray, mean: np.ndarray, variance: np.ndarray, window: float, total: float) -> np.ndarray:
+    """Each feature's squared standardised difference, for a window of weight `window` against a reference
+    of weight `total`."""
+    return np.asarray((window_mean - mean) ** 2 / (variance * (1.0 / window + 1.0 / max(total, 1e-12))))
 
 
-def _calibrate(rows: np.ndarray, mean: np.ndarray, variance: np.ndarray, seed: int) -> tuple[float, float]:
+def _calibrate(rows: np.ndarray, weights: np.ndarray, variance: np.ndarray, seed: int) -> tuple[float, float]:
     """c and nu of c * chi2(nu), fitted by moments to S between bootstrap windows and bootstrap references
     drawn from the reference's requests."""
     m = len(rows)
     if m < 3:
-        return float(len(mean)), 1.0  # no evidence of the correlations: the most conservative fit
+        return float(rows.shape[1]), 1.0  # no evidence of the correlations: the most conservative fit
     rng = np.random.default_rng(seed)
     n = min(BOOTSTRAP_WINDOW, m)
-    # Each round's window and reference means as weights over the rows: one matrix product for all rounds.
-    windows = _resample_weights(rng, m, n, BOOTSTRAP_ROUNDS) @ rows
-    bases = _resample_weights(rng, m, m, BOOTSTRAP_ROUNDS) @ rows
-    stats = ((windows - bases) ** 2 / (variance * (1.0 / n + 1.0 / m))).sum(axis=1)
+    # Each round's window and reference as draw counts over the rows: one matrix product for all rounds.
+    window_draws = _draws(rng, m, n, BOOTSTRAP_ROUNDS) * weights
+    base_draws = _draws(rng, m, m, BOOTSTRAP_ROUNDS) * weights
+    window_weight, base_weight = window_draws.sum(axis=1), base_draws.sum(axis=1)
+    windows = window_draws @ rows / window_weight[:, None]
+    bases = base_draws @ rows / base_weight[:, None]
+    scale = variance * (1.0 / window_weight + 1.0 / base_weight)[:, None]
+    stats = ((windows - bases) ** 2 / scale).sum(axis=1)
     mu, var = float(stats.mean()), float(stats.var(ddof=1))
     if mu <= 0 or var <= 0:
         return 1.0, 1.0
@@ -208,9 +250,9 @@ def _calibrate(rows: np.ndarray, mean: np.ndarray, variance: np.ndarray, seed: i
     return mu / dof, dof
 
 
-def _resample_weights(rng: np.random.Generator, m: int, n: int, rounds: int) -> np.ndarray:
-    """Row weights of `rounds` means of n rows drawn with replacement from m."""
-    return rng.multinomial(n, np.full(m, 1.0 / m), size=rounds) / n
+def _draws(rng: np.random.Generator, m: int, n: int, rounds: int) -> np.ndarray:
+    """How often each of m rows is drawn, in `rounds` draws of n rows with replacement."""
+    return rng.multinomial(n, np.full(m, 1.0 / m), size=rounds).astype(np.float64)
 
 
 def _dof_for_tail(ratio: float) -> float:

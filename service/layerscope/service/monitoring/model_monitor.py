@@ -18,14 +18,20 @@ import numpy as np
 from layerscope.service.domain.model_health import LayerHealth
 from layerscope.service.domain.summary import Summary
 from layerscope.service.monitoring.compact import CompactSummary
-from layerscope.service.monitoring.drift import Reference, build_layer_reference, judge
-from layerscope.service.monitoring.window import LayerWindow, Window
+from layerscope.service.monitoring.drift import Reference, judge, reference_from_rows
+from layerscope.service.monitoring.projection import choose_edges
+from layerscope.service.monitoring.window import LayerWindow, Window, features
 
 log = logging.getLogger(__name__)
 
 Measure = Callable[[str, Summary], tuple[float | None, float | None]]
 """(capture point, its activation summary) -> (dead-unit fraction, saturated fraction), None where the
 health rules do not judge that layer (no dead units in a softmax, no saturation in a ReLU)."""
+FrozenEdges = tuple[tuple[str, tuple[float, ...]], ...]
+"""(capture point, bin edges) as a sampled request carries them to the engine."""
+EDGE_REQUESTS = 50
+"""Sampled requests whose pooled values choose a new version's bin edges (at most a quarter of the reference's
+requests); the reference's statistics then come from the next requests, counted on those edges."""
 DEAD_IN_A_ROW = 3
 """Sampled requests in a row with every unit of a layer inactive before it is reported dead at once (one
 odd batch is not a dead layer)."""
@@ -40,6 +46,10 @@ class Sample:
     input_nonfinite: int
     measure: Measure
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    counts: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Capture point -> its activation counted on the device on `edges` (`projection.counted`)."""
+    edges: FrozenEdges = ()
+    """The edges the request was counted on (what `ModelMonitor.frozen_edges` said when it was sent)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,16 @@ class ModelMonitor:
         self.reference_loaded = False
         """Whether the store was asked for a reference (kept across restarts, shared by replicas)."""
         self.collecting: list[dict[str, CompactSummary]] = []
-        """The summaries of the requests collected for the reference, compactly (see `compact`)."""
+        """The summaries of the requests that choose the edges, compactly (see `compact`)."""
+        self.chosen: dict[str, np.ndarray] | None = None
+        """The edges chosen for the reference being made (None before, and once the reference exists)."""
+        self.rows: dict[str, list[tuple[np.ndarray, float]]] = {}
+        """Capture point -> (features, weight) of each reference request, counted on the chosen edges."""
+        """Capture point -> the feature rows of the reference's requests, counted on the chosen edges."""
+        self.ever_active: dict[str, np.ndarray] = {}
+        self.reference_requests = 0
+        self.frozen_edges: FrozenEdges = ()
+        """The edges sampled requests are counted on now: the reference's, or those chosen for it."""
         self.current: Window | None = None
         self.recent: deque[Window] = deque(maxlen=config.recent_windows)
         self.events: deque[MonitorEvent] = deque(maxlen=RECENT_EVENTS)
@@ -93,8 +112,8 @@ class ModelMonitor:
 
     def add(self, sample: Sample) -> None:
         self.samples += 1
-        if self.reference is None and len(self.collecting) < self.config.reference_requests:
-            self.collecting.append({point: CompactSummary.of(s) for point, s in sample.summaries.items()})
+        if self.reference is None:
+            self._collect(sample)
         window = self._window(sample.at)
         window.input_nonfinite += sample.input_nonfinite
         nonfinite = [p for p, s in sample.summaries.items() if s.non_finite] + (
@@ -108,7 +127,7 @@ class ModelMonitor:
             if layer is None:
                 layer = window.layers[point] = LayerWindow()
             edges = self._edges(window, point, summary)
-            layer.add(summary, edges, saturated)
+            layer.add(summary, edges, saturated, _counts_on(sample, point, edges))
             if dead is not None and dead >= 1.0 and len(summary.unit_activity) > 1:
                 self._dead_streak[point] += 1
                 if self._dead_streak[point] >= DEAD_IN_A_ROW and point not in self._reported_dead:
@@ -137,32 +156,80 @@ class ModelMonitor:
                 f"every unit of {dead_now[0]!r} stayed inactive in {DEAD_IN_A_ROW} sampled requests in a row",
             )
 
+    def _collect(self, sample: Sample) -> None:
+        """The reference in two steps: the first requests choose each layer's edges (their values pooled), the
+        next `reference_requests` are counted on those edges on the device and give the statistics."""
+        if self.chosen is None:
+            self.collecting.append({point: CompactSummary.of(s) for point, s in sample.summaries.items()})
+            if len(self.collecting) >= min(EDGE_REQUESTS, max(2, self.config.reference_requests // 4)):
+                points = list(self.collecting[0])
+                self.chosen = {p: choose_edges([c[p].summary() for c in self.collecting if p in c]) for p in points}
+                self.collecting = []
+                self.frozen_edges = _frozen(self.chosen)
+            return
+        if self.reference_requests >= self.config.reference_requests:
+            return
+        counted = False
+        for point, summary in sample.summaries.items():
+            edges = self.chosen.get(point)
+            counts = _counts_on(sample, point, edges)
+            if edges is None or counts is None:
+                continue
+            counted = True
+            self.rows.setdefault(point, []).append((features(summary, edges, counts), float(summary.count)))
+            activity = np.asarray(summary.unit_activity, dtype=np.float64)
+            before = self.ever_active.get(point)
+            self.ever_active[point] = (
+                activity if before is None or before.shape != activity.shape else np.maximum(before, activity)
+            )
+        self.reference_requests += int(counted)
+
+    @property
+    def reference_progress(self) -> int:
+        """Requests collected towards the reference (the edges' first, then the counted ones)."""
+        return self.reference_requests if self.chosen is not None else len(self.collecting)
+
     def reference_ready(
         self, seed_of: Callable[[str], int] = lambda point: zlib.crc32(point.encode())
     ) -> Reference | None:
         """The reference built from the collected requests, once there are enough (None before)."""
-        if self.reference is not None or len(self.collecting) < self.config.reference_requests:
+        if self.reference is not None or self.chosen is None:
             return None
-        points = list(self.collecting[0])
+        if self.reference_requests < self.config.reference_requests:
+            return None
         layers = {}
-        for point in points:
-            summaries = [s[point].summary() for s in self.collecting if point in s]
-            dead = _dead_fraction(summaries) if self.judged.get(point, (False, False))[0] else None
-            layers[point] = build_layer_reference(summaries, seed_of(point), dead)
+        for point, rows in self.rows.items():
+            units = len(self.ever_active.get(point, ()))
+            usable = [(x, w) for x, w in rows if len(x) == len(rows[0][0])]
+            if len(usable) < 2:
+                continue
+            judged_dead = self.judged.get(point, (False, False))[0] and units > 0
+            dead = float(np.mean(self.ever_active[point] <= 0.0)) if judged_dead else None
+            matrix, weights = np.stack([x for x, _ in usable]), np.array([w for _, w in usable])
+            layers[point] = reference_from_rows(matrix, weights, self.chosen[point], units, seed_of(point), dead)
         return Reference(
             reference_id=f"ref-{uuid.uuid4().hex}",
             model=self.model,
             version=self.version,
             created_at=datetime.now(UTC),
             source="traffic",
-            requests=len(self.collecting),
+            requests=self.reference_requests,
             layers=layers,
         )
 
     def adopt(self, reference: Reference) -> None:
         """Use this reference from now on (the store's, which may be another replica's or a caller's)."""
         self.reference = reference
-        self.collecting = []
+        self.frozen_edges = _frozen({p: r.edges for p, r in reference.layers.items()})
+        self.restart_reference(keep=reference)
+
+    def restart_reference(self, keep: Reference | None = None) -> None:
+        """Forget what was collected towards a reference; without `keep`, make a new one from traffic."""
+        self.reference = keep
+        self.collecting, self.chosen, self.rows, self.ever_active = [], None, {}, {}
+        self.reference_requests = 0
+        if keep is None:
+            self.frozen_edges = ()
 
     # -- windows ---------------------------------------------------------------------------------------------
 
@@ -247,9 +314,16 @@ class ModelMonitor:
         log.warning("model %s version %s: %s", self.model, self.version, message)
 
 
-def _dead_fraction(summaries: list[Summary]) -> float | None:
-    units = len(summaries[0].unit_activity) if summaries else 0
-    rows = [s.unit_activity for s in summaries if len(s.unit_activity) == units]
-    if not units or not rows:
+def _frozen(edges: Mapping[str, np.ndarray]) -> FrozenEdges:
+    return tuple((point, tuple(float(e) for e in values)) for point, values in edges.items())
+
+
+def _counts_on(sample: Sample, point: str, edges: np.ndarray | None) -> np.ndarray | None:
+    """The device's counts of this point, when they were taken on exactly these edges."""
+    counts = sample.counts.get(point)
+    if counts is None or edges is None:
         return None
-    return float(np.mean(np.max(np.asarray(rows), axis=0) <= 0.0))
+    sent = dict(sample.edges).get(point)
+    if sent is None or len(sent) != len(edges) or not np.array_equal(np.asarray(sent), edges):
+        return None
+    return counts

@@ -26,7 +26,7 @@ from layerscope.service.domain.runs import RESERVED_PREFIXES
 from layerscope.service.domain.summary import Summary
 from layerscope.service.errors import FailedPrecondition, NotFound, StoreUnavailable
 from layerscope.service.monitoring.drift import Reference, reference_from_run, reference_from_window
-from layerscope.service.monitoring.model_monitor import ModelMonitor, MonitorConfig, MonitorEvent, Sample
+from layerscope.service.monitoring.model_monitor import FrozenEdges, ModelMonitor, MonitorConfig, MonitorEvent, Sample
 from layerscope.service.monitoring.sampling import Budget, Sampler
 from layerscope.service.monitoring.window import Window
 
@@ -162,6 +162,11 @@ class Monitor:
         except queue.Full:
             self.skip(model, version, "queue_full")
 
+    def frozen_edges(self, model: str, version: int) -> FrozenEdges:
+        """The edges a sampled request of this version is counted on (none before they are chosen)."""
+        watched = self._models.get((model, version))  # read without the lock: an attribute swapped whole
+        return watched.frozen_edges if watched is not None else ()
+
     def warmed(self, model: str, version: int) -> None:
         """The version's live capture function is traced: its requests may be sampled from now on."""
         self._warm.add((model, version))
@@ -212,7 +217,7 @@ class Monitor:
                 dict(watched.skipped),
                 watched.nonfinite_samples,
                 watched.reference,
-                (len(watched.collecting), self.config.reference_requests),
+                (watched.reference_progress, self.config.reference_requests),
                 local,
                 list(reversed(watched.events)),
                 watched.current,
@@ -231,8 +236,7 @@ class Monitor:
         if window_id is None:
             with self._lock:
                 watched = self._model(model, version)
-                watched.reference = None
-                watched.collecting = []
+                watched.restart_reference()
                 watched.reference_loaded = True  # do not take the stored one back: the caller asked for new
             return None
         window = self._store.get_window(window_id)

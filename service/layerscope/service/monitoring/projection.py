@@ -6,9 +6,12 @@ reference's pooled values), plus an underflow and an overflow bin and a bin of e
 most of their mass there, and the zero count is exact). Each sampled request's histogram is projected onto
 those edges once, assuming its values spread evenly within each of its own bins; from then on windows
 hold counts on the same bins and merge by addition, and a window compares with the reference bin by bin.
-The projection is an approximation at the scale of one request bin (1/32 of its range); the reference went
-through the same projection, so under stationary traffic the two agree and the drift test (calibrated on
-the reference's own requests) sees the projection's noise as part of the null.
+Once a version's edges are chosen (from its first sampled requests, by projecting their histograms), its
+sampled requests are counted on those edges on the device (`counted`), exactly: the reference's statistics
+and every window come from such counts. Projecting each request instead was biased by the request's own
+range, so a change of batch size alone (a narrower min..max) read as drift (bench/bench_drift.py). The
+projection remains for choosing the edges, for a capture run taken as a reference, and for the rare sample
+taken before its edges reached the request.
 """
 
 from __future__ import annotations
@@ -46,6 +49,23 @@ def distribution(summary: Summary, edges: np.ndarray) -> np.ndarray:
         total = spread.sum()
         if total > 0:
             out[UNDER:] = spread / total * max(1.0 - zeros, 0.0)
+    out[ZERO] = min(zeros, 1.0)
+    return out
+
+
+def counted(summary: Summary, edges: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The same shares as `distribution`, from counts taken on the device on these very edges
+    ([below, bins..., at or above the last, zeros among them]): exact, with no projection."""
+    out = np.zeros(len(edges) + 2)
+    finite = summary.count - summary.non_finite
+    binned = np.asarray(counts[:-1], dtype=np.float64)
+    if finite <= 0 or binned.sum() <= 0:
+        return out
+    zeros = summary.zero_fraction * summary.count / finite
+    binned[int(np.searchsorted(edges, 0.0, side="right"))] -= float(counts[-1])  # the zeros' own bucket
+    nonzero = binned.sum()
+    if nonzero > 0:
+        out[UNDER:] = np.maximum(binned, 0.0) / nonzero * max(1.0 - zeros, 0.0)
     out[ZERO] = min(zeros, 1.0)
     return out
 

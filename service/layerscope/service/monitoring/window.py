@@ -3,9 +3,11 @@
 Everything a window holds is a count, a sum, a minimum or a maximum, so two windows of the same model
 version (and the same reference edges) merge by addition: minutes into an hour, replicas into one view.
 Besides the tensor statistics (counts, sums and sums of squares of the values, extremes, zeros, NaN/Inf,
-per-unit activity weighted by positions, the histogram on frozen edges), a window keeps the sum and the sum
-of squares of each request's *features* (its histogram shares, unit activity and log scale): the drift
-test's unit of evidence is the request, not the value, since the values of one request move together.
+per-unit activity weighted by positions, the histogram on frozen edges), a window keeps the weighted sum and
+sum of squares of each request's *features* (its histogram shares, unit activity and mean square), each
+request weighted by its number of values: the drift test's evidence is the request (the values of one input
+move together), and a request of 4 inputs weighs an eighth of one of 32, so a change in batch sizes is not
+a change in traffic.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ import numpy as np
 from layerscope.service.domain.summary import HISTOGRAM_BINS, Summary
 from layerscope.service.monitoring import projection
 
-_TINY = 1e-12
 
-
-def features(summary: Summary, edges: np.ndarray) -> np.ndarray:
-    """One request's evidence about one layer: histogram shares on the frozen edges, per-unit activity, and
-    the log of the root mean square (the scale)."""
+def features(summary: Summary, edges: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """One request's evidence about one layer: histogram shares on the frozen edges (from the device's
+    `counts` on those edges when given, else projected), per-unit activity, and the mean square (the scale):
+    each an average over the request's values, so that requests of any size estimate the same thing."""
+    shares = (
+        projection.counted(summary, edges, counts) if counts is not None else projection.distribution(summary, edges)
+    )
     return np.concatenate(
         (
-            projection.distribution(summary, edges),
+            shares,
             np.asarray(summary.unit_activity, dtype=np.float64),
-            [math.log(summary.rms + _TINY) if math.isfinite(summary.rms) else math.log(_TINY)],
+            [summary.rms**2 if math.isfinite(summary.rms) else 0.0],
         )
     )
 
@@ -63,7 +67,13 @@ class LayerWindow:
     """Finite values on [zero, underflow, frozen bins, overflow]; empty until the layer has a reference."""
     requests: int = 0
     feature_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Sum over requests of weight x features (the weight: the request's number of values)."""
     feature_squares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Sum over requests of weight x features squared."""
+    feature_weight: float = 0.0
+    """Sum of the weights of the requests with features."""
+    featured: int = 0
+    """Requests with features (those sampled once the window had its reference's edges)."""
     saturated_sum: float = 0.0
     saturated_requests: int = 0
     nonfinite_requests: int = 0
@@ -86,7 +96,13 @@ class LayerWindow:
     def unit_activity(self) -> np.ndarray:
         return self.activity / self.positions if self.positions else self.activity
 
-    def add(self, summary: Summary, edges: np.ndarray | None, saturated: float | None = None) -> None:
+    def add(
+        self,
+        summary: Summary,
+        edges: np.ndarray | None,
+        saturated: float | None = None,
+        counts: np.ndarray | None = None,
+    ) -> None:
         finite = summary.count - summary.non_finite
         self.count += summary.count
         self.total += summary.mean * finite
@@ -110,11 +126,15 @@ class LayerWindow:
         self.requests += 1
         if edges is None:
             return
-        x = features(summary, edges)
+        x = features(summary, edges, counts)
         shares = x[: len(edges) + 2] * finite
         self.histogram = shares if not self.histogram.size else self.histogram + shares
-        self.feature_sum = x if not self.feature_sum.size else self.feature_sum + x
-        self.feature_squares = x * x if not self.feature_squares.size else self.feature_squares + x * x
+        weight = float(summary.count)
+        self.feature_sum = weight * x if not self.feature_sum.size else self.feature_sum + weight * x
+        squares = weight * x * x
+        self.feature_squares = squares if not self.feature_squares.size else self.feature_squares + squares
+        self.feature_weight += weight
+        self.featured += 1
 
     def merge(self, other: LayerWindow) -> LayerWindow:
         """The two windows as one (the same reference edges, or one of them without any)."""
@@ -134,6 +154,8 @@ class LayerWindow:
             requests=self.requests + other.requests,
             feature_sum=_add(self.feature_sum, other.feature_sum),
             feature_squares=_add(self.feature_squares, other.feature_squares),
+            feature_weight=self.feature_weight + other.feature_weight,
+            featured=self.featured + other.featured,
             saturated_sum=self.saturated_sum + other.saturated_sum,
             saturated_requests=self.saturated_requests + other.saturated_requests,
             nonfinite_requests=self.nonfinite_requests + other.nonfinite_requests,

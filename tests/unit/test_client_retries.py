@@ -69,7 +69,7 @@ def out_of_time() -> FakeRpcError:
 
 
 @pytest.fixture()
-def client() -> Iterator[Client]:
+def offline() -> Iterator[Client]:
     with Client("127.0.0.1:1", timeout=5) as c:  # no server: every call goes to the fake stub
         yield c
 
@@ -79,9 +79,9 @@ def predict(c: Client, stub: Stub) -> dict[str, np.ndarray]:
     return c.predict("victim", np.zeros((1, 2), "float32"))
 
 
-def test_a_retry_that_runs_out_of_time_names_the_failure_it_retried_after(client: Client) -> None:
+def test_a_retry_that_runs_out_of_time_names_the_failure_it_retried_after(offline: Client) -> None:
     with pytest.raises(DeadlineExceededError) as caught:
-        predict(client, Stub(unavailable(), out_of_time()))
+        predict(offline, Stub(unavailable(), out_of_time()))
     error = caught.value
     assert "worker process died during the call; killed by signal 9 (SIGKILL)" in error.message
     assert "timeout of 5 s ran out on attempt 2, a retry after UNAVAILABLE" in error.message
@@ -89,38 +89,38 @@ def test_a_retry_that_runs_out_of_time_names_the_failure_it_retried_after(client
     assert error.__cause__ is error.retried_after
 
 
-def test_each_attempt_gets_what_is_left_of_the_timeout(client: Client) -> None:
+def test_each_attempt_gets_what_is_left_of_the_timeout(offline: Client) -> None:
     stub = Stub(unavailable(), unavailable(), models_pb2.PredictResponse())
-    assert predict(client, stub) == {}
+    assert predict(offline, stub) == {}
     first, second, third = stub.timeouts
     assert first is not None and second is not None and third is not None
     assert 5 >= first > second > third > 5 - 0.5  # backoffs of 0.1 and 0.2 s at most
 
 
-def test_a_plain_deadline_stays_as_it_was(client: Client) -> None:
+def test_a_plain_deadline_stays_as_it_was(offline: Client) -> None:
     with pytest.raises(DeadlineExceededError) as caught:
-        predict(client, Stub(out_of_time()))
+        predict(offline, Stub(out_of_time()))
     assert caught.value.message == "Deadline Exceeded" and caught.value.retried_after is None
 
 
-def test_retries_stop_after_four_attempts_with_the_last_unavailable(client: Client) -> None:
+def test_retries_stop_after_four_attempts_with_the_last_unavailable(offline: Client) -> None:
     stub = Stub(*(unavailable(f"down {i}") for i in range(4)))
     with pytest.raises(UnavailableError, match="down 3"):
-        predict(client, stub)
+        predict(offline, stub)
     assert len(stub.timeouts) == RETRY.max_attempts == 4
 
 
-def test_calls_that_store_runs_are_not_retried(client: Client) -> None:
-    client._stub = stub = Stub(unavailable(), diagnosis_pb2.DiagnoseResponse())  # type: ignore[assignment]
+def test_calls_that_store_runs_are_not_retried(offline: Client) -> None:
+    offline._stub = stub = Stub(unavailable(), diagnosis_pb2.DiagnoseResponse())  # type: ignore[assignment]
     with pytest.raises(UnavailableError):
-        client.diagnose("victim")
+        offline.diagnose("victim")
     assert len(stub.timeouts) == 1
 
 
-def test_other_failures_are_not_retried(client: Client) -> None:
+def test_other_failures_are_not_retried(offline: Client) -> None:
     stub = Stub(FakeRpcError(grpc.StatusCode.INTERNAL, "incident 7"), models_pb2.PredictResponse())
     with pytest.raises(InternalError):
-        predict(client, stub)
+        predict(offline, stub)
     assert len(stub.timeouts) == 1
 
 

@@ -78,15 +78,25 @@ class AsyncClient:
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     async def upload_model(
-        self, name: str, path: str | Path, version: int | None = None, load: bool = True
+        self,
+        name: str,
+        path: str | Path,
+        version: int | None = None,
+        load: bool = True,
+        transient: bool = False,
     ) -> ModelInfo:
         """Admin: stream a local .keras file into the server's repository; returns its ModelInfo.
 
         `version` defaults to the next free number; `load=False` stores it without loading. The server
         scans the archive before Keras sees it: Lambda layers and custom objects are refused
         (InvalidArgumentError), as is a version that exists (AlreadyExistsError).
+
+        `transient=True` loads the model for a while without storing it (what `layerscope audit --server` does):
+        it never enters the repository, its runs are kept with kind "audit" and count in no metric or live
+        monitoring, and it goes when unloaded (or after the server's `transient_model_seconds` unused). Its
+        name may not be one the server stores or has loaded (AlreadyExistsError).
         """
-        requests = _core.upload_requests(name, _core.read_path(path), version, load)
+        requests = _core.upload_requests(name, _core.read_path(path), version, load, transient)
         return _core.model_info(await self._call("UploadModel", requests))
 
     async def load_model(self, name: str, version: int | None = None) -> ModelInfo:

@@ -172,9 +172,11 @@ def _tensor(name: str, value: Any) -> tensor_pb2.Tensor:
         raise invalid_argument(f"Expected {label} to be sendable as a tensor: {exc}") from exc
 
 
-def upload_requests(name: str, path: Path, version: int | None, load: bool) -> Iterator[models_pb2.UploadModelRequest]:
+def upload_requests(
+    name: str, path: Path, version: int | None, load: bool, transient: bool = False
+) -> Iterator[models_pb2.UploadModelRequest]:
     """The header, then the file in chunks (`path` proven readable by `read_path` first)."""
-    header = models_pb2.UploadHeader(name=name, version=version or 0, load=load)
+    header = models_pb2.UploadHeader(name=name, version=version or 0, load=load or transient, transient=transient)
     yield models_pb2.UploadModelRequest(header=header)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(UPLOAD_CHUNK), b""):
@@ -283,6 +285,7 @@ def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
         layer_details=tuple(
             LayerDetail(d.name, d.class_name, _dims(d.output_shape), d.parameters) for d in m.layer_details
         ),
+        transient=m.transient,
     )
 
 

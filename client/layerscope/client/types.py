@@ -38,6 +38,8 @@ class ModelInfo:
     device: str = ""
     layer_details: tuple[LayerDetail, ...] = ()
     """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
+    transient: bool = False
+    """Loaded by `upload_model(..., transient=True)`: in no repository, gone when unloaded."""
 
 
 @dataclass(frozen=True)

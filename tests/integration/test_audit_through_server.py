@@ -81,6 +81,7 @@ def test_an_audit_through_the_server_leaves_the_server_as_it_was(served: ServerH
     assert model_series(metrics, "audit-") == []  # no findings, health, capture-time or monitoring series
     assert not [s for s in metrics if s.startswith("layerscope_findings_total")]
     assert metrics["layerscope_models_loaded"] == 1
+    assert metrics['layerscope_model_info{model="digits",version="1"}'] == 1  # the dashboard lists it
     sampled = 'layerscope_monitor_samples_total{model="digits",version="1"}'
     assert metrics[sampled] == metrics_before[sampled] > 0  # Diagnose is not live traffic: nothing sampled
 

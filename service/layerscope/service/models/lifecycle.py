@@ -114,7 +114,8 @@ class ModelLifecycle:
         """
         present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
         loaded = []
-        for name, version in await asyncio.to_thread(self._scan, present | self._failed):
+        transient = frozenset(n for n, _ in self._transient)  # a copy: the scan runs in another thread
+        for name, version in await asyncio.to_thread(self._scan, present | self._failed, transient):
             try:
                 loaded.append((await self._load(name, version)).info)
             except Exception as exc:
@@ -209,9 +210,10 @@ class ModelLifecycle:
 
     def discard_transient(self) -> None:
         """Remove every transient model's file (the server stops; file work, call it from a thread)."""
-        for transient in self._transient.values():
-            shutil.rmtree(transient.folder, ignore_errors=True)
-        self._transient.clear()
+        for key in list(self._transient):
+            transient = self._transient.pop(key, None)
+            if transient is not None:
+                shutil.rmtree(transient.folder, ignore_errors=True)
 
     def _refuse_transient_name(self, name: str) -> None:
         if any(n == name for n, _ in self._transient):
@@ -229,12 +231,13 @@ class ModelLifecycle:
             sum(1 for m in self._registry.loaded() if (m.info.name, m.info.version) not in self._transient)
         )
 
-    def _scan(self, skip: set[Version]) -> list[Version]:
-        """The newest version of each model, unless it is in `skip` or a caller unloaded it (file work)."""
+    def _scan(self, skip: set[Version], transient: frozenset[str] = frozenset()) -> list[Version]:
+        """The newest version of each model, unless it is in `skip` or a caller unloaded it (file work); none
+        named as a `transient` model is (a file copied in by hand under that name meanwhile)."""
         found = []
         for name in self._repository.names():
-            if any(n == name for n, _ in self._transient):
-                continue  # a transient model has this name (a file copied in by hand meanwhile): not loaded
+            if name in transient:
+                continue
             versions = self._repository.versions(name)
             if versions and (name, versions[-1]) not in skip and not self._repository.is_unloaded(name, versions[-1]):
                 found.append((name, versions[-1]))

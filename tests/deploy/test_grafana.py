@@ -92,10 +92,12 @@ def test_template_variables(dashboard: dict[str, Any]) -> None:
         assert variable["type"] == "query"
         assert variable["datasource"] == DATASOURCE
         query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-        # Every layer of every sampled model version has an activation RMS; the dead-unit and saturated
-        # fractions exist only for the layers their rules judge, so a variable read from them would leave
-        # models and layers out.
-        assert query.startswith("label_values(layerscope_layer_activation_rms"), query
+        # Models: every loaded version has layerscope_model_info, with or without traffic, monitoring or
+        # findings yet (a health series would list only models with sampled traffic). Layers: every layer of
+        # every sampled version has an activation RMS; the dead-unit and saturated fractions exist only for
+        # the layers their rules judge, so a variable read from them would leave layers out.
+        source = {"model": "layerscope_model_info", "layer": "layerscope_layer_activation_rms"}[name]
+        assert query.startswith(f"label_values({source}"), query
         assert query.rstrip().endswith(f", {name})"), query
         assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
     # Layers are listed for the chosen models only.
@@ -153,6 +155,48 @@ def test_error_ratio_panel_counts_the_same_codes_as_the_alert(dashboard: dict[st
 
     panel = next(p for p in dashboard["panels"] if p["title"].startswith("Server error ratio"))
     assert codes(panel["targets"][0]["expr"]) == codes(ALERTS.read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_the_error_ratio_panel_reads_zero_on_a_healthy_server(
+    promtool: str, dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """With calls and no server error the panel draws 0, as the recording rule does, not "No data"; with
+    errors, their share."""
+    panel = next(p for p in dashboard["panels"] if p["title"].startswith("Server error ratio"))
+    expr = panel["targets"][0]["expr"].replace("$__rate_interval", "5m")
+    rules = tmp_path / "panel.yml"
+    rules.write_text(json.dumps({"groups": [{"name": "panel", "rules": [{"record": "panel:errors", "expr": expr}]}]}))
+    calls = 'layerscope_rpcs_total{job="layerscope",instance="a",method="%s",code="%s"}'
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": calls % ("Predict", "OK"), "values": "0+60x10"},
+                    {"series": calls % ("Capture", "OK"), "values": "0+30x10"},
+                    {"series": calls % ("Capture", "INTERNAL"), "values": "0+10x10"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "panel:errors",
+                        "eval_time": "10m",
+                        "exp_samples": [
+                            {"labels": 'panel:errors{method="Predict"}', "value": 0},
+                            {"labels": 'panel:errors{method="Capture"}', "value": 0.25},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "panel_test.yml").write_text(json.dumps(tests))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "panel_test.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow

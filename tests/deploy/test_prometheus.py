@@ -77,6 +77,17 @@ def test_model_alerts_never_page_and_ad_hoc_results_notify_nobody(yaml: ModuleTy
         assert by_name[name]["severity"] == "info", f"{name} reports callers' own tests: it must notify nobody"
 
 
+def test_the_readme_alert_table_lists_every_alert_with_its_severity(yaml: ModuleType) -> None:
+    """deploy/README.md's table is what an operator reads when an alert arrives: every alert has its row."""
+    readme = (PROMETHEUS.parent / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| Layerscope") and len(cells) == 3:
+            rows[cells[0]] = cells[1]
+    assert rows == {alert["alert"]: alert["labels"]["severity"] for alert in alerts(yaml)}
+
+
 def test_alert_names_are_unique(yaml: ModuleType) -> None:
     names = [alert["alert"] for alert in alerts(yaml)]
     assert len(names) == len(set(names))

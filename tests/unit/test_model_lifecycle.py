@@ -5,6 +5,7 @@ archive by reading its bytes, because what is under test is the lifecycle, not K
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -221,3 +222,80 @@ async def test_a_removed_version_keeps_its_number_as_a_tombstone(tmp_path: Path)
     with pytest.raises(AlreadyExists, match="numbers are never reused"):
         repository.begin_upload("digits", 1, 1024)
     assert (await models.upload("digits", None, chunks(b"archive"), "", True, 1024)).version == 2
+
+
+# -- transient models (an audit through the server) ----------------------------------------------------------
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture()
+def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where transient archives go (the system's temporary folder, here one of the test's own)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+async def test_a_transient_model_loads_without_touching_the_repository_and_leaves_no_file(
+    tmp_path: Path, temp: Path
+) -> None:
+    store(tmp_path / "repo", "digits", 1)
+    models, repository, registry, observer = lifecycle(tmp_path / "repo")
+    await models.load_new()
+    before = files(tmp_path / "repo")
+    info = await models.upload_transient("audit-x", None, chunks(b"arch", b"ive"), "", 1024)
+    assert (info.name, info.version, info.transient) == ("audit-x", 1, True)
+    assert models.get(ModelRef("audit-x")).info.transient
+    assert [p.name for p in temp.iterdir()] != []  # its archive, outside the repository
+    assert observer.counts[-1] == 1  # transient models are not counted as loaded models
+    await models.unload(ModelRef("audit-x", 1), remove=True)
+    assert files(tmp_path / "repo") == before  # no version, tombstone, marker or folder
+    assert list(temp.iterdir()) == []
+    assert [m.info.name for m in registry.loaded()] == ["digits"]
+    assert repository.on_loop() == []
+
+
+async def test_a_transient_model_that_does_not_load_leaves_nothing(tmp_path: Path, temp: Path) -> None:
+    models, _, registry, _ = lifecycle(tmp_path / "repo")
+    with pytest.raises(InvalidInput, match="broken one"):
+        await models.upload_transient("audit-bad", None, chunks(b"broken"), "", 1024)
+    with pytest.raises(InvalidInput, match="Expected sha256"):
+        await models.upload_transient("audit-bad", None, chunks(b"archive"), "0" * 64, 1024)
+    assert list(temp.iterdir()) == [] and registry.loaded() == [] and files(tmp_path / "repo") == []
+    assert (await models.upload_transient("audit-bad", None, chunks(b"archive"), "", 1024)).transient  # name free
+
+
+async def test_transient_and_stored_models_never_share_a_name(tmp_path: Path, temp: Path) -> None:
+    store(tmp_path / "repo", "digits", 1)
+    models, _, _, _ = lifecycle(tmp_path / "repo")
+    with pytest.raises(AlreadyExists, match="is loaded or stored in the repository"):
+        await models.upload_transient("digits", None, chunks(b"archive"), "", 1024)
+    await models.upload_transient("audit-x", None, chunks(b"archive"), "", 1024)
+    with pytest.raises(AlreadyExists, match="loaded as a transient model"):
+        await models.upload_transient("audit-x", None, chunks(b"archive"), "", 1024)
+    with pytest.raises(AlreadyExists, match="loaded as a transient model"):
+        await models.upload("audit-x", None, chunks(b"archive"), "", True, 1024)
+    with pytest.raises(AlreadyExists, match="loaded as a transient model"):
+        await models.load(ModelRef("audit-x"))
+    store(tmp_path / "repo", "audit-x", 1)  # copied in by hand meanwhile: no scan loads it over the transient one
+    assert [m.name for m in await models.load_new()] == ["digits"]
+
+
+async def test_an_idle_transient_model_expires(tmp_path: Path, temp: Path) -> None:
+    now = [0.0]
+    repository = WatchedRepository(tmp_path / "repo")
+    registry = FakeRegistry(repository)
+    models = ModelLifecycle(repository, registry, Observer(), transient_seconds=60, clock=lambda: now[0])  # type: ignore[arg-type]
+    await models.upload_transient("audit-a", None, chunks(b"archive"), "", 1024)
+    await models.upload_transient("audit-b", None, chunks(b"archive"), "", 1024)
+    now[0] = 50.0
+    models.get(ModelRef("audit-b"))  # a call keeps it
+    now[0] = 100.0
+    assert [m.name for m in await models.expire()] == ["audit-a"]
+    assert [m.info.name for m in registry.loaded()] == ["audit-b"]
+    models.discard_transient()  # the server stops
+    assert list(temp.iterdir()) == []

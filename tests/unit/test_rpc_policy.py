@@ -4,7 +4,6 @@ client's retry policy is the table's `retried` column, and the entries say what 
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 from collections.abc import Iterator
 
@@ -15,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 import layerscope.oip
 import layerscope.v1
-from layerscope.client._core import SERVICE_CONFIG
+from layerscope.client._core import RETRIED, SERVICE_CONFIG
 from layerscope.service.errors import PermissionDenied, Unauthenticated
 from layerscope.service.grpc.auth import TokenPolicy
 from layerscope.service.grpc.methods import (
@@ -63,24 +62,14 @@ def test_every_policy_names_a_real_rpc() -> None:
 
 
 def retried_by_the_client() -> set[str]:
-    """The methods the client's channel retries, with a service-wide entry spread over its methods."""
-    by_service: dict[str, list[str]] = {}
-    for p in SERVED:
-        service, method = p.strip("/").split("/")
-        by_service.setdefault(service, []).append(method)
-    retried = set()
-    for config in json.loads(SERVICE_CONFIG)["methodConfig"]:
-        if "retryPolicy" not in config:
-            continue
-        for name in config["name"]:
-            methods = [name["method"]] if "method" in name else by_service[name["service"]]
-            retried |= {path(name["service"], m) for m in methods}
-    return retried
+    """The methods the client retries (its own loop, `layerscope.client._core.Attempts`)."""
+    return {path(service, method) for service, method in RETRIED}
 
 
 def test_the_client_retries_exactly_what_the_table_says() -> None:
-    """The client may not import the service (it is a leaf), so its service config is a copy of the column."""
+    """The client may not import the service (it is a leaf), so its RETRIED is a copy of the column."""
     assert retried_by_the_client() == {p for p, policy in POLICIES.items() if policy.retried}
+    assert "retryPolicy" not in SERVICE_CONFIG  # the channel's own retries would hide what they retried after
 
 
 @pytest.mark.parametrize("method_path", sorted(SERVED))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from layerscope.client import codec
-from layerscope.client.errors import data_loss, invalid_argument
+from layerscope.client.errors import LayerscopeError, data_loss, deadline_exceeded, invalid_argument
 from layerscope.client.types import (
     Capture,
     Comparison,
@@ -35,34 +38,95 @@ from layerscope.v1 import capture_pb2, diagnosis_pb2, models_pb2, runs_pb2, tens
 Inputs = np.ndarray | Mapping[str, np.ndarray]
 UPLOAD_CHUNK = 1024 * 1024
 
-# Idempotent reads are retried by the channel itself on UNAVAILABLE, with backoff (gRPC service config).
-SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [
-                    {"service": "layerscope.v1.Inspector", "method": m}
-                    for m in ("ListModels", "Predict", "ListRuns", "GetRun", "LoadModel", "GetMonitor")
-                ]
-                + [{"service": "grpc.health.v1.Health"}],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
+INSPECTOR = "layerscope.v1.Inspector"
+HEALTH = "grpc.health.v1.Health"
+RETRIED: frozenset[tuple[str, str]] = frozenset(
+    {(INSPECTOR, m) for m in ("ListModels", "Predict", "ListRuns", "GetRun", "LoadModel", "GetMonitor")}
+    | {(HEALTH, m) for m in ("Check", "Watch", "List")}
 )
+"""(service, method) of the calls the client retries on UNAVAILABLE: idempotent ones (the server's table,
+layerscope.service.grpc.methods, says why each is or is not)."""
+
+SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+"""Round-robin over every address of the target. Retries are the client's own (`Attempts`), not the channel's:
+a channel that retries until the deadline passes answers a bare DEADLINE_EXCEEDED, without the UNAVAILABLE
+that made it retry (a model's worker that died, and is restarting)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """gRPC's retry policy, as its service config would state it: attempts at most, and a backoff drawn
+    uniformly from 0 up to `initial * multiplier**(n - 1)`, capped at `maximum`, before the nth retry."""
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+
+
+RETRY = RetryPolicy()
+
+
+class Attempts:
+    """The attempts of one call within its timeout: how long each may take, and whether to try again.
+
+    A retried call that then runs out of time raises DeadlineExceededError naming the failure it retried
+    after (and chained to it: `err.__cause__`, `err.retried_after`), not a bare "Deadline Exceeded".
+    """
+
+    def __init__(
+        self,
+        timeout: float | None,
+        retried: bool,
+        policy: RetryPolicy = RETRY,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[float], float] = lambda high: random.uniform(0.0, high),
+    ) -> None:
+        self._timeout = timeout
+        self._retried = retried
+        self._policy = policy
+        self._clock = clock
+        self._draw = draw
+        self._started = clock()
+        self.count = 0
+        self.previous: LayerscopeError | None = None
+
+    def remaining(self) -> float | None:
+        """The timeout of the next attempt: what is left of the call's (None: no deadline)."""
+        self.count += 1
+        if self._timeout is None:
+            return None
+        return max(self._timeout - (self._clock() - self._started), 0.0)
+
+    def backoff(self, error: LayerscopeError) -> float | None:
+        """Seconds to wait before the next attempt after `error`; None: raise `outcome(error)` now."""
+        policy = self._policy
+        if not self._retried or error.code is not grpc.StatusCode.UNAVAILABLE or self.count >= policy.max_attempts:
+            return None
+        ceiling = min(policy.initial_backoff * policy.multiplier ** (self.count - 1), policy.max_backoff)
+        delay = self._draw(ceiling)
+        if self._timeout is not None and self._clock() - self._started + delay >= self._timeout:
+            return None  # no time left for another attempt: the UNAVAILABLE itself is the answer
+        self.previous = error
+        return delay
+
+    def outcome(self, error: LayerscopeError) -> LayerscopeError:
+        """What the call raises: `error`, or, when time ran out on a retry, a DeadlineExceededError that says
+        what the retry was for."""
+        if error.code is not grpc.StatusCode.DEADLINE_EXCEEDED or self.previous is None:
+            return error
+        seconds = "" if self._timeout is None else f" of {self._timeout:g} s"
+        return deadline_exceeded(
+            f"{error.message or 'Deadline Exceeded'}: the call's timeout{seconds} ran out on attempt {self.count}, "
+            f"a retry after {self.previous.code.name}: {self.previous.message}",
+            retried_after=self.previous,
+        )
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     return [
         ("grpc.service_config", SERVICE_CONFIG),
-        ("grpc.enable_retries", 1),
+        ("grpc.enable_retries", 1),  # transparent retries only: of attempts that never reached a server
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
@@ -108,9 +172,11 @@ def _tensor(name: str, value: Any) -> tensor_pb2.Tensor:
         raise invalid_argument(f"Expected {label} to be sendable as a tensor: {exc}") from exc
 
 
-def upload_requests(name: str, path: Path, version: int | None, load: bool) -> Iterator[models_pb2.UploadModelRequest]:
+def upload_requests(
+    name: str, path: Path, version: int | None, load: bool, transient: bool = False
+) -> Iterator[models_pb2.UploadModelRequest]:
     """The header, then the file in chunks (`path` proven readable by `read_path` first)."""
-    header = models_pb2.UploadHeader(name=name, version=version or 0, load=load)
+    header = models_pb2.UploadHeader(name=name, version=version or 0, load=load or transient, transient=transient)
     yield models_pb2.UploadModelRequest(header=header)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(UPLOAD_CHUNK), b""):
@@ -219,6 +285,7 @@ def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
         layer_details=tuple(
             LayerDetail(d.name, d.class_name, _dims(d.output_shape), d.parameters) for d in m.layer_details
         ),
+        transient=m.transient,
     )
 
 

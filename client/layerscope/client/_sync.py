@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -17,7 +18,6 @@ from layerscope.client.errors import LayerscopeError, translate
 from layerscope.client.types import Capture, Comparison, ModelInfo, MonitorStatus, Report, Run, RunPage
 from layerscope.v1 import inspector_pb2_grpc, models_pb2, monitor_pb2, runs_pb2
 
-T = TypeVar("T")
 DEFAULT_KINDS = ("activation", "kernel", "bias")
 
 
@@ -54,42 +54,61 @@ class Client:
         """Close the channel; calls in flight are cancelled. `with` (or `async with`) does this for you."""
         self._channel.close()
 
-    def _call(self, method: Callable[..., T], request: Any) -> T:
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as err:
-            raise translate(err) from err
+    def _call(self, method: str, request: Any, service: str = _core.INSPECTOR) -> Any:
+        """One call of `service`'s `method`, retried on UNAVAILABLE within the timeout where `_core.RETRIED`
+        says so; every failure as its LayerscopeError."""
+        call = getattr(self._health if service == _core.HEALTH else self._stub, method)
+        attempts = _core.Attempts(self.timeout, (service, method) in _core.RETRIED)
+        while True:
+            try:
+                return call(request, timeout=attempts.remaining(), metadata=self._metadata)
+            except grpc.RpcError as err:
+                error = translate(err)
+                delay = attempts.backoff(error)
+                if delay is None:
+                    raise attempts.outcome(error) from (attempts.previous or err)
+            time.sleep(delay)
 
     def health(self, service: str = "") -> str:
         """SERVING or NOT_SERVING, for the whole server (`service=""`) or one service by its full name.
 
         NOT_SERVING while the server starts (models loading, schema checked) and while it shuts down.
         """
-        reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
+        reply = self._call("Check", health_pb2.HealthCheckRequest(service=service), _core.HEALTH)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
-    def upload_model(self, name: str, path: str | Path, version: int | None = None, load: bool = True) -> ModelInfo:
+    def upload_model(
+        self,
+        name: str,
+        path: str | Path,
+        version: int | None = None,
+        load: bool = True,
+        transient: bool = False,
+    ) -> ModelInfo:
         """Admin: stream a local .keras file into the server's repository; returns its ModelInfo.
 
         `version` defaults to the next free number; `load=False` stores it without loading. The server
         scans the archive before Keras sees it: Lambda layers and custom objects are refused
         (InvalidArgumentError), as is a version that exists (AlreadyExistsError).
+
+        `transient=True` loads the model for a while without storing it (what `layerscope audit --server` does):
+        it never enters the repository, its runs are kept with kind "audit" and count in no metric or live
+        monitoring, and it goes when unloaded (or after the server's `transient_model_seconds` unused). Its
+        name may not be one the server stores or has loaded (AlreadyExistsError).
         """
-        requests = _core.upload_requests(name, _core.read_path(path), version, load)
-        return _core.model_info(self._call(self._stub.UploadModel, requests))
+        requests = _core.upload_requests(name, _core.read_path(path), version, load, transient)
+        return _core.model_info(self._call("UploadModel", requests))
 
     def load_model(self, name: str, version: int | None = None) -> ModelInfo:
         """Admin: load a model stored in the repository; the newest version when `version` is None.
 
         Raises NotFoundError for an unknown name or version.
         """
-        return _core.model_info(
-            self._call(self._stub.LoadModel, models_pb2.LoadModelRequest(model=_core.ref(name, version)))
-        )
+        return _core.model_info(self._call("LoadModel", models_pb2.LoadModelRequest(model=_core.ref(name, version))))
 
     def list_models(self) -> list[ModelInfo]:
         """Every loaded model version: name, version, sha256, parameters, layer names and details."""
-        reply = self._call(self._stub.ListModels, models_pb2.ListModelsRequest())
+        reply = self._call("ListModels", models_pb2.ListModelsRequest())
         return [_core.model_info(m) for m in reply.models]
 
     def unload_model(self, name: str, version: int | None = None, remove: bool = False) -> ModelInfo:
@@ -98,7 +117,7 @@ class Client:
         A removed version's number is never reused.
         """
         request = models_pb2.UnloadModelRequest(model=_core.ref(name, version), remove=remove)
-        return _core.model_info(self._call(self._stub.UnloadModel, request).model)
+        return _core.model_info(self._call("UnloadModel", request).model)
 
     def predict(self, name: str, x: _core.Inputs, version: int | None = None) -> dict[str, np.ndarray]:
         """A plain forward pass: `{output_name: array}`.
@@ -107,7 +126,7 @@ class Client:
         and shapes must fit the model's inputs (InvalidArgumentError says what was expected).
         """
         request = models_pb2.PredictRequest(model=_core.ref(name, version), inputs=_core.tensors(x))
-        return _core.outputs(self._call(self._stub.Predict, request).outputs)
+        return _core.outputs(self._call("Predict", request).outputs)
 
     def capture(
         self,
@@ -187,7 +206,7 @@ class Client:
         fractions of every step.
         """
         request = _core.diagnose_request(name, x, version, run_id, y, probe_steps, loss, optimizer, learning_rate)
-        return _core.report(self._call(self._stub.Diagnose, request))
+        return _core.report(self._call("Diagnose", request))
 
     def runs_page(
         self,
@@ -204,7 +223,7 @@ class Client:
         Filters: model name, version, a time window (`since`, `until`, timezone-aware) and a finding `code`.
         """
         request = _core.runs_request(model, limit, version, since, until, code, page_token)
-        return _core.run_page(self._call(self._stub.ListRuns, request))
+        return _core.run_page(self._call("ListRuns", request))
 
     def runs(self, model: str | None = None, limit: int = 20, **filters: Any) -> list[Run]:
         """The newest stored runs (without summaries; `get_run` has them). Filters as for `runs_page`."""
@@ -212,7 +231,7 @@ class Client:
 
     def get_run(self, run_id: str) -> Run:
         """One stored run with its summaries and findings; NotFoundError for an unknown id."""
-        return _core.run(self._call(self._stub.GetRun, runs_pb2.GetRunRequest(run_id=run_id)))
+        return _core.run(self._call("GetRun", runs_pb2.GetRunRequest(run_id=run_id)))
 
     def compare(self, run_a: str, run_b: str) -> Comparison:
         """Per layer and kind, what changed from run_a to run_b; and which findings came or went.
@@ -220,16 +239,16 @@ class Client:
         Both runs must be of one model (any two versions); runs of two models raise InvalidArgumentError.
         """
         request = runs_pb2.CompareRunsRequest(run_a=run_a, run_b=run_b)
-        return _core.comparison(self._call(self._stub.CompareRuns, request))
+        return _core.comparison(self._call("CompareRuns", request))
 
     def monitor(self, name: str, version: int | None = None, limit: int = 12) -> MonitorStatus:
         """Live-traffic monitoring of a loaded model: its sample rate, reference, the newest `limit` windows
         (every replica's) with per-layer drift and health, and what was reported at once (NaN, dead layers)."""
         request = monitor_pb2.GetMonitorRequest(model=_core.ref(name, version), limit=limit)
-        return _monitor.status(self._call(self._stub.GetMonitor, request))
+        return _monitor.status(self._call("GetMonitor", request))
 
     def set_reference(self, name: str, run_id: str | None = None, version: int | None = None) -> MonitorStatus:
         """Admin: judge drift against a stored window (`w-...`, `h-...`) or capture run from now on; with no
         id, a new reference is made from the next sampled requests."""
         request = monitor_pb2.SetReferenceRequest(model=_core.ref(name, version), run_id=run_id or "")
-        return _monitor.status(self._call(self._stub.SetReference, request))
+        return _monitor.status(self._call("SetReference", request))

@@ -9,7 +9,8 @@ LayerscopeError                 any failed call; .code (grpc.StatusCode) and .me
 ├── UnauthenticatedError        no token or a wrong one
 ├── ResourceExhaustedError      a request over a server limit, or the server at capacity
 ├── UnavailableError            the server (or its database) cannot be reached; safe to retry later
-├── DeadlineExceededError       the call took longer than its timeout
+├── DeadlineExceededError       the call took longer than its timeout (`retried_after`: the failure a retry
+│                               that ran out of time was for, e.g. a model's worker that died)
 ├── DataLossError               an answer from the server that does not decode (a corrupt or cut stream)
 └── InternalError               a server fault; the message names an incident in the server log
 
@@ -72,7 +73,9 @@ class UnavailableError(LayerscopeError):
 
 
 class DeadlineExceededError(LayerscopeError):
-    pass
+    retried_after: LayerscopeError | None = None
+    """Set when the time ran out on a retry: the failure (UNAVAILABLE) that the client retried after. The
+    message names it too, and the error is chained to it (`__cause__`)."""
 
 
 class DataLossError(LayerscopeError):
@@ -112,3 +115,10 @@ def invalid_argument(message: str) -> InvalidArgumentError:
 def data_loss(message: str) -> DataLossError:
     """An answer from the server that cannot be decoded."""
     return DataLossError(StatusCode.DATA_LOSS, message)
+
+
+def deadline_exceeded(message: str, retried_after: LayerscopeError | None = None) -> DeadlineExceededError:
+    """A call out of time; `retried_after`: the failure of the attempt before, which the client retried."""
+    error = DeadlineExceededError(StatusCode.DEADLINE_EXCEEDED, message)
+    error.retried_after = retried_after
+    return error

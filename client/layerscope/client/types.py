@@ -38,6 +38,18 @@ class ModelInfo:
     device: str = ""
     layer_details: tuple[LayerDetail, ...] = ()
     """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
+    transient: bool = False
+    """Loaded by `upload_model(..., transient=True)`: in no repository, gone when unloaded."""
+
+    def __repr__(self) -> str:
+        """One line, whatever the model's size: layers counted and elided (`layers` and `layer_details` hold all)."""
+        inputs = ", ".join(f"{s.name}: {s.dtype} {_shape(s.shape)}" for s in self.inputs)
+        flags = ", transient=True" if self.transient else ""
+        return (
+            f"ModelInfo(name={self.name!r}, version={self.version}, parameters={self.parameters:,}, "
+            f"layers={_elided(self.layers)}, inputs=[{inputs}], outputs={_elided(self.outputs)}, "
+            f"device={self.device!r}{flags})"
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,17 @@ class Capture:
     tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """layer -> kind -> the full tensor, for the layers named in `full`."""
     classes: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: the outputs' dtypes and shapes, never their values; summaries and tensors counted."""
+        outputs = ", ".join(f"{name!r}: {_array(a)}" for name, a in self.outputs.items())
+        kinds = sorted({kind for by_kind in self.summaries.values() for kind in by_kind})
+        tensors = ", ".join(f"{layer!r}: {sorted(by_kind)}" for layer, by_kind in self.tensors.items())
+        return (
+            f"Capture(run_id={self.run_id!r}, device={self.device!r}, batch_size={self.batch_size}, "
+            f"duration_seconds={self.duration_seconds:.3g}, outputs={{{outputs}}}, "
+            f"summaries={len(self.summaries)} layers x {kinds}, tensors={{{tensors}}})"
+        )
 
 
 @dataclass(frozen=True)
@@ -255,3 +278,23 @@ class MonitorStatus:
     """Newest first, from every replica."""
     events: tuple[MonitorEvent, ...]
     open_window: MonitorWindow | None
+
+
+SHOWN_IN_REPR = 3
+"""Names a repr shows at each end of a long list before it elides the middle."""
+
+
+def _elided(names: tuple[str, ...]) -> str:
+    """`('a', 'b')`, or past twice SHOWN_IN_REPR names `156 ('input', 'conv1', 'bn1', ..., 'logits')`."""
+    if len(names) <= 2 * SHOWN_IN_REPR:
+        return repr(names)
+    ends = [*map(repr, names[:SHOWN_IN_REPR]), "...", *map(repr, names[-SHOWN_IN_REPR:])]
+    return f"{len(names)} ({', '.join(ends)})"
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _array(a: np.ndarray) -> str:
+    return f"{a.dtype} {_shape(tuple(a.shape))}"

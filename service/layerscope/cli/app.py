@@ -16,6 +16,17 @@ import typer
 from layerscope.cli import export, history, monitor, serve
 from layerscope.cli.audit import command as audit
 
+_display_type = typer.core.TyperOption.display_type_rich
+
+
+def _no_type_on_flags(option: typer.core.TyperOption, ctx: Any) -> str | None:
+    """Typer (0.29) prints `<bool>` beside every flag in --help (--help itself, --quiet, --once), as if it took
+    a value; a flag takes none, so it shows no type. Options that take a value keep theirs."""
+    return None if option.is_flag and not option.count else _display_type(option, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _no_type_on_flags  # type: ignore[method-assign, assignment]
+
 app = typer.Typer(help="Look inside Keras models: serve, audit, runs, compare, monitor, export.", no_args_is_help=True)
 
 

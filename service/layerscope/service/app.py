@@ -77,6 +77,7 @@ class App:
             self._poller.cancel()
         if self._workers is not None:  # waits (seconds at most) until no worker outlives the server
             await asyncio.to_thread(self._workers.close_all)
+        await asyncio.to_thread(self.inspector.discard_transient)  # audits' models leave no file behind
         remaining = await asyncio.to_thread(self._flush)
         if remaining:
             log.warning("%d runs stay in the spool at %s for the next start", remaining, self.settings.spool_dir)
@@ -116,7 +117,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     registry_of_models = ModelRegistry(
         repository, trial_timeout=trial, summary_op=summary_op, budget=budget, opener=workers
     )
-    models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry))
+    models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry), settings.transient_model_seconds)
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine)
     store = RunWriter(
@@ -147,7 +148,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     store.start()
     if monitor is not None:
         monitor.start()
-    replayer = asyncio.create_task(_maintain(runs, windows, settings))
+    replayer = asyncio.create_task(_maintain(runs, windows, settings, inspector))
     poller = None
     if settings.repository_poll_seconds:
         poller = asyncio.create_task(_poll_repository(inspector, settings.repository_poll_seconds))
@@ -202,15 +203,22 @@ def _monitor(
     return Monitor(config, rates, Budget(settings.monitor_cpu_budget), windows, busy_queue=busy), windows
 
 
-async def _maintain(runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings) -> None:
+async def _maintain(
+    runs: SqlRunStore, windows: SpoolingMonitorStore | None, settings: Settings, inspector: Inspector
+) -> None:
     """Background upkeep: retry spooled windows (without waiting for new traffic; the run writer retries runs
-    itself), roll windows up into hours past a day, prune old runs and windows."""
+    itself), roll windows up into hours past a day, prune old runs and windows, unload transient models no one
+    uses any more."""
     next_prune = 0.0
     while True:
         if time.monotonic() >= next_prune:
             next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
             await _prune(runs, windows, settings)
         await asyncio.sleep(settings.spool_replay_seconds)
+        try:
+            await inspector.expire_transient()
+        except Exception:  # never stop the upkeep; the next round tries again
+            log.exception("unloading idle transient models failed")
         if windows is not None:
             try:
                 await asyncio.to_thread(windows.replay)

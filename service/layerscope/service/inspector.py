@@ -127,11 +127,29 @@ class Inspector:
     # -- models -----------------------------------------------------------------------------------------
 
     async def upload_model(
-        self, name: str, version: int | None, chunks: AsyncIterator[bytes], sha256: str, load: bool
+        self,
+        name: str,
+        version: int | None,
+        chunks: AsyncIterator[bytes],
+        sha256: str,
+        load: bool,
+        transient: bool = False,
     ) -> ModelInfo:
+        """Store, prove and load an archive; or, `transient`, load it without storing it (an audit through the
+        server): no live monitoring, no metric, and its runs are audit runs."""
+        if transient:
+            return await self._models.upload_transient(name, version, chunks, sha256, self._settings.max_upload_bytes)
         info = await self._models.upload(name, version, chunks, sha256, load, self._settings.max_upload_bytes)
         self._warm_monitoring([info])
         return info
+
+    async def expire_transient(self) -> list[ModelInfo]:
+        """Unload transient models that no call has used for `transient_model_seconds`."""
+        return await self._models.expire()
+
+    def discard_transient(self) -> None:
+        """Remove the files of every transient model (the server stops)."""
+        self._models.discard_transient()
 
     async def load_repository(self) -> list[ModelInfo]:
         loaded = await self._models.load_new()
@@ -180,16 +198,17 @@ class Inspector:
     def model_health(self) -> list[ModelHealth]:
         """The loaded models' health: per-layer gauges from live traffic (never an ad-hoc call's capture), the
         latest diagnosis's findings and the latest training probe's gradient norms."""
+        served = [m for m in self._models.loaded() if not m.info.transient]  # an audit's model is no one's
         if self._monitor is None:
-            return [m.health for m in self._models.loaded()]
+            return [m.health for m in served]
         live = self._monitor.health
-        return [dataclasses.replace(m.health, layers=live(m.info.name, m.info.version)) for m in self._models.loaded()]
+        return [dataclasses.replace(m.health, layers=live(m.info.name, m.info.version)) for m in served]
 
     def monitor_snapshots(self) -> list[MonitorSnapshot]:
         """Monitoring of the versions loaded now (an unloaded version's series go with it)."""
         if self._monitor is None:
             return []
-        loaded = {(m.info.name, m.info.version) for m in self._models.loaded()}
+        loaded = {(m.info.name, m.info.version) for m in self._models.loaded() if not m.info.transient}
         return [s for s in self._monitor.snapshots() if (s.model, s.version) in loaded]
 
     # -- monitoring -------------------------------------------------------------------------------------
@@ -197,14 +216,15 @@ class Inspector:
     async def monitor_status(self, ref: ModelRef, limit: int) -> MonitorStatus:
         """A loaded model version's live-traffic monitoring: rate, reference, recent windows, events."""
         monitor = self._require_monitor()
-        model = self._models.get(ref)
+        model = _monitored(self._models.get(ref))
         return await asyncio.to_thread(monitor.status, model.info.name, model.info.version, limit)
 
     async def set_reference(self, ref: ModelRef, run_id: str | None) -> MonitorStatus:
         """A stored window or capture run as the version's reference, or (None) a new one from the next sampled
         requests."""
         monitor = self._require_monitor()
-        name, version = self._models.get(ref).info.name, self._models.get(ref).info.version
+        model = _monitored(self._models.get(ref))
+        name, version = model.info.name, model.info.version
         if run_id and not run_id.startswith(RESERVED_PREFIXES):
             run = await self.get_run(run_id)
             if (run.model_name, run.model_version, run.kind) != (name, version, "capture"):
@@ -232,7 +252,7 @@ class Inspector:
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
         with self._queue.admit(model) as waiting:
-            monitor = self._monitor
+            monitor = None if model.info.transient else self._monitor  # an audit's traffic is not live traffic
             if monitor is not None and monitor.should_sample(model.info.name, model.info.version, waiting):
                 return model.info, await asyncio.to_thread(self._sampled_predict, monitor, model, inputs)
             return model.info, await asyncio.to_thread(model.engine.predict, inputs)
@@ -299,13 +319,15 @@ class Inspector:
             request = CaptureRequest(inputs, selection, statistics, targets, loss, limit, outputs)
             result = (await asyncio.to_thread(model.engine.run, request)).result
         elapsed = time.perf_counter() - started
-        self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
+        if not model.info.transient:
+            self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
         for name, used in device.memory_in_use().items():
             self._telemetry.device_memory.labels(name).set(used)
         size = sum(a.nbytes for kinds in result.tensors.values() for a in kinds.values())
         check_full_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
-        run = self._record(model, "capture", run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
+        kind = "audit" if model.info.transient else "capture"
+        run = self._record(model, kind, run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
         await self._save(run, fresh=not run_id)
         return CaptureOutcome(run, result)
 
@@ -338,15 +360,24 @@ class Inspector:
                 model_diagnosis.diagnose, model, self._diagnoser, inputs, training, limits
             )
         elapsed = time.perf_counter() - started
-        for finding in diagnosis.findings:
-            self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
-        model.health = model_health.with_findings(model.health, diagnosis.findings)
+        audit = model.info.transient  # an audit's findings page no one and feed no health gauge
+        if not audit:
+            for finding in diagnosis.findings:
+                self._telemetry.findings.labels(model.info.name, finding.code, finding.severity.value).inc()
+            model.health = model_health.with_findings(model.health, diagnosis.findings)
         run = self._record(
-            model, "diagnose", run_id, diagnosis.capture, diagnosis.findings, diagnosis.inputs_used, elapsed
+            model,
+            "audit" if audit else "diagnose",
+            run_id,
+            diagnosis.capture,
+            diagnosis.findings,
+            diagnosis.inputs_used,
+            elapsed,
         )
         if diagnosis.probe is not None:
             run = dataclasses.replace(run, probe=diagnosis.probe)
-            model.health = model_health.with_probe(model.health, diagnosis.probe)
+            if not audit:
+                model.health = model_health.with_probe(model.health, diagnosis.probe)
         await self._save(run, fresh=not run_id)
         return DiagnoseOutcome(run, diagnosis.findings, diagnosis.inputs_used)
 
@@ -429,6 +460,15 @@ def window_run(window: Window) -> RunRecord:
         duration_seconds=(window.ended - window.started).total_seconds(),
         summaries=tuple(LayerSummaryRecord(p, "activation", s) for p, s in window.summaries().items()),
     )
+
+
+def _monitored(model: LoadedModel) -> LoadedModel:
+    if model.info.transient:
+        raise FailedPrecondition(
+            f"Expected a model under live monitoring; model '{model.info.name}' is transient (an audit through the "
+            "server), and its calls are never sampled."
+        )
+    return model
 
 
 def _check_input_dtypes(info: ModelInfo) -> None:

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     repository_poll_seconds: float | None = Field(
         None, gt=0, description="Also load new newest versions found in the repository this often; None: only at start."
     )
+    transient_model_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="A transient model (an upload with `transient` set, as `layerscope audit --server` makes) is "
+        "unloaded and its file removed after this long without a call.",
+    )
     isolated_loading: bool = Field(True, description="Load each archive in a child process first.")
     load_timeout_seconds: float = Field(120.0, gt=0, description="How long that trial load may take.")
     max_model_layers: int = Field(1000, gt=0, description="Layers a model may declare (refused before loading).")

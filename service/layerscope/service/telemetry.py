@@ -154,8 +154,15 @@ class ModelHealthCollector(Collector):
             "latest training probe (a Diagnose with targets).",
             labels=labels,
         )
+        loaded = GaugeMetricFamily(
+            "layerscope_model_info",
+            "1 for every model version loaded (transient ones, an audit's, left out): what the dashboard lists, "
+            "with or without traffic, monitoring or findings yet.",
+            labels=["model", "version"],
+        )
         for health in self._source():
             version = str(health.version)
+            loaded.add_metric([health.model, version], 1.0)
             for layer in islice(health.layers, self._max_layer_series):
                 key = [health.model, version, layer.layer]
                 if layer.dead_unit_fraction is not None:
@@ -168,7 +175,7 @@ class ModelHealthCollector(Collector):
                 gradients.add_metric([health.model, version, layer_name], norm)
             for (code, severity), count in health.findings.items():
                 findings.add_metric([health.model, version, code, severity], count)
-        yield from (dead, saturated, non_finite, rms, findings, gradients)
+        yield from (loaded, dead, saturated, non_finite, rms, findings, gradients)
 
 
 class MonitorCollector(Collector):

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from layerscope.cli.audit import plots
-from layerscope.cli.audit.names import short_names
+from layerscope.cli.audit.names import SHOWN_LAYER_NAMES, plural, short_names
 from layerscope.cli.audit.plots import COLOR, e
 
 SEVERITIES = ("error", "warning", "info")
 RANK = {"not audited": 4, "error": 3, "warning": 2, "info": 1, "clean": 0}
-SHOWN_NAMES = 8
-"""Layer names a finding lists before the rest fold away."""
+SHOWN_NAMES = SHOWN_LAYER_NAMES
+"""Layer names a finding lists before the rest fold away (as the table does)."""
 SHOWN_PER_CODE = 3
 """Findings of one code shown before the rest fold away."""
 SHOWN_FLAGGED = 12
@@ -70,10 +70,10 @@ def to_html(doc: dict[str, Any]) -> str:
 def headline(models: Sequence[dict[str, Any]]) -> str:
     failed = sum(1 for m in models if m["error"])
     total = {s: sum(counts(m)[s] for m in models) for s in SEVERITIES}
-    parts = [f"{len(models)} models", f"{len(models) - failed} audited"]
+    parts = [plural(len(models), "model"), f"{len(models) - failed} audited"]
     if failed:
         parts.append(f"{failed} not audited")
-    parts += [f"{total[s]} {s}" for s in SEVERITIES]
+    parts += [plural(total["error"], "error"), plural(total["warning"], "warning"), f"{total['info']} info"]
     return " · ".join(parts)
 
 
@@ -123,7 +123,7 @@ def probe_plots(model: dict[str, Any], flagged: dict[str, str]) -> str:
     first, last = steps[0]["gradient_norms"], steps[-1]["gradient_norms"]
     layers = model["layers"]
     return (
-        f'<p class="muted">training probe: {len(steps) - 1} steps of {plots.e(probe["optimizer"])} on '
+        f'<p class="muted">training probe: {plural(len(steps) - 1, "step")} of {plots.e(probe["optimizer"])} on '
         f"{plots.e(probe['loss'])}</p>"
         f"{plots.line_plot('probe loss by step (log10)', points, losses, True, {}, axis='probe step →')}"
         + plots.line_plot(
@@ -170,9 +170,9 @@ def findings_html(findings: Sequence[dict[str, Any]]) -> str:
         parts.extend(finding_block(f) for f in group[:SHOWN_PER_CODE])
         if len(group) > SHOWN_PER_CODE:
             rest = "".join(finding_block(f) for f in group[SHOWN_PER_CODE:])
-            parts.append(
-                f"<details><summary>{len(group) - SHOWN_PER_CODE} more {e(code)} findings</summary>{rest}</details>"
-            )
+            extra = len(group) - SHOWN_PER_CODE
+            noun = "finding" if extra == 1 else "findings"
+            parts.append(f"<details><summary>{extra} more {e(code)} {noun}</summary>{rest}</details>")
     return "".join(parts)
 
 
@@ -182,7 +182,7 @@ def finding_block(f: dict[str, Any]) -> str:
     rest = ""
     if len(layers) > SHOWN_NAMES:
         rest = (
-            f"<details><summary>and {len(layers) - SHOWN_NAMES} more layers</summary>"
+            f"<details><summary>and {plural(len(layers) - SHOWN_NAMES, 'more layer')}</summary>"
             f"{e(', '.join(layers[SHOWN_NAMES:]))}</details>"
         )
     return (
@@ -205,7 +205,7 @@ def flagged_table(model: dict[str, Any], flagged: dict[str, str]) -> str:
     if len(rows) > SHOWN_FLAGGED:
         more = _layer_rows(rows[SHOWN_FLAGGED:], flagged, histograms=True)
         table += (
-            f"<details><summary>{len(rows) - SHOWN_FLAGGED} more flagged layers</summary>"
+            f"<details><summary>{plural(len(rows) - SHOWN_FLAGGED, 'more flagged layer')}</summary>"
             f'<table aria-label="more flagged layers">{_HEAD_WITH_HISTOGRAM}{more}</table></details>'
         )
     return f"<h3>Flagged layers ({len(rows)})</h3>{table}"

@@ -1,12 +1,15 @@
-"""Audits through a running server: upload each file, diagnose it with the server's rules, unload and remove it.
+"""Audits through a running server: load each file transiently, diagnose it with the server's rules, unload it.
 
-The entries are those a local audit writes; a failure's code is its gRPC status, as the local audit names it.
+A transient upload never enters the server's repository (no version, no tombstone, no folder is left), its
+runs are stored with kind "audit", and no metric, alert or live monitoring counts it. The entries are those a
+local audit writes; a failure's code is its gRPC status, as the local audit names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,14 +30,15 @@ def entries(
 
 def audit_file(client: Client, path: Path, inputs: Arrays, training: Training | None = None) -> report.Entry:
     started = time.perf_counter()
-    name = "audit-" + re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:100]
+    # Unique, so that audits running side by side (two CI jobs, one file name) never meet on the server.
+    name = f"audit-{re.sub(r'[^A-Za-z0-9._-]', '-', path.stem)[:100]}-{secrets.token_hex(4)}"
     try:
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         message = f"Expected a readable .keras file; received {str(path)!r}: {exc}"
         return report.failed(str(path), "", "invalid-argument", message, time.perf_counter() - started)
     try:
-        info = client.upload_model(name, path)
+        info = client.upload_model(name, path, transient=True)
         try:
             if training is not None:
                 diagnosis = client.diagnose(
@@ -44,7 +48,7 @@ def audit_file(client: Client, path: Path, inputs: Arrays, training: Training | 
                 diagnosis = client.diagnose(name, inputs, version=info.version)
             run = client.get_run(diagnosis.run_id)
         finally:
-            client.unload_model(name, version=info.version, remove=True)
+            client.unload_model(name, version=info.version)  # a transient model's file goes with it
     except LayerscopeError as exc:
         return report.failed(str(path), sha256, exc.code_name, exc.message, time.perf_counter() - started)
     layers = (

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
 from layerscope.cli.audit import report
-from layerscope.cli.audit.names import display_name, short_names
+from layerscope.cli.audit.names import display_name, folded, plural, short_names
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -69,7 +70,9 @@ def table(doc: report.Document, console: Console) -> None:
             rows.add_row(name, "[green]clean[/]", "", "", "")
         for f in model["findings"]:
             sev = f["severity"]
-            rows.add_row(name, f"[{STYLE[sev]}]{sev}[/]", f["code"], ", ".join(f["layers"]), f["message"])
+            # Folded as the HTML folds them: a ResNet's 106 layer names would fill the cell and the screen.
+            message = escape(f["message"]) + (f"\n[dim]Fix: {escape(f['suggestion'])}[/]" if f["suggestion"] else "")
+            rows.add_row(name, f"[{STYLE[sev]}]{sev}[/]", f["code"], escape(folded(f["layers"])), message)
     console.print(rows)
 
 
@@ -79,8 +82,8 @@ def summary(doc: report.Document, console: Console) -> None:
     counts = {s: sum(f["severity"] == s for m in models for f in m["findings"]) for s in ("error", "warning", "info")}
     failed = sum(1 for m in models if m["error"])
     console.print(
-        f"audited {len(models) - failed} of {len(models)} models: "
-        f"[bold red]{_plural(counts['error'], 'error')}[/], [yellow]{_plural(counts['warning'], 'warning')}[/], "
+        f"audited {len(models) - failed} of {plural(len(models), 'model')}: "
+        f"[bold red]{plural(counts['error'], 'error')}[/], [yellow]{plural(counts['warning'], 'warning')}[/], "
         f"[cyan]{counts['info']} info[/]" + (f", [bold red]{failed} not audited[/]" if failed else "")
     )
     slowest = sorted((m for m in models if m.get("seconds")), key=lambda m: -m["seconds"])[:3]
@@ -99,7 +102,3 @@ def progress(entries: Iterator[report.Entry], total: int, console: Console) -> I
         for entry in entries:
             bar.update(task, advance=1, description=Path(entry["source"]).name)
             yield entry
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")

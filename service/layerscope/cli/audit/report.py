@@ -1,20 +1,23 @@
 """The `layerscope.audit/v1` document: built the same way for a local audit and one through a server, merged
 from shard reports, and scored into the exit status a CI gate reads.
 
-Its shape is a fixed contract (schema, models[source, sha256, parameters, error, findings, layers]); this
-module is the only place that spells it. Entries are plain JSON data, so worker processes can hand them back.
+Its shape is a fixed contract (schema, models[source, sha256, parameters, error, findings, layers]); fields
+are only ever added (tool, totals), never renamed or removed. This module is the only place that spells it.
+Entries are plain JSON data, so worker processes can hand them back.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from layerscope.service.domain.jsonable import jsonable
 
 SCHEMA = "layerscope.audit/v1"
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+SEVERITIES = ("error", "warning", "info")
 
 Entry = dict[str, Any]
 Document = dict[str, Any]
@@ -194,7 +197,31 @@ def failed(source: str, sha256: str, code: str, message: str, seconds: float) ->
 
 
 def document(entries: Iterable[Entry]) -> Document:
-    return {"schema": SCHEMA, "models": list(entries)}
+    """The document: its schema, the tool that wrote it, totals over the models, and the models in order."""
+    models = list(entries)
+    return {"schema": SCHEMA, "tool": tool(), "totals": totals(models), "models": models}
+
+
+def tool() -> dict[str, str]:
+    """The program that wrote the document (a merge is written by the merging one)."""
+    try:
+        release = version("layerscope")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "unknown"
+    return {"name": "layerscope", "version": release}
+
+
+def totals(models: Sequence[Entry]) -> dict[str, Any]:
+    """What a CI step or a dashboard reads first: how many models, how many audited, clean, and the findings by
+    severity (`not_audited` models have an `error` and no findings)."""
+    audited = [m for m in models if not m["error"]]
+    return {
+        "models": len(models),
+        "audited": len(audited),
+        "not_audited": len(models) - len(audited),
+        "clean": sum(1 for m in audited if not m["findings"]),
+        "findings": {s: sum(f["severity"] == s for m in models for f in m["findings"]) for s in SEVERITIES},
+    }
 
 
 class MergeRefused(ValueError):

@@ -39,3 +39,6 @@ class ModelInfo:
     """Name, dtype and shape of each output, in the order of `outputs`."""
     layer_details: tuple[LayerDetail, ...] = ()
     """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
+    transient: bool = False
+    """Loaded from a transient upload (an audit through the server): in no repository, its runs are audit runs,
+    and no metric or live monitoring counts it."""

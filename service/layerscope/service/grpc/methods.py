@@ -3,7 +3,7 @@ it, whether the server's own deadline ends it, and whether clients retry it.
 
 `auth.TokenPolicy` reads the role, the interceptor reads the pool and the deadline (`admission.Admission`
 counts the pools). The client is a leaf that may not import the service, so its retry policy
-(`layerscope.client._core.SERVICE_CONFIG`) is its own copy of the `retried` column; tests/unit/test_rpc_policy.py
+(`layerscope.client._core.RETRIED`) is its own copy of the `retried` column; tests/unit/test_rpc_policy.py
 checks that the copy matches and that every method of every service below has an entry.
 """
 
@@ -50,7 +50,8 @@ class Policy:
     """True: the server ends the call after `call_timeout_seconds`. False: no whole-call deadline (probes and
     health watches last as long as their client; uploads and reflection are bounded per message instead)."""
     retried: bool
-    """The client's channel retries it on UNAVAILABLE (safe: it changes nothing, or the same thing again)."""
+    """The client retries it on UNAVAILABLE within the call's timeout (safe: it changes nothing, or the same thing
+    again); a retry that runs out of time raises DEADLINE_EXCEEDED naming the UNAVAILABLE it retried after."""
     why: str = ""
     """The reason for an entry that is not the plain case (a reader's call, in MAIN, with a deadline)."""
 
@@ -89,7 +90,7 @@ _TABLE: dict[str, dict[str, Policy]] = {
         "Diagnose": _call(Role.AUDITOR, why="Stores a run and may run a training probe; not retried, as Capture."),
         "ListRuns": _call(retried=True),
         "GetRun": _call(retried=True),
-        "CompareRuns": _call(why="A read, so it could be retried; the client's service config has never listed it."),
+        "CompareRuns": _call(why="A read, so it could be retried; the client has never retried it."),
         "GetMonitor": _call(retried=True),
         "SetReference": _call(
             Role.ADMIN,

@@ -37,7 +37,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
                 yield request.chunk
 
         info = await self._inspector.upload_model(
-            header.name, header.version or None, chunks(), header.sha256, header.load
+            header.name, header.version or None, chunks(), header.sha256, header.load, header.transient
         )
         return convert.model_info(info)
 

@@ -1,4 +1,5 @@
 """A model's life: stored in the repository, loaded, unloaded, removed; and the versions that failed to load.
+A transient model (an audit through the server) is loaded from a temporary file and never enters the repository.
 
 Every step that touches the file system runs in a worker thread: the repository may be a shared network
 volume (one per set of replicas), and reading it must never stall the event loop that answers calls.
@@ -7,15 +8,20 @@ volume (one per set of replicas), and reading it must never stall the event loop
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from layerscope.service.domain.models import ModelInfo, ModelRef
+from layerscope.service.domain.models import ModelInfo, ModelRef, check_version
+from layerscope.service.errors import AlreadyExists
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
-from layerscope.service.models.repository import ModelRepository, Upload
+from layerscope.service.models.repository import ModelRepository, Upload, check_name
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +36,30 @@ class LoadObserver(Protocol):
     def count(self, models: int) -> None: ...
 
 
+@dataclass
+class _Transient:
+    folder: Path
+    """The temporary folder that holds its archive (a worker that restarts opens it again)."""
+    used: float
+    """When a call last asked for it (the lifecycle's clock)."""
+
+
 class ModelLifecycle:
-    def __init__(self, repository: ModelRepository, registry: ModelRegistry, observer: LoadObserver) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        registry: ModelRegistry,
+        observer: LoadObserver,
+        transient_seconds: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._repository = repository
         self._registry = registry
         self._observer = observer
         self._failed: set[Version] = set()
+        self._transient: dict[Version, _Transient] = {}
+        self._transient_seconds = transient_seconds
+        self._clock = clock
 
     @property
     def failed(self) -> frozenset[Version]:
@@ -47,7 +71,11 @@ class ModelLifecycle:
         return self._registry.loaded()
 
     def get(self, ref: ModelRef) -> LoadedModel:
-        return self._registry.get(ref)
+        model = self._registry.get(ref)
+        transient = self._transient.get((model.info.name, model.info.version))
+        if transient is not None:
+            transient.used = self._clock()
+        return model
 
     async def upload(
         self,
@@ -60,6 +88,7 @@ class ModelLifecycle:
     ) -> ModelInfo:
         """Stream an archive into the repository, prove it loads, then publish it; a refused archive, or a
         caller that hangs up, leaves nothing, and the previous version stays the newest."""
+        self._refuse_transient_name(name)
         begin = asyncio.ensure_future(asyncio.to_thread(self._repository.begin_upload, name, version, max_bytes))
         try:
             upload = await asyncio.shield(begin)
@@ -85,7 +114,8 @@ class ModelLifecycle:
         """
         present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
         loaded = []
-        for name, version in await asyncio.to_thread(self._scan, present | self._failed):
+        transient = frozenset(n for n, _ in self._transient)  # a copy: the scan runs in another thread
+        for name, version in await asyncio.to_thread(self._scan, present | self._failed, transient):
             try:
                 loaded.append((await self._load(name, version)).info)
             except Exception as exc:
@@ -95,6 +125,7 @@ class ModelLifecycle:
 
     async def load(self, ref: ModelRef) -> ModelInfo:
         """A caller's load: also one that failed before, or that a caller unloaded."""
+        self._refuse_transient_name(ref.name)
         loaded = await self._load(ref.name, ref.version)
         key = (loaded.info.name, loaded.info.version)
         self._failed.discard(key)
@@ -103,19 +134,110 @@ class ModelLifecycle:
 
     async def unload(self, ref: ModelRef, remove: bool = False) -> ModelInfo:
         """Unload a version; with `remove`, delete its archive too. Otherwise it stays on disk, and stays
-        unloaded (no scan or restart loads it) until a caller loads it again."""
+        unloaded (no scan or restart loads it) until a caller loads it again. A transient model's file goes
+        either way, and the repository is not touched."""
         info = self._registry.unload(ref).info
-        if remove:
+        if (info.name, info.version) in self._transient:
+            await self._drop_transient((info.name, info.version))
+        elif remove:
             await asyncio.to_thread(self._repository.delete, info.name, info.version)
         else:
             await asyncio.to_thread(self._repository.set_unloaded, info.name, info.version, True)
-        self._observer.count(len(self._registry.loaded()))
+        self._count()
         return info
 
-    def _scan(self, skip: set[Version]) -> list[Version]:
-        """The newest version of each model, unless it is in `skip` or a caller unloaded it (file work)."""
+    # -- transient models -------------------------------------------------------------------------------
+
+    async def upload_transient(
+        self, name: str, version: int | None, chunks: AsyncIterator[bytes], sha256: str, max_bytes: int
+    ) -> ModelInfo:
+        """Load an archive for a while without storing it: from a temporary folder outside the repository,
+        removed when the model is unloaded, after `transient_seconds` without a call (`expire`), or when the
+        server stops (`discard_transient`). The name may not be one the repository holds or a loaded model
+        has, so no call can mistake one for the other."""
+        check_name(name)
+        chosen = check_version(version) if version else 1
+        self._refuse_transient_name(name)
+        stored = await asyncio.to_thread(self._repository.versions, name)
+        if stored or any(m.info.name == name for m in self._registry.loaded()):
+            raise AlreadyExists(
+                f"Expected a transient model's name to be free; model '{name}' is loaded or stored in the "
+                "repository. Choose another name."
+            )
+        key = (name, chosen)
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="layerscope-transient-"))
+        self._transient[key] = _Transient(folder, self._clock())  # reserves the name from here on
+        try:
+            upload = await asyncio.to_thread(Upload, folder, chosen, max_bytes)
+            try:
+                async for chunk in chunks:
+                    await asyncio.to_thread(upload.write, chunk)
+            except BaseException:
+                await asyncio.shield(asyncio.to_thread(upload.abort))
+                raise
+        except BaseException:
+            await asyncio.shield(self._drop_transient(key))
+            raise
+        # Loaded as one step even if the caller hangs up meanwhile: then it expires like an idle one.
+        return await asyncio.shield(self._install_transient(key, upload, sha256))
+
+    async def _install_transient(self, key: Version, upload: Upload, sha256: str) -> ModelInfo:
+        try:
+            staged = await asyncio.to_thread(upload.commit, sha256)
+            loaded = await self._load(key[0], key[1], staged)
+        except BaseException:
+            await self._drop_transient(key)
+            raise
+        loaded.info = dataclasses.replace(loaded.info, transient=True)
+        return loaded.info
+
+    async def _drop_transient(self, key: Version) -> None:
+        transient = self._transient.pop(key, None)
+        if transient is not None:
+            await asyncio.to_thread(shutil.rmtree, transient.folder, True)
+
+    async def expire(self) -> list[ModelInfo]:
+        """Unload the transient models no call has asked for in `transient_seconds` (a client that stopped
+        before it unloaded its audit's model); returns them."""
+        now = self._clock()
+        idle = [key for key, t in self._transient.items() if now - t.used > self._transient_seconds]
+        expired = []
+        for name, version in idle:
+            if self._is_loaded((name, version)):
+                expired.append(await self.unload(ModelRef(name, version)))
+                log.info("transient model %s:%d unloaded after %.0fs unused", name, version, self._transient_seconds)
+        return expired
+
+    def discard_transient(self) -> None:
+        """Remove every transient model's file (the server stops; file work, call it from a thread)."""
+        for key in list(self._transient):
+            transient = self._transient.pop(key, None)
+            if transient is not None:
+                shutil.rmtree(transient.folder, ignore_errors=True)
+
+    def _refuse_transient_name(self, name: str) -> None:
+        if any(n == name for n, _ in self._transient):
+            raise AlreadyExists(
+                f"Model '{name}' is loaded as a transient model (an audit through the server); expected another "
+                "name, or unload it first."
+            )
+
+    def _is_loaded(self, key: Version) -> bool:
+        return any((m.info.name, m.info.version) == key for m in self._registry.loaded())
+
+    def _count(self) -> None:
+        """Tell the observer how many models are loaded, transient ones left out (they are no one's models)."""
+        self._observer.count(
+            sum(1 for m in self._registry.loaded() if (m.info.name, m.info.version) not in self._transient)
+        )
+
+    def _scan(self, skip: set[Version], transient: frozenset[str] = frozenset()) -> list[Version]:
+        """The newest version of each model, unless it is in `skip` or a caller unloaded it (file work); none
+        named as a `transient` model is (a file copied in by hand under that name meanwhile)."""
         found = []
         for name in self._repository.names():
+            if name in transient:
+                continue
             versions = self._repository.versions(name)
             if versions and (name, versions[-1]) not in skip and not self._repository.is_unloaded(name, versions[-1]):
                 found.append((name, versions[-1]))
@@ -131,7 +253,7 @@ class ModelLifecycle:
         except BaseException:
             if loaded is not None:  # loaded, but not published: no one may use a version that does not exist
                 self._registry.unload(ModelRef(name, version))
-                self._observer.count(len(self._registry.loaded()))
+                self._count()
             await asyncio.to_thread(upload.abort)
             raise
         if not load:
@@ -146,7 +268,7 @@ class ModelLifecycle:
             self._observer.failed(exc)
             raise
         self._observer.loaded(time.perf_counter() - started)
-        self._observer.count(len(self._registry.loaded()))
+        self._count()
         return loaded
 
 

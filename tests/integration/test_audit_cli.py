@@ -210,11 +210,55 @@ def test_a_custom_objects_file_that_raises_on_import_is_a_one_line_error(zoo: Pa
     assert str(broken) in line and "failed on import: RuntimeError: custom layers need a licence" in line
 
 
-def test_a_worker_pool_that_breaks_is_exit_2_with_a_message(zoo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_custom_objects_that_kill_every_audit_process_are_exit_2_with_a_message(
+    zoo: Path, tmp_path: Path, jobs: str
+) -> None:
     killer = tmp_path / "exits_hard.py"
-    killer.write_text("import os\nos._exit(3)\n")  # in a worker: the process dies without a word
-    line = audit_failing(str(zoo / "healthy_mlp.keras"), "--custom-objects", str(killer), "--jobs", "2")
-    assert "worker process stopped abruptly" in line and "--jobs 1" in line
+    killer.write_text("import os\nos._exit(3)\n")  # in an audit process: it dies without a word, before any model
+    line = audit_failing(str(zoo / "healthy_mlp.keras"), "--custom-objects", str(killer), "--jobs", jobs)
+    assert "worker process stopped abruptly while starting" in line and "exited with status 3" in line
+
+
+ABORTING_LAYER = """
+import os
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="bombs")
+class Aborts(keras.layers.Layer):
+    \"\"\"A custom layer that takes its whole process down the moment it runs, as a native crash would.\"\"\"
+
+    def compute_output_shape(self, input_shape):  # building or loading the model never runs `call`
+        return input_shape
+
+    def call(self, x):
+        os.abort()
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_model_that_aborts_its_process_costs_that_model_and_the_report_keeps_every_other(
+    zoo: Path, tmp_path: Path, jobs: str
+) -> None:
+    layers = tmp_path / "aborting_layers.py"
+    layers.write_text(ABORTING_LAYER)
+    namespace: dict[str, object] = {}
+    exec(compile(ABORTING_LAYER, str(layers), "exec"), namespace)  # registers the class in this process too
+    folder = tmp_path / "batch"
+    shutil.copytree(zoo, folder)
+    bomb = keras.Sequential([keras.Input((4,)), namespace["Aborts"](name="boom"), keras.layers.Dense(2)])
+    bomb.save(folder / "aborts.keras")
+    code, output = audit(str(folder), "--format", "json", "--jobs", jobs, "--custom-objects", str(layers))
+    assert code == 2  # a model could not be audited
+    doc = json.loads(output)
+    by_file = {Path(m["source"]).name: m for m in doc["models"]}
+    assert set(by_file) == {"aborts.keras", "healthy_mlp.keras", "dense_on_image.keras"}
+    error = by_file["aborts.keras"]["error"]
+    assert error["code"] == "unavailable" and "SIGABRT" in error["message"], error
+    assert by_file["healthy_mlp.keras"]["error"] is None and by_file["dense_on_image.keras"]["error"] is None
+    assert any(f["code"] == "dense-on-spatial" for f in by_file["dense_on_image.keras"]["findings"])
 
 
 def test_sarif_has_one_rule_per_code_and_the_model_file_as_location(zoo: Path) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 Arrays = dict[str, np.ndarray] | None
+MODEL_TIMEOUT_SECONDS = 900.0
+"""How long one model's audit may take before its process is stopped and the model marked unauditable."""
 
 
 @dataclass(frozen=True)

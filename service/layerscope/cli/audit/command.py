@@ -85,6 +85,7 @@ class AuditOptions:
     token: str | None = None
     custom_objects: Path | None = None
     quiet: bool = False
+    model_timeout: float = batch.MODEL_TIMEOUT_SECONDS
 
     def refusal(self) -> str | None:
         """Why these options cannot run together, in one line; None when they can."""
@@ -119,7 +120,15 @@ def audit(
     output_format: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.table,
     output: Annotated[Path | None, typer.Option(help="Write the report here instead of stdout.")] = None,
     fail_on: Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")] = FailOn.error,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes (TensorFlow loads once per worker).")] = 1,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Audit processes at once (TensorFlow loads once per process; a crash costs one model)."
+        ),
+    ] = 1,
+    model_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds one model may take before it is stopped and marked unauditable.")
+    ] = batch.MODEL_TIMEOUT_SECONDS,
     shard: Annotated[str | None, typer.Option(help="Audit only slice I of N (0-based), e.g. 0/4.")] = None,
     server: Annotated[str | None, typer.Option(help="Audit through a running server at this target.")] = None,
     token: Annotated[str | None, typer.Option(envvar="LAYERSCOPE_TOKEN", help="Bearer token for --server.")] = None,
@@ -154,6 +163,7 @@ def audit(
         token=token,
         custom_objects=custom_objects,
         quiet=quiet,
+        model_timeout=model_timeout,
     )
     raise typer.Exit(run(options))
 
@@ -235,7 +245,7 @@ def _entries(
         return remote.entries(files, arrays, options.server, options.token, training)
     from layerscope.cli.audit import local  # TensorFlow loads here: not for --help, --explain or --server
 
-    return local.entries(files, arrays, options.jobs, options.custom_objects, training)
+    return local.entries(files, arrays, options.jobs, options.custom_objects, training, options.model_timeout)
 
 
 def merge_reports(

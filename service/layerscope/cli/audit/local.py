@@ -1,59 +1,177 @@
-"""Audits in this process or in worker processes: open each file safely, diagnose it, describe it as an entry.
+"""Audits in worker processes: open each file safely, diagnose it, describe it as an entry.
 
-TensorFlow loads where models run, once per process and quietly (`start_tensorflow`): in this process for
---jobs 1, only in the workers for --jobs N, never in the parent that hands out the files.
+Every model is audited in an audit process (spawned: TensorFlow does not survive fork), `--jobs` of them at
+a time, each auditing one file after another. A model that kills its process (a native crash, an abort, the
+kernel's out-of-memory killer, a custom layer that exits) or runs past `model_timeout` costs that one model:
+its entry says it could not be audited and why, a new process takes the next file, and the report still
+lists every other model. TensorFlow loads only in the audit processes, never in the parent.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import queue
+import signal
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from layerscope.cli.audit import report
-from layerscope.cli.audit.batch import Arrays, AuditAborted, Training, one_line
-from layerscope.service.errors import InvalidInput, ServiceError
+from layerscope.cli.audit.batch import MODEL_TIMEOUT_SECONDS, Arrays, AuditAborted, Training, one_line
+from layerscope.service.errors import InvalidInput, ModelUnavailable, ServiceError
 from layerscope.service.models.formats import legacy_format
 from layerscope.service.models.scanner import sha256_of
+from layerscope.service.workers.process import describe_exit
 
 if TYPE_CHECKING:
     from layerscope.service.diagnosis.diagnoser import Diagnoser
 
-_worker: Diagnoser | AuditAborted = AuditAborted("an audit worker ran a model before its initializer")
-"""In a worker process: its rules, built once by the pool's initializer, or why it could not start."""
-
 
 def entries(
-    files: Sequence[Path], inputs: Arrays, jobs: int, custom_objects: Path | None, training: Training | None = None
+    files: Sequence[Path],
+    inputs: Arrays,
+    jobs: int,
+    custom_objects: Path | None,
+    training: Training | None = None,
+    model_timeout: float = MODEL_TIMEOUT_SECONDS,
 ) -> Iterator[report.Entry]:
-    """Entries in the order of `files`; AuditAborted when the audit as a whole cannot go on."""
+    """Entries in the order of `files`; AuditAborted when the audit as a whole cannot go on (an audit process
+    that cannot start, e.g. a --custom-objects file that fails on import)."""
     trusted = custom_objects is not None
-    if jobs <= 1:
-        diagnoser = _start_worker(custom_objects)
-        for path in files:
-            yield audit_file(path, diagnoser, inputs, trusted, training)
-        return
-    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_pool_worker, initargs=(custom_objects,))
+    setup = _Setup(custom_objects, inputs, trusted, training)
+    auditors: queue.Queue[_Auditor] = queue.Queue()
+    for _ in range(max(1, min(jobs, len(files)))):
+        auditors.put(_Auditor(setup, model_timeout))
+
+    def audit(path: Path) -> report.Entry:
+        auditor = auditors.get()
+        try:
+            return auditor.audit(path)
+        finally:
+            auditors.put(auditor)
+
+    pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="layerscope-audit")
     try:
-        yield from pool.map(
-            _audit_in_worker, files, [inputs] * len(files), [trusted] * len(files), [training] * len(files)
-        )
-    except BrokenProcessPool as exc:
-        raise AuditAborted(
-            f"an audit worker process stopped abruptly ({one_line(exc)}); expected --jobs {jobs} workers to "
-            "audit every model. --jobs 1 audits in this process and shows the error."
-        ) from exc
+        yield from pool.map(audit, files)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        while not auditors.empty():
+            auditors.get().close()
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every audit process needs (pickled once per process)."""
+
+    custom_objects: Path | None
+    inputs: Arrays
+    trusted: bool
+    training: Training | None
+
+
+class _Auditor:
+    """One audit process, started at its first file and again after one it did not survive."""
+
+    def __init__(self, setup: _Setup, timeout: float) -> None:
+        self._setup = setup
+        self._timeout = timeout
+        self._process: Any = None
+        self._connection: Any = None
+
+    def audit(self, path: Path) -> report.Entry:
+        started = time.perf_counter()
+        if self._process is None:
+            self._start()
+        self._connection.send(path)
+        if self._connection.poll(self._timeout):
+            try:
+                entry: report.Entry = self._connection.recv()
+                return entry
+            except (EOFError, OSError):
+                pass  # the process ended during this model: its exit status says how
+            cause = self._stopped()
+        else:
+            self._process.kill()
+            self._stopped()
+            cause = f"it ran past the {self._timeout:g} s a model may take (--model-timeout) and was stopped"
+        return report.failed(
+            str(path),
+            _sha256_or_empty(path),
+            ModelUnavailable.status,
+            f"Expected the model to be audited; its audit process stopped while auditing it: {cause}. The other "
+            "models were audited in a new process.",
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._connection.close()
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, self._setup), name="layerscope-audit", daemon=True)
+        process.start()
+        theirs.close()
+        self._process, self._connection = process, ours
+        try:
+            ready = ours.recv()
+        except (EOFError, OSError):
+            cause = self._stopped()
+            raise AuditAborted(
+                f"an audit worker process stopped abruptly while starting ({cause}); expected it to start and import "
+                "--custom-objects if given. Check that file: a module that exits or crashes on import stops every "
+                "audit process."
+            ) from None
+        if isinstance(ready, AuditAborted):
+            self.close()
+            self._process = None
+            raise ready
+
+    def _stopped(self) -> str:
+        """Reap the ended process; what ended it, in words."""
+        self._process.join(10)
+        code = self._process.exitcode
+        self._connection.close()
+        self._process = None
+        return describe_exit(code if code is not None else -signal.SIGKILL, None).text
+
+
+def _serve(connection: Any, setup: _Setup) -> None:
+    """An audit process: start TensorFlow and the rules once, then audit each path the parent sends."""
+    try:
+        diagnoser = _start_worker(setup.custom_objects)
+    except AuditAborted as exc:
+        connection.send(exc)
+        return
+    except Exception as exc:
+        connection.send(AuditAborted(f"an audit worker could not start: {one_line(exc)}"))
+        return
+    connection.send("ready")
+    while True:
+        try:
+            path = connection.recv()
+        except (EOFError, OSError):
+            return  # the parent is done
+        connection.send(audit_file(path, diagnoser, setup.inputs, setup.trusted, setup.training))
+
+
+def _sha256_or_empty(path: Path) -> str:
+    try:
+        return sha256_of(path)
+    except OSError:
+        return ""
 
 
 def audit_file(
@@ -115,24 +233,6 @@ def _start_worker(custom_objects: Path | None) -> Diagnoser:
     from layerscope.service.diagnosis.diagnoser import Diagnoser
 
     return Diagnoser()
-
-
-def _start_pool_worker(custom_objects: Path | None) -> None:
-    """The pool's initializer. It never raises: an initializer that fails breaks the pool without saying why,
-    so the reason is kept and raised by the first model this worker is given."""
-    global _worker
-    try:
-        _worker = _start_worker(custom_objects)
-    except AuditAborted as exc:
-        _worker = exc
-    except Exception as exc:
-        _worker = AuditAborted(f"an audit worker could not start: {one_line(exc)}")
-
-
-def _audit_in_worker(path: Path, inputs: Arrays, trusted: bool, training: Training | None) -> report.Entry:
-    if isinstance(_worker, AuditAborted):
-        raise _worker  # told with the first model this worker is given
-    return audit_file(path, _worker, inputs, trusted, training)
 
 
 def _load_custom_objects(path: Path | None) -> None:

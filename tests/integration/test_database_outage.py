@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,22 +46,44 @@ def fresh_database() -> Iterator[str]:
     admin.dispose()
 
 
-def stored_run_ids(url: str) -> list[str]:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.connect() as conn:
-            return [row[0] for row in conn.execute(sa.text("SELECT run_id FROM run"))]
-    finally:
-        engine.dispose()
+@dataclass
+class Outage:
+    """The test database behind a proxy the test can cut: the server's URL goes through it, `direct` does not."""
+
+    proxy: Proxy
+    through_proxy: str
+    direct: str
 
 
-def test_captures_survive_a_database_outage_and_land_exactly_once(fresh_database: str, tmp_path: Path) -> None:
+@pytest.fixture()
+def outage(fresh_database: str) -> Iterator[Outage]:
     assert URL
     parts = urlsplit(URL)
     proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
     proxy.start()
-    through_proxy = f"postgresql://{parts.username}@127.0.0.1:{proxy.port}/{fresh_database}"
-    direct = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}/{fresh_database}"
+    yield Outage(
+        proxy,
+        f"postgresql://{parts.username}@127.0.0.1:{proxy.port}/{fresh_database}",
+        f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}/{fresh_database}",
+    )
+    proxy.stop()
+
+
+def stored_ids(url: str, query: str) -> list[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+
+
+def stored_run_ids(url: str) -> list[str]:
+    return stored_ids(url, "SELECT run_id FROM run")
+
+
+def test_captures_survive_a_database_outage_and_land_exactly_once(outage: Outage, tmp_path: Path) -> None:
+    proxy, through_proxy, direct = outage.proxy, outage.through_proxy, outage.direct
     server: ServerHandle = start_server(
         tmp_path, database_url=through_proxy, spool_max_runs=4, spool_replay_seconds=0.5
     )
@@ -92,21 +115,11 @@ def test_captures_survive_a_database_outage_and_land_exactly_once(fresh_database
 
 
 def stored_window_ids(url: str) -> list[str]:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.connect() as conn:
-            return [row[0] for row in conn.execute(sa.text("SELECT window_id FROM monitor_window"))]
-    finally:
-        engine.dispose()
+    return stored_ids(url, "SELECT window_id FROM monitor_window")
 
 
-def test_monitoring_windows_closed_during_an_outage_land_exactly_once(fresh_database: str, tmp_path: Path) -> None:
-    assert URL
-    parts = urlsplit(URL)
-    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    proxy.start()
-    through_proxy = f"postgresql://{parts.username}@127.0.0.1:{proxy.port}/{fresh_database}"
-    direct = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}/{fresh_database}"
+def test_monitoring_windows_closed_during_an_outage_land_exactly_once(outage: Outage, tmp_path: Path) -> None:
+    proxy, through_proxy, direct = outage.proxy, outage.through_proxy, outage.direct
     live = {"monitor_sample_rate": 1.0, "monitor_window_seconds": 0.5, "monitor_reference_requests": 5,
             "monitor_cpu_budget": 1.0}  # fmt: skip
     server = start_server(tmp_path, database_url=through_proxy, spool_replay_seconds=0.5, **live)

@@ -219,6 +219,7 @@ def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
         layer_details=tuple(
             LayerDetail(d.name, d.class_name, _dims(d.output_shape), d.parameters) for d in m.layer_details
         ),
+        max_batch_size=m.max_batch_size,
     )
 
 

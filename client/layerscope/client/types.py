@@ -38,6 +38,9 @@ class ModelInfo:
     device: str = ""
     layer_details: tuple[LayerDetail, ...] = ()
     """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
+    max_batch_size: int = 0
+    """The largest batch a call may send this model (its layers' declared sizes times the batch stay within
+    the server's call bounds); 0 from a server that does not say."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from layerscope.v1 import tensor_pb2 as layerscope_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerscope/v1/models.proto\x12\rlayerscope.v1\x1a\x1alayerscope/v1/tensor.proto\"7\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\"Y\n\x0bLayerDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x12\n\nparameters\x18\x04 \x01(\x03\"\xdc\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x0e\n\x06layers\x18\x05 \x03(\t\x12(\n\x06inputs\x18\x06 \x03(\x0b\x32\x18.layerscope.v1.InputSpec\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x31\n\rlayer_details\x18\t \x03(\x0b\x32\x1a.layerscope.v1.LayerDetail\"\\\n\x12UploadModelRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.layerscope.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"K\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04load\x18\x04 \x01(\x08\":\n\x10LoadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.layerscope.v1.ModelInfo\"L\n\x12UnloadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12\x0e\n\x06remove\x18\x02 \x01(\x08\">\n\x13UnloadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\"_\n\x0ePredictRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\"b\n\x0fPredictResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\x12&\n\x07outputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerscope/v1/models.proto\x12\rlayerscope.v1\x1a\x1alayerscope/v1/tensor.proto\"7\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\"Y\n\x0bLayerDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x12\n\nparameters\x18\x04 \x01(\x03\"\xf4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x0e\n\x06layers\x18\x05 \x03(\t\x12(\n\x06inputs\x18\x06 \x03(\x0b\x32\x18.layerscope.v1.InputSpec\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x31\n\rlayer_details\x18\t \x03(\x0b\x32\x1a.layerscope.v1.LayerDetail\x12\x16\n\x0emax_batch_size\x18\n \x01(\x03\"\\\n\x12UploadModelRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.layerscope.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"K\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04load\x18\x04 \x01(\x08\":\n\x10LoadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.layerscope.v1.ModelInfo\"L\n\x12UnloadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12\x0e\n\x06remove\x18\x02 \x01(\x08\">\n\x13UnloadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\"_\n\x0ePredictRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\"b\n\x0fPredictResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\x12&\n\x07outputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LAYERDETAIL']._serialized_start=130
   _globals['_LAYERDETAIL']._serialized_end=219
   _globals['_MODELINFO']._serialized_start=222
-  _globals['_MODELINFO']._serialized_end=442
-  _globals['_UPLOADMODELREQUEST']._serialized_start=444
-  _globals['_UPLOADMODELREQUEST']._serialized_end=536
-  _globals['_UPLOADHEADER']._serialized_start=538
-  _globals['_UPLOADHEADER']._serialized_end=613
-  _globals['_LOADMODELREQUEST']._serialized_start=615
-  _globals['_LOADMODELREQUEST']._serialized_end=673
-  _globals['_LISTMODELSREQUEST']._serialized_start=675
-  _globals['_LISTMODELSREQUEST']._serialized_end=694
-  _globals['_LISTMODELSRESPONSE']._serialized_start=696
-  _globals['_LISTMODELSRESPONSE']._serialized_end=758
-  _globals['_UNLOADMODELREQUEST']._serialized_start=760
-  _globals['_UNLOADMODELREQUEST']._serialized_end=836
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=838
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=900
-  _globals['_PREDICTREQUEST']._serialized_start=902
-  _globals['_PREDICTREQUEST']._serialized_end=997
-  _globals['_PREDICTRESPONSE']._serialized_start=999
-  _globals['_PREDICTRESPONSE']._serialized_end=1097
+  _globals['_MODELINFO']._serialized_end=466
+  _globals['_UPLOADMODELREQUEST']._serialized_start=468
+  _globals['_UPLOADMODELREQUEST']._serialized_end=560
+  _globals['_UPLOADHEADER']._serialized_start=562
+  _globals['_UPLOADHEADER']._serialized_end=637
+  _globals['_LOADMODELREQUEST']._serialized_start=639
+  _globals['_LOADMODELREQUEST']._serialized_end=697
+  _globals['_LISTMODELSREQUEST']._serialized_start=699
+  _globals['_LISTMODELSREQUEST']._serialized_end=718
+  _globals['_LISTMODELSRESPONSE']._serialized_start=720
+  _globals['_LISTMODELSRESPONSE']._serialized_end=782
+  _globals['_UNLOADMODELREQUEST']._serialized_start=784
+  _globals['_UNLOADMODELREQUEST']._serialized_end=860
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=862
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=924
+  _globals['_PREDICTREQUEST']._serialized_start=926
+  _globals['_PREDICTREQUEST']._serialized_end=1021
+  _globals['_PREDICTRESPONSE']._serialized_start=1023
+  _globals['_PREDICTRESPONSE']._serialized_end=1121
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,8 @@ import numpy as np
 from layerscope.service import model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.diagnosis.synthetic_inputs import FREE_DIMENSION
+from layerscope.service.domain import call_budget
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
@@ -122,6 +124,9 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
+        self._bounds = call_budget.CallBounds(
+            settings.max_batch_size, settings.max_call_layer_bytes, settings.max_call_total_bytes
+        )
         self._gauges = model_health.HealthGauges.of(diagnoser)
         self._monitor = monitor
         self._background: set[asyncio.Task[None]] = set()
@@ -233,6 +238,7 @@ class Inspector:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
+        self._check_work(model, inputs)  # before sampling: a sampled Predict obeys the same bound
         with self._queue.admit(model) as waiting:
             monitor = self._monitor
             if monitor is not None and monitor.should_sample(model.info.name, model.info.version, waiting):
@@ -286,6 +292,7 @@ class Inspector:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
+        self._check_work(model, inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         outputs = _check_selection(model, selection, inputs, limit)
         started = time.perf_counter()
@@ -330,7 +337,8 @@ class Inspector:
             self._check_batch(inputs)
         if training and training.targets:
             self._check_batch(training.targets)
-        limits = model_diagnosis.ProbeLimits(self._settings.probe_steps, self._settings.max_probe_steps)
+        rows = self._check_work(model, inputs)
+        limits = model_diagnosis.ProbeLimits(self._settings.probe_steps, self._settings.max_probe_steps, rows)
         started = time.perf_counter()
         with self._queue.admit(model):
             diagnosis = await asyncio.to_thread(
@@ -375,6 +383,25 @@ class Inspector:
                 raise LimitExceeded(
                     f"Expected a batch of at most {self._settings.max_batch_size} for input '{name}'; received {batch}."
                 )
+
+    def _check_work(self, model: LoadedModel, inputs: Mapping[str, np.ndarray] | None) -> int:
+        """The batch bound of `call_budget` (batch x what one sample declares), before anything runs. Without
+        inputs, for the probe rows Diagnose generates (fewer for a model that accepts fewer): returns them."""
+        info = model.info
+        title = f"model '{info.name}' version {info.version}"
+        if inputs:
+            call_budget.check_inputs(title, info.sample_cost, info.inputs, self._bounds, inputs)
+            return model_diagnosis.PROBE_ROWS
+        free = max((sum(d is None for d in spec.shape[1:]) for spec in info.inputs), default=0)
+        scale = FREE_DIMENSION**free  # what the probes put in a free dimension
+        fits = (
+            int(self._bounds.largest_batch(info.sample_cost) / scale)
+            if info.sample_cost
+            else model_diagnosis.PROBE_ROWS
+        )
+        rows = max(model_diagnosis.MIN_PROBE_ROWS, min(model_diagnosis.PROBE_ROWS, fits))
+        call_budget.check_call(title, info.sample_cost, self._bounds, rows, scale, "probe inputs")
+        return rows
 
     def _record(
         self,

@@ -30,6 +30,9 @@ ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
 WITH_GRADIENTS = Selection(kinds=frozenset({"activation", "kernel_gradient"}))
 DEFAULT_PROBE_STEPS = 5
 MAX_PROBE_STEPS = 50
+PROBE_ROWS = 24
+MIN_PROBE_ROWS = 3
+"""Every distribution of the generated probes appears in at least one row."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ProbeLimits:
 
     default_steps: int = DEFAULT_PROBE_STEPS
     max_steps: int = MAX_PROBE_STEPS
+    probe_rows: int = PROBE_ROWS
+    """Rows of generated probe inputs when the caller sends none (fewer for a model that accepts fewer)."""
 
     def steps(self, asked: int | None) -> int:
         steps = self.default_steps if asked is None else asked
@@ -80,7 +85,7 @@ def diagnose(
         arrays = dict(inputs)
         used = "caller inputs: " + describe_inputs(arrays)
     else:
-        probe = probe_inputs(model.engine.inputs)
+        probe = probe_inputs(model.engine.inputs, batch=(limits or ProbeLimits()).probe_rows)
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
     result = model.engine.capture(arrays, ACTIVATIONS, statistics="exact")

@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request message.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest uploaded archive.")
     max_batch_size: int = Field(1024, gt=0, description="Largest batch a Predict/Capture may send.")
+    max_call_layer_bytes: int = Field(
+        1 << 30,
+        gt=0,
+        description="Bytes one layer output may hold for a whole call (batch x its declared bytes per sample); "
+        "lowers each model's largest batch (ListModels' max_batch_size).",
+    )
+    max_call_total_bytes: int = Field(
+        16 << 30,
+        gt=0,
+        description="Bytes every layer output of one call may hold together (batch x the model's declared bytes "
+        "per sample); lowers each model's largest batch too.",
+    )
     max_tensor_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Largest total of full tensors one Capture may stream."
     )

@@ -136,6 +136,7 @@ def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
             )
             for d in info.layer_details
         ],
+        max_batch_size=info.max_batch_size,
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from layerscope.service.domain.call_budget import CallBounds, SampleCost
 from layerscope.service.errors import UnsafeModel
 
 FLOAT32_BYTES = 4
@@ -55,6 +56,14 @@ class ModelBudget:
     max_input_elements: int = 1 << 22
     """Elements of one model input per sample: 4 Mi (a 1024x1024x3 image is 3 Mi). Diagnose's probes are
     24 rows of every input, so this bounds them too."""
+    max_batch_size: int = CallBounds.max_batch_size
+    max_call_layer_bytes: int = CallBounds.max_layer_bytes
+    """Bytes one layer output may hold for a whole batch (`CallBounds`): per sample x batch."""
+    max_call_total_bytes: int = CallBounds.max_total_bytes
+    """Bytes all layer outputs of one call may hold together."""
+
+    def call_bounds(self) -> CallBounds:
+        return CallBounds(self.max_batch_size, self.max_call_layer_bytes, self.max_call_total_bytes)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,10 @@ class Declared:
     largest_input: Tensor = NO_TENSOR
     state: int = 0
     """Of the parameters, the elements of stateful recurrent layers' state."""
+
+    def cost(self) -> SampleCost:
+        """What one sample costs a call, for the batch bound."""
+        return SampleCost(self.largest_output.name, self.largest_output.bytes, self.total_bytes)
 
 
 def count_layers(config: Any) -> int:
@@ -138,6 +151,12 @@ def check_budget(config: dict[str, Any], budget: ModelBudget) -> Declared:
             f"Expected layer outputs of at most {budget.max_total_elements} elements per sample in all "
             f"({_as_float32(budget.max_total_elements)}); received a model declaring {declared.total_elements} "
             f"({declared.total_bytes} bytes)."
+        )
+    bounds = budget.call_bounds()
+    if bounds.largest_batch(declared.cost()) < 1:  # it could never be called: refused now, not at every call
+        raise UnsafeModel(
+            f"Expected a model that one call can run on at least one sample; received one that cannot: "
+            f"{bounds.why(declared.cost())}."
         )
     return declared
 

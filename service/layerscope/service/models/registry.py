@@ -99,6 +99,7 @@ def open_model(
     """Load one archive into a ready engine: shared by the server and local audits."""
     archive = load_archive(path, name, limits, trial_timeout, allow_custom, budget)
     engine = CaptureEngine(archive.model, summary_op=summary_op, compile_config=archive.description.compile_config)
+    cost = archive.declared.cost() if archive.declared else None
     info = ModelInfo(
         name=name,
         version=version,
@@ -110,6 +111,8 @@ def open_model(
         device=engine.device,
         output_specs=engine.output_specs,
         layer_details=archive.description.layer_details(),
+        sample_cost=cost,
+        max_batch_size=(budget or ModelBudget()).call_bounds().largest_batch(cost),
     )
     return LoadedModel(info, engine, archive.description)
 

@@ -106,6 +106,8 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_batch_size,
         settings.max_call_layer_bytes,
         settings.max_call_total_bytes,
+        settings.max_probe_bytes,
+        settings.probe_idle_seconds,
     )
     # With workers on, each model version runs in its own process, which also replaces the trial load.
     workers = None

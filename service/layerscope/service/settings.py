@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     )
     probe_steps: int = Field(5, ge=0, le=1000, description="Training-probe steps of a Diagnose with targets.")
     max_probe_steps: int = Field(50, gt=0, le=1000, description="Most training-probe steps a Diagnose may ask for.")
+    max_probe_bytes: int = Field(
+        2 << 30,
+        gt=0,
+        description="Bytes a model's kept training probe may hold (a clone of its weights and the optimizer's "
+        "slots: about 3x the weights with Adam); a Diagnose whose probe would hold more is refused.",
+    )
+    probe_idle_seconds: float = Field(
+        300.0, gt=0, description="A model's kept training probe is let go after this long unused."
+    )
     model_workers: bool = Field(
         False,
         description="Run each loaded model version in its own worker process (crash and memory isolation).",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import tensorflow as tf
 from layerscope.service import cancellation
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
-from layerscope.service.capture.probe import ProbeRunner
+from layerscope.service.capture.probe import ProbeRunner, probe_cost
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
@@ -36,7 +38,7 @@ from layerscope.service.domain.training import (
     named_loss,
     probe_optimizer,
 )
-from layerscope.service.errors import InvalidInput
+from layerscope.service.errors import InvalidInput, LimitExceeded
 from layerscope.service.runtime.native import SummaryOpLoader
 
 Arrays = Mapping[str, np.ndarray]
@@ -95,7 +97,11 @@ class CaptureEngine:
         max_traces: int = MAX_TRACES,
         summary_op: SummaryOpLoader | None = None,
         compile_config: Mapping[str, Any] | None = None,
+        max_probe_bytes: int | None = None,
+        probe_idle_seconds: float | None = None,
     ) -> None:
+        """`max_probe_bytes`: what a kept training probe may hold (clone and optimizer slots), None: no bound;
+        `probe_idle_seconds`: how long it is kept after its last use, None: until the engine goes."""
         self.model = model
         self.compile_config = compile_config
         """The compile config read as data (models load with compile=False): where the compiled loss is."""
@@ -109,7 +115,13 @@ class CaptureEngine:
         self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
         self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._probes: OrderedDict[tuple[Any, ...], ProbeRunner] = OrderedDict()
-        """At most one kept: a runner holds a full copy of the model's variables."""
+        """At most one kept: a runner holds a full copy of the model's variables and the optimizer's slots."""
+        self._max_probe_bytes = max_probe_bytes
+        self._probe_idle = probe_idle_seconds
+        self._probe_used = 0.0
+        self._release: threading.Timer | None = None
+        self.probe_bytes = 0
+        """Bytes the kept probe runner holds (clone and slots); 0 when none is kept."""
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
@@ -195,8 +207,47 @@ class CaptureEngine:
         with self._probe_lock:
             key = (losses, spec)
             if key not in self._probes:
+                self._probes.clear()  # the one kept goes before another is built: never two at once
+                self.probe_bytes = 0
+                cost = probe_cost(self.model, spec)
+                if self._max_probe_bytes is not None and cost.total > self._max_probe_bytes:
+                    raise LimitExceeded(
+                        f"Expected a training probe that keeps at most {self._max_probe_bytes} bytes "
+                        f"(LAYERSCOPE_MAX_PROBE_BYTES); model '{self.model.name}' would keep {cost.total}: a clone "
+                        f"of its weights ({cost.clone} bytes) and {spec.describe()}'s {cost.per_weight} slot(s) per "
+                        f"trainable weight ({cost.slots} bytes). Diagnose with probe_steps=0 for gradients alone."
+                    )
                 _remember(self._probes, key, ProbeRunner(self.model, losses, spec, self.device, _model_args), 1)
-            return self._probes[key].run(arrays, ys, steps)
+                self.probe_bytes = cost.total
+            try:
+                return self._probes[key].run(arrays, ys, steps)
+            finally:
+                self._probe_used = time.monotonic()
+                self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        """Let the kept probe go once it has been idle for `probe_idle_seconds` (the timer holds the engine
+        weakly: an unloaded model is not kept alive by its timer)."""
+        if self._probe_idle is None:
+            return
+        if self._release is not None:
+            self._release.cancel()
+        self._release = threading.Timer(self._probe_idle, _release_idle_probe, (weakref.ref(self),))
+        self._release.daemon = True
+        self._release.start()
+
+    def release_idle_probe(self) -> bool:
+        """Drop the kept probe if it has been idle long enough (a probe running now keeps it); True if dropped."""
+        if self._probe_idle is None or not self._probe_lock.acquire(blocking=False):
+            return False
+        try:
+            if not self._probes or time.monotonic() - self._probe_used < self._probe_idle:
+                return False
+            self._probes.clear()
+            self.probe_bytes = 0
+            return True
+        finally:
+            self._probe_lock.release()
 
     # -- plain forward pass -----------------------------------------------------------------------------
 
@@ -469,6 +520,12 @@ class CaptureEngine:
                 result.classes.setdefault(path, class_name)
                 values = self.weight_tensors(path)
                 result.tensors.setdefault(path, {}).update({k: values[k] for k in chosen})
+
+
+def _release_idle_probe(engine: weakref.ref[CaptureEngine]) -> None:
+    live = engine()
+    if live is not None:
+        live.release_idle_probe()
 
 
 def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, limit: int) -> None:

@@ -42,8 +42,9 @@ FLOAT32_BYTES = 4
 
 @dataclass(frozen=True)
 class ModelBudget:
-    """Bounds on what a model declares; per sample means per row of a batch. Elements are of float32: each
-    tensor counts its bytes (by its dtype) divided by 4."""
+    """Bounds on what a model declares, on the work of one call, and on what its training probe keeps; per
+    sample means per row of a batch. Elements are of float32: each tensor counts its bytes (by its dtype)
+    divided by 4."""
 
     max_layers: int = 1000
     max_parameters: int = 250_000_000
@@ -61,6 +62,11 @@ class ModelBudget:
     """Bytes one layer output may hold for a whole batch (`CallBounds`): per sample x batch."""
     max_call_total_bytes: int = CallBounds.max_total_bytes
     """Bytes all layer outputs of one call may hold together."""
+    max_probe_bytes: int = 2 << 30
+    """Bytes a kept training probe may hold (a clone of the weights and the optimizer's slots: about 3x the
+    weights with Adam); a Diagnose whose probe would hold more is refused before it is built."""
+    probe_idle_seconds: float = 300.0
+    """A kept training probe is let go after this long unused (the next probe builds and traces it again)."""
 
     def call_bounds(self) -> CallBounds:
         return CallBounds(self.max_batch_size, self.max_call_layer_bytes, self.max_call_total_bytes)

@@ -19,7 +19,7 @@ from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary, summarize
-from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
+from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions, target_facts
 from layerscope.service.errors import InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:  # the engine and the models import TensorFlow; diagnosis only names their types
@@ -122,13 +122,26 @@ def training_evidence(
     training: TrainingOptions,
     probe_steps: int,
 ) -> tuple[CaptureResult, RuntimeEvidence]:
-    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe."""
-    result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
+    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe.
+
+    Targets the loss cannot score against the outputs (a wrong width, class ids for a one-hot loss or the
+    reverse) are found first: then only the activations are captured, nothing is traced on the targets, and
+    the finding target-loss-mismatch says what was expected and received."""
     prepared = engine.prepare(inputs)
     ys = engine.prepare_targets(targets, int(prepared[0].shape[0]))
+    losses = engine.loss_specs(training.loss)
+    outputs = zip(engine.output_names, ys, engine.output_specs, strict=True)
+    infos = {name: target_info(y, spec.shape) for name, y, spec in outputs}
+    scored = all(info.mismatch(loss) is None for info, loss in zip(infos.values(), losses, strict=False))
     probe = None
-    if probe_steps > 0:
-        probe = engine.probe(inputs, targets, probe_steps, training.loss, training.optimizer, training.learning_rate)
+    if not scored:
+        result = engine.capture(inputs, ACTIVATIONS, statistics="exact")
+    else:
+        result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
+        if probe_steps > 0:
+            probe = engine.probe(
+                inputs, targets, probe_steps, training.loss, training.optimizer, training.learning_rate
+            )
     gradients = {
         point: {k: s for k, s in kinds.items() if k.endswith("gradient")} for point, kinds in result.summaries.items()
     }
@@ -139,15 +152,20 @@ def training_evidence(
         caller_inputs=True,
         training=TrainingEvidence(
             gradients={p: kinds for p, kinds in gradients.items() if kinds},
-            targets={
-                name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
-                for name, y in zip(engine.output_names, ys, strict=True)
-            },
-            losses=engine.loss_specs(training.loss),
+            targets=infos,
+            losses=losses,
             probe=probe,
         ),
     )
     return result, evidence
+
+
+def target_info(y: np.ndarray, output_shape: tuple[int | None, ...]) -> TargetInfo:
+    """What the rules see of one output's targets. An output shape of (None,) is what an engine reports for a
+    model whose outputs it cannot see before running it (subclassed): unknown, so never judged."""
+    integral, _, _ = target_facts(y)
+    known = None if tuple(output_shape) == (None,) else tuple(output_shape)
+    return TargetInfo(summarize(y, per_unit=False), tuple(y.shape), integral, known)
 
 
 def activation_summaries(result: CaptureResult) -> dict[str, Summary]:

@@ -37,6 +37,8 @@ from layerscope.service.domain.training import (
     compiled_losses,
     named_loss,
     probe_optimizer,
+    target_facts,
+    target_mismatch,
 )
 from layerscope.service.errors import InvalidInput, LimitExceeded
 from layerscope.service.runtime.native import SummaryOpLoader
@@ -111,6 +113,7 @@ class CaptureEngine:
         self.inputs = _input_specs(model)
         self.output_names = _output_names(model)
         self.output_specs = _output_specs(model, self.output_names)
+        self._outputs_known = _has_symbolic_outputs(model, self.output_names)
         self._max_traces = max_traces
         self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
         self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -201,6 +204,7 @@ class CaptureEngine:
         arrays = self.prepare(inputs)
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
         losses = self.loss_specs(loss)
+        self.check_targets(ys, losses)
         spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
         # One probe at a time per model (the runner's clone is reused), under its own lock: a probe hooks only
         # into the clone, so captures of the served model need not wait for its steps.
@@ -317,7 +321,24 @@ class CaptureEngine:
                 "loss on them); received no targets."
             )
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
-        return ys, self.loss_specs(loss)
+        losses = self.loss_specs(loss)
+        self.check_targets(ys, losses)
+        return ys, losses
+
+    def check_targets(self, ys: list[np.ndarray], losses: tuple[LossSpec, ...]) -> None:
+        """Targets the loss can score against the outputs, or InvalidInput naming what was expected and received:
+        a wrong shape must not reach tracing (where it is a shape error, or a silent broadcast)."""
+        if not self._outputs_known:  # a subclassed model's output shapes are known only once it has run
+            return
+        for name, spec, y, spec_loss in zip(self.output_names, self.output_specs, ys, losses, strict=True):
+            integral, low, high = target_facts(y)
+            mismatch = target_mismatch(spec.shape, spec_loss, tuple(y.shape), low, high, integral)
+            if mismatch is not None:
+                expected, received = mismatch
+                raise InvalidInput(
+                    f"Target '{name}' of model '{self.model.name}' (output shape {_shape(spec.shape)}): expected "
+                    f"{expected}; received {received}."
+                )
 
     @property
     def fused_statistics(self) -> bool:
@@ -634,6 +655,13 @@ def _output_specs(model: keras.Model, names: list[str]) -> tuple[InputSpec, ...]
         InputSpec(name, tuple(t.shape), str(keras.backend.standardize_dtype(t.dtype)))
         for name, t in zip(names, tensors, strict=True)
     )
+
+
+def _has_symbolic_outputs(model: keras.Model, names: list[str]) -> bool:
+    try:
+        return len(tf.nest.flatten(model.outputs)) == len(names)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _model_args(model: keras.Model, xs: list[tf.Tensor]) -> Any:

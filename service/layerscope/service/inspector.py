@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from layerscope.service import model_diagnosis, model_health
+from layerscope.service import cancellation, model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.synthetic_inputs import FREE_DIMENSION
@@ -165,6 +165,7 @@ class Inspector:
 
     @staticmethod
     def _warm(monitor: Monitor, model: LoadedModel) -> None:
+        cancellation.detach()  # started by a load call, it must not stop (or stop a worker) when that call ends
         spec_inputs = {
             spec.name: np.zeros((1, *(1 if d is None else d for d in spec.shape[1:])), dtype=spec.dtype)
             for spec in model.info.inputs

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     worker_call_timeout_seconds: float = Field(
         300.0, gt=0, description="Per-call deadline in a model worker; past it the worker is killed and restarted."
     )
+    worker_abandon_grace_seconds: float | None = Field(
+        2.0,
+        ge=0,
+        description="How long a model worker may go on with a call that has ended (cancelled, past its deadline) "
+        "before it is stopped and restarted (not counted as a crash); None: it runs on to its own deadline.",
+    )
     worker_gpu_memory_fraction: float | None = Field(
         None, gt=0, le=1, description="Share of each GPU's memory one model worker may take; None: grow on demand."
     )

@@ -67,6 +67,7 @@ class WorkerPool:
             settings.worker_call_timeout_seconds,
             settings.load_timeout_seconds,
             self._observer,
+            settings.worker_abandon_grace_seconds,
         )
         with self._lock:
             self._workers.add(engine)

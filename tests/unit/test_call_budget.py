@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layerscope.service.domain.call_budget import CallBounds, SampleCost, check_call, check_inputs, input_scale
+from layerscope.service.domain.call_budget import (
+    CallBounds,
+    SampleCost,
+    check_call,
+    check_inputs,
+    input_scale,
+    probe_rows,
+)
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.errors import LimitExceeded
 
@@ -50,3 +57,13 @@ def test_free_dimensions_scale_the_declared_work() -> None:
     check_inputs("model 'm' version 1", cost, specs, BOUNDS, {"tokens": np.zeros((20, 50), "int32")})
     with pytest.raises(LimitExceeded, match=r"received 21 rows at 50 times the declared size, 20 rows at most"):
         check_inputs("model 'm' version 1", cost, specs, BOUNDS, {"tokens": np.zeros((21, 50), "int32")})
+
+
+def test_probe_rows_shrink_to_fit_and_refuse_below_the_least() -> None:
+    specs = (InputSpec("x", (None, 4), "float32"),)
+    assert probe_rows("m", None, specs, BOUNDS, (3, 24), 32) == 24
+    assert probe_rows("m", SampleCost("wide", 120_000_000, 1), specs, BOUNDS, (3, 24), 32) == 8
+    free = (InputSpec("tokens", (None, None), "int32"),)  # the probes put 32 in the free dimension
+    assert probe_rows("m", SampleCost("emb", 1 << 20, 1 << 20), free, BOUNDS, (3, 24), 32) == 24
+    with pytest.raises(LimitExceeded, match=r"received 3 rows at 32 times the declared size, 2 rows at most\. Send in"):
+        probe_rows("m", SampleCost("emb", 1 << 24, 1 << 24), free, BOUNDS, (3, 24), 32)  # 64 / 32 = 2 < 3

@@ -393,16 +393,8 @@ class Inspector:
         if inputs:
             call_budget.check_inputs(title, info.sample_cost, info.inputs, self._bounds, inputs)
             return model_diagnosis.PROBE_ROWS
-        free = max((sum(d is None for d in spec.shape[1:]) for spec in info.inputs), default=0)
-        scale = FREE_DIMENSION**free  # what the probes put in a free dimension
-        fits = (
-            int(self._bounds.largest_batch(info.sample_cost) / scale)
-            if info.sample_cost
-            else model_diagnosis.PROBE_ROWS
-        )
-        rows = max(model_diagnosis.MIN_PROBE_ROWS, min(model_diagnosis.PROBE_ROWS, fits))
-        call_budget.check_call(title, info.sample_cost, self._bounds, rows, scale, "probe inputs")
-        return rows
+        rows = (model_diagnosis.MIN_PROBE_ROWS, model_diagnosis.PROBE_ROWS)
+        return call_budget.probe_rows(title, info.sample_cost, info.inputs, self._bounds, rows, FREE_DIMENSION)
 
     def _record(
         self,

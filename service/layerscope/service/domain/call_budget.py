@@ -94,6 +94,8 @@ def check_call(
     if batch * scale <= largest:
         return
     advice = "Send smaller batches (ListModels gives each model's max_batch_size)."
+    if what == "probe inputs":
+        advice = "Send inputs of your own: fewer rows, or less in the free dimensions."
     if scale <= 1:
         raise LimitExceeded(
             f"Expected {what} of at most {largest} rows for {title}: {bounds.why(cost)}; received {batch}. {advice}"
@@ -115,3 +117,22 @@ def check_inputs(
     """`check_call` for a call's input arrays: their batch, and their size against the declared one."""
     batch = max((int(a.shape[0]) if a.ndim else 1 for a in inputs.values()), default=0)
     check_call(title, cost, bounds, batch, input_scale(specs, inputs))
+
+
+def probe_rows(
+    title: str,
+    cost: SampleCost | None,
+    specs: Sequence[InputSpec],
+    bounds: CallBounds,
+    rows: tuple[int, int],
+    free_dimension: int,
+) -> int:
+    """How many rows of generated probe inputs (`rows`: at least, at most) fit the bound, where the probes put
+    `free_dimension` in every free dimension; LimitExceeded when not even the least does."""
+    least, most = rows
+    free = max((sum(d is None for d in spec.shape[1:]) for spec in specs), default=0)
+    scale = float(free_dimension**free)
+    fits = int(bounds.largest_batch(cost) / scale) if cost is not None else most
+    chosen = max(least, min(most, fits))
+    check_call(title, cost, bounds, chosen, scale, "probe inputs")
+    return chosen

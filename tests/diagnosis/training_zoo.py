@@ -95,6 +95,24 @@ def class_indices(model: keras.Model) -> Batch:
     return {"x": x}, {"y": ((x[:, 0] > 0).astype("int64") + (x[:, 1] > 0).astype("int64"))}
 
 
+def one_hot_classes(model: keras.Model) -> Batch:
+    """The README tour's mix-up: one-hot rows for a model compiled with a sparse (class-id) loss."""
+    x, y = class_indices(model)
+    return x, {"y": np.eye(3, dtype="float32")[y["y"]]}
+
+
+def too_wide(model: keras.Model) -> Batch:
+    """Three values per row for a one-unit output: Keras would broadcast the output across them."""
+    x = _x()
+    return {"x": x}, {"y": x[:, :3].copy()}
+
+
+def flat_values(model: keras.Model) -> Batch:
+    """One value per row, shape (batch,): Keras expands it to the (batch, 1) output."""
+    x = _x()
+    return {"x": x}, {"y": x[:, 0].copy()}
+
+
 # -- vanishing-gradients --------------------------------------------------------------------------------------
 
 
@@ -284,4 +302,40 @@ TRAINING_CASES: tuple[Case, ...] = (
         compile={"loss": "sparse_categorical_crossentropy", **ADAM},
         targets=class_indices,
     ),
+    Case(
+        "target-loss-mismatch",
+        relu_classifier,
+        True,
+        ("out",),
+        "expected one class id per row, shape (64,), for sparse_categorical_crossentropy; received integers of shape "
+        "(64, 3) in [0, 1] (one-hot rows: use categorical_crossentropy, or send y.argmax(-1))",
+        compile={"loss": "sparse_categorical_crossentropy", **ADAM},
+        targets=one_hot_classes,
+    ),
+    Case(
+        "target-loss-mismatch",
+        relu_classifier,
+        True,
+        ("out",),
+        "(class ids: use sparse_categorical_crossentropy, or one-hot encode them)",
+        compile={"loss": "categorical_crossentropy", **ADAM},
+        targets=class_indices,
+    ),
+    Case(
+        "target-loss-mismatch",
+        linear_regressor,
+        True,
+        ("out",),
+        "expected targets of the output's shape (64, 1) for mean_squared_error; received values of shape (64, 3)",
+        compile={"loss": "mse", **ADAM},
+        targets=too_wide,
+    ),
+    Case(
+        "target-loss-mismatch",
+        relu_classifier,
+        False,
+        compile={"loss": "sparse_categorical_crossentropy", **ADAM},
+        targets=class_indices,
+    ),
+    Case("target-loss-mismatch", linear_regressor, False, compile={"loss": "mse", **ADAM}, targets=flat_values),
 )

@@ -72,6 +72,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         worker_memory_limit_bytes=MEMORY_LIMIT,
         worker_max_crashes=2,
         worker_crash_window_seconds=600,
+        # The call bounds would refuse the hog's 2 GiB batch before it ran: here the worker's limit must meet it.
+        max_call_layer_bytes=4 << 30,
     )
     # Loaded side by side: each worker imports TensorFlow, and three in a row would triple the wait.
     with Client(workers.target, timeout=300) as c, ThreadPoolExecutor(3) as pool:

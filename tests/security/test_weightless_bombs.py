@@ -50,6 +50,20 @@ def repeat_vector_bomb(folder: Path) -> Path:
     return edited(source, lambda c: layer(c, "repeat")["config"].update(n=50_000_000))
 
 
+def stateful_repeat_bomb(folder: Path) -> Path:
+    """A stateful recurrent layer (whose state Keras creates from concrete zeros, which a stateless rebuild
+    forbids) and then 500 million copies of its output: 2 GB per sample at the first Predict. Before round
+    three the budget could not rebuild it, measured nothing and let it through."""
+
+    def build(x: keras.KerasTensor) -> keras.KerasTensor:
+        h = keras.layers.SimpleRNN(1, stateful=True, name="rnn")(keras.layers.Reshape((4, 1), name="steps")(x))
+        return keras.layers.RepeatVector(2, name="repeat")(h)
+
+    x = keras.Input((4,), batch_size=1, name="x")
+    source = models.save(keras.Model(x, build(x), name="stateful"), folder, "stateful")
+    return edited(source, lambda c: layer(c, "repeat")["config"].update(n=500_000_000))
+
+
 def dense_bomb(folder: Path) -> Path:
     """A hundred million units: 1.6 GB of kernel allocated while Keras loads it."""
     source = functional(folder, "dense", lambda x: keras.layers.Dense(2, name="wide")(x))
@@ -86,9 +100,10 @@ def parallel_bomb(folder: Path) -> Path:
 
 
 BOMBS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "repeat-vector-5e7": (repeat_vector_bomb, "33554432 elements per sample; received layer 'repeat' declaring 2000"),
-    "dense-1e8": (dense_bomb, "parameters; received one declaring 500000000"),
-    "input-1e7": (wide_input_bomb, "4194304 elements per sample; received input 'x' declaring 10000000"),
+    "repeat-vector-5e7": (repeat_vector_bomb, "received layer 'repeat' declaring 200000000 float32 elements"),
+    "stateful-repeat-5e8": (stateful_repeat_bomb, "received layer 'repeat' declaring 500000000 float32 elements"),
+    "dense-1e8": (dense_bomb, "250000000 parameters (of float32: 1000000000 bytes); received one declaring 500000000"),
+    "input-1e7": (wide_input_bomb, "(of float32: 16777216 bytes); received input 'x' declaring 10000000 float32"),
     "parallel-1500": (parallel_bomb, "at most 1000 layers; received one declaring 1501"),
 }
 

@@ -43,7 +43,9 @@ class FakeProcess:
         self.on_call: Callable[[FakeProcess], None] | None = None
         self._exited = threading.Event()
 
-    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def call(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float, *ending: Any
+    ) -> tuple[Any, float]:
         self.calls.append(method)
         if self.on_call is not None:
             self.on_call(self)

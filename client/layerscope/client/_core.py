@@ -286,6 +286,7 @@ def model_info(m: models_pb2.ModelInfo) -> ModelInfo:
             LayerDetail(d.name, d.class_name, _dims(d.output_shape), d.parameters) for d in m.layer_details
         ),
         transient=m.transient,
+        max_batch_size=m.max_batch_size,
     )
 
 

@@ -40,6 +40,9 @@ class ModelInfo:
     """The layer graph in order; `layers` names capture points (a layer called twice is two)."""
     transient: bool = False
     """Loaded by `upload_model(..., transient=True)`: in no repository, gone when unloaded."""
+    max_batch_size: int = 0
+    """The largest batch a call may send this model (its layers' declared sizes times the batch stay within
+    the server's call bounds); 0 from a server that does not say."""
 
     def __repr__(self) -> str:
         """One line, whatever the model's size: layers counted and elided (`layers` and `layer_details` hold all)."""

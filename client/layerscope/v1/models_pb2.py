@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from layerscope.v1 import tensor_pb2 as layerscope_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerscope/v1/models.proto\x12\rlayerscope.v1\x1a\x1alayerscope/v1/tensor.proto\"7\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\"Y\n\x0bLayerDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x12\n\nparameters\x18\x04 \x01(\x03\"\xef\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x0e\n\x06layers\x18\x05 \x03(\t\x12(\n\x06inputs\x18\x06 \x03(\x0b\x32\x18.layerscope.v1.InputSpec\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x31\n\rlayer_details\x18\t \x03(\x0b\x32\x1a.layerscope.v1.LayerDetail\x12\x11\n\ttransient\x18\n \x01(\x08\"\\\n\x12UploadModelRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.layerscope.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"^\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04load\x18\x04 \x01(\x08\x12\x11\n\ttransient\x18\x05 \x01(\x08\":\n\x10LoadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.layerscope.v1.ModelInfo\"L\n\x12UnloadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12\x0e\n\x06remove\x18\x02 \x01(\x08\">\n\x13UnloadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\"_\n\x0ePredictRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\"b\n\x0fPredictResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\x12&\n\x07outputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerscope/v1/models.proto\x12\rlayerscope.v1\x1a\x1alayerscope/v1/tensor.proto\"7\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\"Y\n\x0bLayerDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x12\n\nparameters\x18\x04 \x01(\x03\"\x87\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x0e\n\x06layers\x18\x05 \x03(\t\x12(\n\x06inputs\x18\x06 \x03(\x0b\x32\x18.layerscope.v1.InputSpec\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x31\n\rlayer_details\x18\t \x03(\x0b\x32\x1a.layerscope.v1.LayerDetail\x12\x11\n\ttransient\x18\n \x01(\x08\x12\x16\n\x0emax_batch_size\x18\x0b \x01(\x03\"\\\n\x12UploadModelRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.layerscope.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"^\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04load\x18\x04 \x01(\x08\x12\x11\n\ttransient\x18\x05 \x01(\x08\":\n\x10LoadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.layerscope.v1.ModelInfo\"L\n\x12UnloadModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12\x0e\n\x06remove\x18\x02 \x01(\x08\">\n\x13UnloadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\"_\n\x0ePredictRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.layerscope.v1.ModelRef\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensor\"b\n\x0fPredictResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.layerscope.v1.ModelInfo\x12&\n\x07outputs\x18\x02 \x03(\x0b\x32\x15.layerscope.v1.Tensorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LAYERDETAIL']._serialized_start=130
   _globals['_LAYERDETAIL']._serialized_end=219
   _globals['_MODELINFO']._serialized_start=222
-  _globals['_MODELINFO']._serialized_end=461
-  _globals['_UPLOADMODELREQUEST']._serialized_start=463
-  _globals['_UPLOADMODELREQUEST']._serialized_end=555
-  _globals['_UPLOADHEADER']._serialized_start=557
-  _globals['_UPLOADHEADER']._serialized_end=651
-  _globals['_LOADMODELREQUEST']._serialized_start=653
-  _globals['_LOADMODELREQUEST']._serialized_end=711
-  _globals['_LISTMODELSREQUEST']._serialized_start=713
-  _globals['_LISTMODELSREQUEST']._serialized_end=732
-  _globals['_LISTMODELSRESPONSE']._serialized_start=734
-  _globals['_LISTMODELSRESPONSE']._serialized_end=796
-  _globals['_UNLOADMODELREQUEST']._serialized_start=798
-  _globals['_UNLOADMODELREQUEST']._serialized_end=874
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=876
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=938
-  _globals['_PREDICTREQUEST']._serialized_start=940
-  _globals['_PREDICTREQUEST']._serialized_end=1035
-  _globals['_PREDICTRESPONSE']._serialized_start=1037
-  _globals['_PREDICTRESPONSE']._serialized_end=1135
+  _globals['_MODELINFO']._serialized_end=485
+  _globals['_UPLOADMODELREQUEST']._serialized_start=487
+  _globals['_UPLOADMODELREQUEST']._serialized_end=579
+  _globals['_UPLOADHEADER']._serialized_start=581
+  _globals['_UPLOADHEADER']._serialized_end=675
+  _globals['_LOADMODELREQUEST']._serialized_start=677
+  _globals['_LOADMODELREQUEST']._serialized_end=735
+  _globals['_LISTMODELSREQUEST']._serialized_start=737
+  _globals['_LISTMODELSREQUEST']._serialized_end=756
+  _globals['_LISTMODELSRESPONSE']._serialized_start=758
+  _globals['_LISTMODELSRESPONSE']._serialized_end=820
+  _globals['_UNLOADMODELREQUEST']._serialized_start=822
+  _globals['_UNLOADMODELREQUEST']._serialized_end=898
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=900
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=962
+  _globals['_PREDICTREQUEST']._serialized_start=964
+  _globals['_PREDICTREQUEST']._serialized_end=1059
+  _globals['_PREDICTRESPONSE']._serialized_start=1061
+  _globals['_PREDICTRESPONSE']._serialized_end=1159
 # @@protoc_insertion_point(module_scope)

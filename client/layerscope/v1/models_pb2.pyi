@@ -30,7 +30,7 @@ class LayerDetail(_message.Message):
     def __init__(self, name: _Optional[str] = ..., class_name: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "sha256", "parameters", "layers", "inputs", "outputs", "device", "layer_details", "transient")
+    __slots__ = ("name", "version", "sha256", "parameters", "layers", "inputs", "outputs", "device", "layer_details", "transient", "max_batch_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class ModelInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LAYER_DETAILS_FIELD_NUMBER: _ClassVar[int]
     TRANSIENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     sha256: str
@@ -51,7 +52,8 @@ class ModelInfo(_message.Message):
     device: str
     layer_details: _containers.RepeatedCompositeFieldContainer[LayerDetail]
     transient: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ..., parameters: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., layer_details: _Optional[_Iterable[_Union[LayerDetail, _Mapping]]] = ..., transient: _Optional[bool] = ...) -> None: ...
+    max_batch_size: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ..., parameters: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., layer_details: _Optional[_Iterable[_Union[LayerDetail, _Mapping]]] = ..., transient: _Optional[bool] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
 
 class UploadModelRequest(_message.Message):
     __slots__ = ("header", "chunk")

@@ -105,6 +105,11 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_layer_output_elements,
         settings.max_total_output_elements,
         settings.max_input_elements,
+        settings.max_batch_size,
+        settings.max_call_layer_bytes,
+        settings.max_call_total_bytes,
+        settings.max_probe_bytes,
+        settings.probe_idle_seconds,
     )
     # With workers on, each model version runs in its own process, which also replaces the trial load.
     workers = None

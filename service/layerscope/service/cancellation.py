@@ -22,6 +22,17 @@ def start_call() -> threading.Event:
     return flag
 
 
+def current() -> threading.Event | None:
+    """The flag of the call running in this context, if one is tracked."""
+    return _CURRENT.get()
+
+
+def detach() -> None:
+    """Work started by a call that must outlive it (a background warm-up) stops following its flag: call
+    this in the work's own thread, whose context is a copy."""
+    _CURRENT.set(None)
+
+
 def check() -> None:
     """Raise Cancelled if the current call was cancelled; free when no call is being tracked."""
     flag = _CURRENT.get()

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from layerscope.service import model_diagnosis, model_health
+from layerscope.service import cancellation, model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
+from layerscope.service.diagnosis.synthetic_inputs import FREE_DIMENSION
+from layerscope.service.domain import call_budget
 from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest, CaptureResult, check_full_size
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.model_health import ModelHealth
@@ -120,6 +122,9 @@ class Inspector:
         self._diagnoser = diagnoser
         self._telemetry = telemetry
         self._queue = ModelQueue(settings.max_queue_per_model, telemetry)
+        self._bounds = call_budget.CallBounds(
+            settings.max_batch_size, settings.max_call_layer_bytes, settings.max_call_total_bytes
+        )
         self._gauges = model_health.HealthGauges.of(diagnoser)
         self._monitor = monitor
         self._background: set[asyncio.Task[None]] = set()
@@ -176,6 +181,7 @@ class Inspector:
 
     @staticmethod
     def _warm(monitor: Monitor, model: LoadedModel) -> None:
+        cancellation.detach()  # started by a load call, it must not stop (or stop a worker) when that call ends
         spec_inputs = {
             spec.name: np.zeros((1, *(1 if d is None else d for d in spec.shape[1:])), dtype=spec.dtype)
             for spec in model.info.inputs
@@ -251,6 +257,7 @@ class Inspector:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
+        self._check_work(model, inputs)  # before sampling: a sampled Predict obeys the same bound
         with self._queue.admit(model) as waiting:
             monitor = None if model.info.transient else self._monitor  # an audit's traffic is not live traffic
             if monitor is not None and monitor.should_sample(model.info.name, model.info.version, waiting):
@@ -306,6 +313,7 @@ class Inspector:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
         self._check_batch(inputs)
+        self._check_work(model, inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         outputs = _check_selection(model, selection, inputs, limit)
         started = time.perf_counter()
@@ -353,7 +361,8 @@ class Inspector:
             self._check_batch(inputs)
         if training and training.targets:
             self._check_batch(training.targets)
-        limits = model_diagnosis.ProbeLimits(self._settings.probe_steps, self._settings.max_probe_steps)
+        rows = self._check_work(model, inputs)
+        limits = model_diagnosis.ProbeLimits(self._settings.probe_steps, self._settings.max_probe_steps, rows)
         started = time.perf_counter()
         with self._queue.admit(model):
             diagnosis = await asyncio.to_thread(
@@ -407,6 +416,17 @@ class Inspector:
                 raise LimitExceeded(
                     f"Expected a batch of at most {self._settings.max_batch_size} for input '{name}'; received {batch}."
                 )
+
+    def _check_work(self, model: LoadedModel, inputs: Mapping[str, np.ndarray] | None) -> int:
+        """The batch bound of `call_budget` (batch x what one sample declares), before anything runs. Without
+        inputs, for the probe rows Diagnose generates (fewer for a model that accepts fewer): returns them."""
+        info = model.info
+        title = f"model '{info.name}' version {info.version}"
+        if inputs:
+            call_budget.check_inputs(title, info.sample_cost, info.inputs, self._bounds, inputs)
+            return model_diagnosis.PROBE_ROWS
+        rows = (model_diagnosis.MIN_PROBE_ROWS, model_diagnosis.PROBE_ROWS)
+        return call_budget.probe_rows(title, info.sample_cost, info.inputs, self._bounds, rows, FREE_DIMENSION)
 
     def _record(
         self,

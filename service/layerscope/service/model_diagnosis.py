@@ -30,6 +30,9 @@ ACTIVATIONS = Selection(kinds=frozenset({"activation"}))
 WITH_GRADIENTS = Selection(kinds=frozenset({"activation", "kernel_gradient"}))
 DEFAULT_PROBE_STEPS = 5
 MAX_PROBE_STEPS = 50
+PROBE_ROWS = 24
+MIN_PROBE_ROWS = 3
+"""Every distribution of the generated probes appears in at least one row."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ProbeLimits:
 
     default_steps: int = DEFAULT_PROBE_STEPS
     max_steps: int = MAX_PROBE_STEPS
+    probe_rows: int = PROBE_ROWS
+    """Rows of generated probe inputs when the caller sends none (fewer for a model that accepts fewer)."""
 
     def steps(self, asked: int | None) -> int:
         steps = self.default_steps if asked is None else asked
@@ -80,7 +85,7 @@ def diagnose(
         arrays = dict(inputs)
         used = "caller inputs: " + describe_inputs(arrays)
     else:
-        probe = probe_inputs(model.engine.inputs)
+        probe = probe_inputs(model.engine.inputs, batch=(limits or ProbeLimits()).probe_rows)
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
     reply = model.engine.run(CaptureRequest(arrays, ACTIVATIONS, statistics="exact", evidence=True))
@@ -116,7 +121,9 @@ def training_evidence(
     training: TrainingOptions,
     probe_steps: int,
 ) -> tuple[CaptureResult, RuntimeEvidence]:
-    """One exact capture of activations and kernel gradients and (probe_steps > 0) the probe: one engine call."""
+    """One exact capture of activations and kernel gradients and (probe_steps > 0) the probe: one engine call.
+    Targets the loss cannot score against the outputs are captured without gradients or probe, and the rule
+    target-loss-mismatch reads their statistics."""
     probe = ProbeOptions(probe_steps, training.optimizer, training.learning_rate) if probe_steps > 0 else None
     request = CaptureRequest(
         inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss, evidence=True, probe=probe

@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request message.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest uploaded archive.")
     max_batch_size: int = Field(1024, gt=0, description="Largest batch a Predict/Capture may send.")
+    max_call_layer_bytes: int = Field(
+        1 << 30,
+        gt=0,
+        description="Bytes one layer output may hold for a whole call (batch x its declared bytes per sample); "
+        "lowers each model's largest batch (ListModels' max_batch_size).",
+    )
+    max_call_total_bytes: int = Field(
+        16 << 30,
+        gt=0,
+        description="Bytes every layer output of one call may hold together (batch x the model's declared bytes "
+        "per sample); lowers each model's largest batch too.",
+    )
     max_tensor_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Largest total of full tensors one Capture may stream."
     )
@@ -83,6 +95,15 @@ class Settings(BaseSettings):
     )
     probe_steps: int = Field(5, ge=0, le=1000, description="Training-probe steps of a Diagnose with targets.")
     max_probe_steps: int = Field(50, gt=0, le=1000, description="Most training-probe steps a Diagnose may ask for.")
+    max_probe_bytes: int = Field(
+        2 << 30,
+        gt=0,
+        description="Bytes a model's kept training probe may hold (a clone of its weights and the optimizer's "
+        "slots: about 3x the weights with Adam); a Diagnose whose probe would hold more is refused.",
+    )
+    probe_idle_seconds: float = Field(
+        300.0, gt=0, description="A model's kept training probe is let go after this long unused."
+    )
     model_workers: bool = Field(
         True,
         description="Run each loaded model version in its own worker process (crash and memory isolation): a "
@@ -100,6 +121,12 @@ class Settings(BaseSettings):
     )
     worker_call_timeout_seconds: float = Field(
         300.0, gt=0, description="Per-call deadline in a model worker; past it the worker is killed and restarted."
+    )
+    worker_abandon_grace_seconds: float | None = Field(
+        2.0,
+        ge=0,
+        description="How long a model worker may go on with a call that has ended (cancelled, past its deadline) "
+        "before it is stopped and restarted (not counted as a crash); None: it runs on to its own deadline.",
     )
     worker_gpu_memory_fraction: float | None = Field(
         None, gt=0, le=1, description="Share of each GPU's memory one model worker may take; None: grow on demand."

@@ -8,8 +8,11 @@ asked for) come back. The batch dimension is left free, so every batch size shar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ import tensorflow as tf
 from layerscope.service import cancellation
 from layerscope.service.capture.hooks import Recorded, recording, walk_layers
 from layerscope.service.capture.losses import build_loss
-from layerscope.service.capture.probe import ProbeRunner
+from layerscope.service.capture.probe import ProbeRunner, probe_cost
 from layerscope.service.capture.stats import activity_size, frozen_histogram, summarize_tensors, unpack
 from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.capture import (
@@ -43,8 +46,11 @@ from layerscope.service.domain.training import (
     compiled_losses,
     named_loss,
     probe_optimizer,
+    target_facts,
+    target_info,
+    target_mismatch,
 )
-from layerscope.service.errors import InvalidInput
+from layerscope.service.errors import InvalidInput, LimitExceeded
 from layerscope.service.runtime.native import SummaryOpLoader
 
 Arrays = Mapping[str, np.ndarray]
@@ -94,7 +100,11 @@ class CaptureEngine:
         max_traces: int = MAX_TRACES,
         summary_op: SummaryOpLoader | None = None,
         compile_config: Mapping[str, Any] | None = None,
+        max_probe_bytes: int | None = None,
+        probe_idle_seconds: float | None = None,
     ) -> None:
+        """`max_probe_bytes`: what a kept training probe may hold (clone and optimizer slots), None: no bound;
+        `probe_idle_seconds`: how long it is kept after its last use, None: until the engine goes."""
         self.model = model
         self.compile_config = compile_config
         """The compile config read as data (models load with compile=False): where the compiled loss is."""
@@ -104,11 +114,18 @@ class CaptureEngine:
         self.inputs = _input_specs(model)
         self.output_names = _output_names(model)
         self.output_specs = _output_specs(model, self.output_names)
+        self._outputs_known = _has_symbolic_outputs(model, self.output_names)
         self._max_traces = max_traces
         self._compiled: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
         self._predictors: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._probes: OrderedDict[tuple[Any, ...], ProbeRunner] = OrderedDict()
-        """At most one kept: a runner holds a full copy of the model's variables."""
+        """At most one kept: a runner holds a full copy of the model's variables and the optimizer's slots."""
+        self._max_probe_bytes = max_probe_bytes
+        self._probe_idle = probe_idle_seconds
+        self._probe_used = 0.0
+        self._release: threading.Timer | None = None
+        self.probe_bytes = 0
+        """Bytes the kept probe runner holds (clone and slots); 0 when none is kept."""
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
         self._weights: dict[str, dict[str, Summary]] | None = None
@@ -187,7 +204,9 @@ class CaptureEngine:
         named or compiled loss and optimizer (else Adam at 1e-3); a measurement per step."""
         arrays = self.prepare(inputs)
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
-        return self._probe(arrays, ys, self.loss_specs(loss), ProbeOptions(steps, optimizer, learning_rate))
+        losses = self.loss_specs(loss)
+        self.check_targets(ys, losses)
+        return self._probe(arrays, ys, losses, ProbeOptions(steps, optimizer, learning_rate))
 
     def _probe(
         self, arrays: list[np.ndarray], ys: list[np.ndarray], losses: tuple[LossSpec, ...], options: ProbeOptions
@@ -199,8 +218,47 @@ class CaptureEngine:
         with self._probe_lock:
             key = (losses, spec)
             if key not in self._probes:
+                self._probes.clear()  # the one kept goes before another is built: never two at once
+                self.probe_bytes = 0
+                cost = probe_cost(self.model, spec)
+                if self._max_probe_bytes is not None and cost.total > self._max_probe_bytes:
+                    raise LimitExceeded(
+                        f"Expected a training probe that keeps at most {self._max_probe_bytes} bytes "
+                        f"(LAYERSCOPE_MAX_PROBE_BYTES); model '{self.model.name}' would keep {cost.total}: a clone "
+                        f"of its weights ({cost.clone} bytes) and {spec.describe()}'s {cost.per_weight} slot(s) per "
+                        f"trainable weight ({cost.slots} bytes). Diagnose with probe_steps=0 for gradients alone."
+                    )
                 _remember(self._probes, key, ProbeRunner(self.model, losses, spec, self.device, _model_args), 1)
-            return self._probes[key].run(arrays, ys, steps)
+                self.probe_bytes = cost.total
+            try:
+                return self._probes[key].run(arrays, ys, steps)
+            finally:
+                self._probe_used = time.monotonic()
+                self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        """Let the kept probe go once it has been idle for `probe_idle_seconds` (the timer holds the engine
+        weakly: an unloaded model is not kept alive by its timer)."""
+        if self._probe_idle is None:
+            return
+        if self._release is not None:
+            self._release.cancel()
+        self._release = threading.Timer(self._probe_idle, _release_idle_probe, (weakref.ref(self),))
+        self._release.daemon = True
+        self._release.start()
+
+    def release_idle_probe(self) -> bool:
+        """Drop the kept probe if it has been idle long enough (a probe running now keeps it); True if dropped."""
+        if self._probe_idle is None or not self._probe_lock.acquire(blocking=False):
+            return False
+        try:
+            if not self._probes or time.monotonic() - self._probe_used < self._probe_idle:
+                return False
+            self._probes.clear()
+            self.probe_bytes = 0
+            return True
+        finally:
+            self._probe_lock.release()
 
     # -- plain forward pass -----------------------------------------------------------------------------
 
@@ -281,7 +339,24 @@ class CaptureEngine:
                 "loss on them); received no targets."
             )
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
-        return ys, self.loss_specs(loss)
+        losses = self.loss_specs(loss)
+        self.check_targets(ys, losses)
+        return ys, losses
+
+    def check_targets(self, ys: list[np.ndarray], losses: tuple[LossSpec, ...]) -> None:
+        """Targets the loss can score against the outputs, or InvalidInput naming what was expected and received:
+        a wrong shape must not reach tracing (where it is a shape error, or a silent broadcast)."""
+        if not self._outputs_known:  # a subclassed model's output shapes are known only once it has run
+            return
+        for name, spec, y, spec_loss in zip(self.output_names, self.output_specs, ys, losses, strict=True):
+            integral, low, high = target_facts(y)
+            mismatch = target_mismatch(spec.shape, spec_loss, tuple(y.shape), low, high, integral)
+            if mismatch is not None:
+                expected, received = mismatch
+                raise InvalidInput(
+                    f"Target '{name}' of model '{self.model.name}' (output shape {_shape(spec.shape)}): expected "
+                    f"{expected}; received {received}."
+                )
 
     @property
     def fused_statistics(self) -> bool:
@@ -294,10 +369,25 @@ class CaptureEngine:
     def run(self, request: CaptureRequest) -> CaptureReply:
         """Everything one Capture, Diagnose or sampled Predict needs, in one call: the inputs (and targets)
         prepared once, the full-tensor budget checked on the traced shapes before the model runs, the capture,
-        and with `evidence` the input and target statistics, with `probe` a training probe."""
+        and with `evidence` the input and target statistics, with `probe` a training probe.
+
+        With `evidence`, targets the loss cannot score against the outputs (a wrong width, class ids for a
+        one-hot loss or the reverse) are no error: only the activations are captured, and the target statistics
+        let the rule target-loss-mismatch say what was expected and received. Without it they are refused."""
         selection, statistics = request.selection, request.statistics
         _check_statistics(statistics)
         arrays = self.prepare(request.inputs)
+        targets: dict[str, TargetInfo] = {}
+        if request.evidence and request.targets:
+            ys = self.prepare_targets(request.targets, int(arrays[0].shape[0]))
+            losses = self.loss_specs(request.loss)
+            outputs = zip(self.output_names, ys, self.output_specs, strict=True)
+            targets = {name: target_info(y, spec.shape) for name, y, spec in outputs}
+            if any(info.mismatch(loss) is not None for info, loss in zip(targets.values(), losses, strict=False)):
+                kinds = selection.kinds - selection.gradients
+                result = self._capture(arrays, dataclasses.replace(selection, kinds=kinds), statistics, [], ())
+                inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
+                return CaptureReply(result, inputs, targets, losses)
         ys, losses = self._training_arguments(arrays, selection, request.targets, request.loss)
         if request.max_full_bytes is not None:
             compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
@@ -308,12 +398,12 @@ class CaptureEngine:
         inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
         if not request.targets:
             return CaptureReply(result, inputs)
-        ys = ys or self.prepare_targets(request.targets, int(arrays[0].shape[0]))
-        losses = losses or self.loss_specs(request.loss)
-        targets = {
-            name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
-            for name, y in zip(self.output_names, ys, strict=True)
-        }
+        if not ys:  # a selection without gradient kinds: the targets are prepared (and checked) for the evidence
+            ys, losses = self.prepare_targets(request.targets, int(arrays[0].shape[0])), self.loss_specs(request.loss)
+            self.check_targets(ys, losses)
+        if not targets:
+            outputs = zip(self.output_names, ys, self.output_specs, strict=True)
+            targets = {name: target_info(y, spec.shape) for name, y, spec in outputs}
         probe = None
         if request.probe is not None and request.probe.steps > 0:
             cancellation.check()  # the capture took its time: a call that has ended needs no probe
@@ -545,6 +635,12 @@ class CaptureEngine:
                 result.tensors.setdefault(path, {}).update({k: values[k] for k in chosen})
 
 
+def _release_idle_probe(engine: weakref.ref[CaptureEngine]) -> None:
+    live = engine()
+    if live is not None:
+        live.release_idle_probe()
+
+
 def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, limit: int) -> None:
     cache[key] = value
     while len(cache) > limit:
@@ -651,6 +747,13 @@ def _output_specs(model: keras.Model, names: list[str]) -> tuple[InputSpec, ...]
         InputSpec(name, tuple(t.shape), str(keras.backend.standardize_dtype(t.dtype)))
         for name, t in zip(names, tensors, strict=True)
     )
+
+
+def _has_symbolic_outputs(model: keras.Model, names: list[str]) -> bool:
+    try:
+        return len(tf.nest.flatten(model.outputs)) == len(names)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _model_args(model: keras.Model, xs: list[tf.Tensor]) -> Any:

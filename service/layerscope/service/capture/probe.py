@@ -2,13 +2,20 @@
 
 Each step runs in one compiled function: the forward pass in training mode (hooks record the outputs of
 ReLU-family and sigmoid/tanh layers), the loss, its gradients, the per-layer measurements and the update.
-Only a few numbers per layer leave the device. The clone, its optimizer and the compiled step are thrown
-away afterwards, so a probe cannot leak state into the next one or into the served weights.
+Only a few numbers per layer leave the device. Each probe starts from the served weights and a fresh
+optimizer state, so a probe cannot leak state into the next one or into the served weights.
+
+What a kept runner costs (`probe_cost`): a clone of every weight, the optimizer's slots (Adam: two per
+trainable weight) and the compiled step; the optimizer's starting state is kept as one value per slot where
+it is uniform (zeros, Adagrad's 0.1), so with Adam a kept probe holds about 3x the weights' bytes, plus the
+traced step. The engine bounds it before building one and lets it go after an idle period.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.optimizers.base_optimizer import BaseOptimizer
 
 from layerscope.service.capture.hooks import recording, walk_layers
 from layerscope.service.capture.losses import build_loss
@@ -60,14 +68,14 @@ class ProbeRunner:
         self._opt = _optimizer(optimizer)
         with tf.device(device):
             self._opt.build(trainable)
-        self._fresh = [np.array(v.numpy(), copy=True) for v in self._opt.variables]
+        self._fresh = [_Fresh.of(v) for v in self._opt.variables]
         self._step = _step_function(self._clone, self._plan, build_loss(losses), trainable, self._opt, model_args)
 
     def run(self, xs: list[np.ndarray], ys: list[np.ndarray], steps: int) -> ProbeResult:
         """`steps` updates on one batch; returns steps 0..N (N: after the last update)."""
         self._clone.set_weights(self._model.get_weights())  # the served model is only read
-        for variable, value in zip(self._opt.variables, self._fresh, strict=True):
-            variable.assign(value)
+        for variable, fresh in zip(self._opt.variables, self._fresh, strict=True):
+            variable.assign(fresh.value())
         with tf.device(self._device):
             records = [_record(step, self._plan, self._step(xs, ys)) for step in range(steps + 1)]
         # Step N measures the state after N updates; the update it also made touched only the clone (reset
@@ -79,6 +87,65 @@ class ProbeRunner:
             loss=", ".join(s.name + (" (from_logits)" if s.from_logits else "") for s in self._losses),
             learning_layers=tuple(path for path, _ in self._plan.learning),
         )
+
+
+@dataclass(frozen=True)
+class ProbeCost:
+    """What a kept probe runner holds, in bytes, before it is built."""
+
+    clone: int
+    """A copy of every weight of the model."""
+    slots: int
+    """The optimizer's slot variables: `per_weight` of each trainable weight."""
+    per_weight: int
+
+    @property
+    def total(self) -> int:
+        return self.clone + self.slots
+
+
+def probe_cost(model: keras.Model, optimizer: OptimizerSpec) -> ProbeCost:
+    """The bytes a probe runner of `model` with `optimizer` keeps, counted before it is built."""
+    per_weight = _slots_per_weight(optimizer)
+    trainable = sum(_nbytes(v) for v in model.trainable_weights)
+    return ProbeCost(sum(_nbytes(v) for v in model.weights), per_weight * trainable, per_weight)
+
+
+def _nbytes(variable: Any) -> int:
+    itemsize = int(np.dtype(keras.backend.standardize_dtype(variable.dtype)).itemsize)
+    return int(np.prod(variable.shape, dtype=np.int64)) * itemsize
+
+
+@functools.lru_cache(maxsize=64)
+def _slots_per_weight(spec: OptimizerSpec) -> int:
+    """How many variables of a weight's shape the optimizer keeps per trainable weight, found by building it on
+    one small weight: so momentum, amsgrad or a centered RMSprop are counted as configured."""
+    optimizer = _optimizer(spec)
+    probe = keras.Variable(np.zeros((3, 5), "float32"), name="probe")
+    optimizer.build([probe])
+    return sum(1 for v in optimizer.variables if tuple(v.shape) == (3, 5))
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    """An optimizer variable's starting value: one number when it is uniform (every slot of the optimizers a
+    probe takes starts so), the whole array otherwise."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill: Any
+    array: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, variable: Any) -> _Fresh:
+        value = np.asarray(variable.numpy())
+        flat = value.reshape(-1)
+        if flat.size == 0 or bool((flat == flat[0]).all()):
+            return cls(value.shape, value.dtype, flat[0].item() if flat.size else 0)
+        return cls(value.shape, value.dtype, None, np.array(value, copy=True))
+
+    def value(self) -> np.ndarray:
+        return self.array if self.array is not None else np.full(self.shape, self.fill, self.dtype)
 
 
 def _clone(model: keras.Model) -> keras.Model:
@@ -124,6 +191,19 @@ def _optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
         optimizer: keras.optimizers.Optimizer = cls(learning_rate=spec.learning_rate, **dict(spec.options))
     except (TypeError, ValueError):  # an option this class does not take: the learning rate is what matters
         optimizer = cls(learning_rate=spec.learning_rate)
+    return _without_distribution(optimizer)
+
+
+def _without_distribution(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer's updates as Keras's backend-neutral loop, not through tf.distribute.
+
+    Keras's TensorFlow optimizer routes each update through `tf.distribute` (`maybe_merge_call`, then
+    `extended.update` per variable). Traced in a `tf.function`, that keeps every variable it updates alive
+    after the function, the clone and the optimizer are gone: each probe runner built and dropped leaked a
+    clone and its slots (about 4x the weights with Adam; tests/security/test_probe_memory.py). A probe runs
+    on one device, where the distributed update is this same loop."""
+    optimizer._backend_update_step = types.MethodType(BaseOptimizer._backend_update_step, optimizer)
+    optimizer._apply_weight_decay = types.MethodType(BaseOptimizer._apply_weight_decay, optimizer)
     return optimizer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layerscope.service.domain.call_budget import SampleCost
 from layerscope.service.domain.description import InputSpec, LayerDetail
 from layerscope.service.errors import InvalidInput
 
@@ -42,3 +43,8 @@ class ModelInfo:
     transient: bool = False
     """Loaded from a transient upload (an audit through the server): in no repository, its runs are audit runs,
     and no metric or live monitoring counts it."""
+    sample_cost: SampleCost | None = None
+    """What one sample declares (bytes by dtype), measured before loading; None when it was not measured (a
+    local audit of trusted code)."""
+    max_batch_size: int = 0
+    """The largest batch a call may send this model (`call_budget`); 0: not bounded beyond the server's."""

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from layerscope.service.domain.summary import Summary
+import numpy as np
+
+from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.errors import InvalidInput
 
 LOSSES = frozenset(
@@ -235,10 +237,80 @@ class TrainingOptions:
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What the rules see of one output's targets: their statistics and shape (never the values)."""
+    """What the rules see of one output's targets: their statistics and shape (never the values), and the
+    shape of the output they are scored against."""
 
     summary: Summary
     shape: tuple[int, ...]
+    integral: bool = False
+    """Every finite target is a whole number (class ids can be)."""
+    output_shape: tuple[int | None, ...] | None = None
+
+    def mismatch(self, loss: LossSpec) -> tuple[str, str] | None:
+        """(expected, received) when the loss cannot score these targets against the output; None when it can."""
+        if self.output_shape is None:
+            return None
+        s = self.summary
+        finite = s.count > s.non_finite
+        low, high = (s.min, s.max) if finite else (0.0, 0.0)
+        return target_mismatch(self.output_shape, loss, self.shape, low, high, self.integral)
+
+
+def target_info(y: np.ndarray, output_shape: tuple[int | None, ...]) -> TargetInfo:
+    """What the rules see of one output's targets. An output shape of (None,) is what an engine reports for a
+    model whose outputs it cannot see before running it (subclassed): unknown, so never judged."""
+    integral, _, _ = target_facts(y)
+    known = None if tuple(output_shape) == (None,) else tuple(output_shape)
+    return TargetInfo(summarize(y, per_unit=False), tuple(y.shape), integral, known)
+
+
+def target_facts(y: Any) -> tuple[bool, float, float]:
+    """(whole numbers?, min, max) of a target array's finite values."""
+    values = np.asarray(y)
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values.reshape(-1)
+    if finite.size == 0:
+        return False, 0.0, 0.0
+    integral = values.dtype.kind in "iub" or bool(np.all(np.floor(finite) == finite))
+    return integral, float(finite.min()), float(finite.max())
+
+
+def target_mismatch(
+    output: tuple[int | None, ...], loss: LossSpec, target: tuple[int, ...], low: float, high: float, integral: bool
+) -> tuple[str, str] | None:
+    """(expected, received) when targets of this shape and range cannot be scored by `loss` against an output of
+    shape `output` (batch first); None when they can. Keras would fail inside the traced loss (a shape error),
+    or worse broadcast a (batch, 1) target across every unit: both are refused here, before anything runs.
+
+    Class-id losses (sparse categorical cross-entropy) take one integer id in [0, classes) per output row:
+    shape (batch, ...) or (batch, ..., 1). Every other loss takes the output's own shape ((batch,) for a
+    (batch, 1) output too, as Keras squeezes it)."""
+    per_row, got = tuple(output[1:]), tuple(target[1:])
+    batch = target[0] if target else 0
+    kind = "integers" if integral else "values"
+    received = f"{kind} of shape {_shape(target)} in [{low:g}, {high:g}]"
+    if loss.name in INDEX_TARGET_LOSSES:
+        classes = per_row[-1] if per_row else None
+        ids = per_row[:-1]
+        if not (_fits(ids, got) or _fits((*ids, 1), got)):
+            hint = " (one-hot rows: use categorical_crossentropy, or send y.argmax(-1))" if _fits(per_row, got) else ""
+            return f"one class id per row, shape {_shape((batch, *ids))}, for {loss.name}", received + hint
+        if not integral or low < 0 or (classes is not None and high >= classes):
+            return f"integer class ids in [0, {classes}) for {loss.name} over {classes} classes", received
+        return None
+    if _fits(per_row, got) or (per_row[-1:] == (1,) and _fits(per_row[:-1], got)) or _fits((*per_row, 1), got):
+        return None  # Keras squeezes or expands a trailing 1 to the output's rank
+    hint = ""
+    if "categorical" in loss.name and integral and (_fits(per_row[:-1], got) or _fits((*per_row[:-1], 1), got)):
+        hint = " (class ids: use sparse_categorical_crossentropy, or one-hot encode them)"
+    return f"targets of the output's shape {_shape((batch, *per_row))} for {loss.name}", received + hint
+
+
+def _fits(expected: tuple[int | None, ...], received: tuple[int, ...]) -> bool:
+    return len(expected) == len(received) and all(e is None or e == r for e, r in zip(expected, received, strict=True))
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def probe_to_data(probe: ProbeResult) -> dict[str, Any]:

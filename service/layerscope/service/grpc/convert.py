@@ -137,6 +137,7 @@ def model_info(info: ModelInfo) -> models_pb2.ModelInfo:
             for d in info.layer_details
         ],
         transient=info.transient,
+        max_batch_size=info.max_batch_size,
     )
 
 

@@ -15,7 +15,7 @@ import keras
 
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.errors import InvalidInput, UnsafeModel
-from layerscope.service.models.budget import ModelBudget, check_budget
+from layerscope.service.models.budget import Declared, ModelBudget, check_budget
 from layerscope.service.models.describe import describe
 from layerscope.service.models.isolation import trial_load
 from layerscope.service.models.scanner import ScanLimits, scan_archive
@@ -29,6 +29,8 @@ class LoadedArchive:
     description: ModelDescription
     sha256: str
     compile_config: dict[str, Any] | None
+    declared: Declared | None = None
+    """What the config declares, measured before loading (None: not measured, `allow_custom`)."""
 
 
 def load_archive(
@@ -42,8 +44,9 @@ def load_archive(
     """Scan, bound what the config declares, optionally load once in a child process, then load; refusals
     say what was expected and found."""
     report = scan_archive(path, limits or ScanLimits(), allow_custom=allow_custom)
+    declared = None
     if not allow_custom:  # a local audit of trusted code may declare what it likes
-        check_budget(report.config, budget or ModelBudget())
+        declared = check_budget(report.config, budget or ModelBudget())
     if trial_timeout is not None:
         trial_load(path, trial_timeout)
     try:
@@ -58,7 +61,8 @@ def load_archive(
     if not isinstance(model, keras.Model):
         raise InvalidInput(f"Expected a keras.Model in the archive; received {type(model).__name__}.")
     compile_config = report.compile_config
-    return LoadedArchive(model, describe(model, compile_config, name=name), report.sha256, compile_config)
+    description = describe(model, compile_config, name=name)
+    return LoadedArchive(model, description, report.sha256, compile_config, declared)
 
 
 def _first_line(exc: Exception) -> str:

@@ -30,6 +30,7 @@ class Engine(Protocol):
     device: str
     inputs: tuple[InputSpec, ...]
     output_names: list[str]
+    output_specs: tuple[InputSpec, ...]
 
     @property
     def layer_classes(self) -> list[tuple[str, str]]: ...
@@ -68,8 +69,16 @@ def open_model(
     budget: ModelBudget | None = None,
 ) -> LoadedModel:
     """Load one archive into a ready engine: shared by the server and local audits."""
+    budget = budget or ModelBudget()
     archive = load_archive(path, name, limits, trial_timeout, allow_custom, budget)
-    engine = CaptureEngine(archive.model, summary_op=summary_op, compile_config=archive.description.compile_config)
+    engine = CaptureEngine(
+        archive.model,
+        summary_op=summary_op,
+        compile_config=archive.description.compile_config,
+        max_probe_bytes=budget.max_probe_bytes,
+        probe_idle_seconds=budget.probe_idle_seconds,
+    )
+    cost = archive.declared.cost() if archive.declared else None
     info = ModelInfo(
         name=name,
         version=version,
@@ -81,6 +90,8 @@ def open_model(
         device=engine.device,
         output_specs=engine.output_specs,
         layer_details=archive.description.layer_details(),
+        sample_cost=cost,
+        max_batch_size=budget.call_bounds().largest_batch(cost),
     )
     return LoadedModel(info, engine, archive.description)
 

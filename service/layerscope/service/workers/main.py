@@ -52,6 +52,7 @@ def _start(spec: WorkerSpec) -> tuple[Any, Ready]:
     gpus = start_tensorflow() if fraction is None else start_tensorflow_with_gpu_share(fraction)
     # Only now: these import TensorFlow, whose start-up chatter the calls above keep off stderr.
     from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
+    from layerscope.service.domain.call_budget import check_inputs
     from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest
     from layerscope.service.models.budget import ModelBudget
     from layerscope.service.models.registry import open_model
@@ -65,6 +66,8 @@ def _start(spec: WorkerSpec) -> tuple[Any, Ready]:
     loaded = open_model(Path(spec.path), spec.name, spec.version, summary_op=summary_op, budget=budget)
     try:  # traced before the first call needs them: plain inference, and live monitoring's sampled capture
         probes = probe_inputs(loaded.engine.inputs, batch=3).arrays
+        bounds = (budget or ModelBudget()).call_bounds()  # a warm-up asks no more than a caller may
+        check_inputs(spec.name, loaded.info.sample_cost, loaded.info.inputs, bounds, probes)
         loaded.engine.predict(probes)
         loaded.engine.warm(CaptureRequest(probes, LIVE_SELECTION))
     except Exception:  # only a warm-up: a model that cannot run on probes still serves its callers' inputs

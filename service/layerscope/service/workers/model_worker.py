@@ -21,10 +21,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from layerscope.service import cancellation
 from layerscope.service.domain.capture import CaptureReply, CaptureRequest
-from layerscope.service.errors import DeadlineExceeded, ModelUnavailable
+from layerscope.service.errors import Cancelled, DeadlineExceeded, ModelUnavailable
 from layerscope.service.workers.policy import RestartPolicy
-from layerscope.service.workers.process import CallTimedOut, Cause, WorkerDied, WorkerProcess, describe_exit
+from layerscope.service.workers.process import (
+    CallAbandoned,
+    CallTimedOut,
+    Cause,
+    WorkerDied,
+    WorkerProcess,
+    describe_exit,
+)
 from layerscope.service.workers.protocol import Ready
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,10 @@ class ModelWorker:
         start_timeout: float,
         observer: WorkerObserver,
         make_room: Callable[[ModelWorker], None] = lambda worker: None,
+        abandon_grace: float | None = None,
     ) -> None:
+        """`abandon_grace`: how long the worker may go on with a call that has ended (cancelled, past its
+        deadline) before it is stopped and restarted; None: it runs on to `call_timeout`."""
         info = ready.info
         self.name, self.version = info.name, info.version
         self.inputs = info.inputs
@@ -75,6 +86,7 @@ class ModelWorker:
         self._call_timeout = call_timeout
         self._start_timeout = start_timeout
         self._observer = observer
+        self._abandon_grace = abandon_grace
         self._state = State.READY
         self._last_cause: Cause | None = None
         self._kill_cause: Cause | None = None
@@ -153,9 +165,19 @@ class ModelWorker:
         with self._calls:
             self.last_used = time.monotonic()
             process = self._ready()
+            cancellation.check()  # its caller left while it waited for the worker: it never starts
             started = time.perf_counter()
+            ended = cancellation.current() if self._abandon_grace is not None else None
+            grace = self._abandon_grace or 0.0
             try:
-                value, seconds = process.call(method, args, kwargs, self._call_timeout)
+                value, seconds = process.call(method, args, kwargs, self._call_timeout, ended, grace)
+            except CallAbandoned:
+                text = f"its call ended (cancelled or past its deadline) and it ran on for {grace:g} s"
+                self._kill(process, Cause("abandoned", text, counts=False))
+                raise Cancelled(
+                    f"Expected {self._title} to stop when its call ended; it ran on for {grace:g} s "
+                    "(worker_abandon_grace_seconds), so its worker was stopped and is being restarted."
+                ) from None
             except CallTimedOut:
                 self._kill(process, Cause("deadline", f"a call ran past the {self._call_timeout:g} s deadline"))
                 raise DeadlineExceeded(
@@ -251,7 +273,7 @@ class ModelWorker:
     def _restart(self, cause: Cause) -> WorkerProcess | None:
         """Start a new worker after a backoff; None when closed meanwhile or when the policy gives up."""
         while True:
-            backoff = self._policy.crashed()
+            backoff = self._policy.crashed() if cause.counts else self._policy.first_backoff
             with self._cond:
                 self._last_cause = cause
                 if self._state is State.CLOSED:

@@ -23,6 +23,7 @@ class RestartPolicy:
             raise ValueError(f"Expected max_crashes >= 1; received {max_crashes}.")
         self.max_crashes = max_crashes
         self.window_seconds = window_seconds
+        self.first_backoff = first_backoff
         self._first = first_backoff
         self._max = max_backoff
         self._clock = clock

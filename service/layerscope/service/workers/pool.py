@@ -69,6 +69,7 @@ class WorkerPool:
             settings.load_timeout_seconds,
             self._observer,
             self.make_room,
+            settings.worker_abandon_grace_seconds,
         )
         with self._lock:
             self._workers.add(engine)

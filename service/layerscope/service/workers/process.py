@@ -13,6 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -24,6 +26,8 @@ from layerscope.service.workers.transport import Inbox, Outbox, remove_blocks
 
 EXIT_WAIT_SECONDS = 5.0
 """How long a worker whose socket closed gets to exit before it is killed."""
+POLL_SECONDS = 0.1
+"""How often a call waiting on its worker looks whether the call itself has ended."""
 
 _SIGNAL_MEANING = {
     signal.SIGKILL: "the kernel's out-of-memory killer or an operator",
@@ -40,6 +44,9 @@ class Cause:
 
     label: str
     text: str
+    counts: bool = True
+    """Whether it counts as a crash toward failing the model: not when the server stopped it on purpose
+    because its call had ended (a caller cancelling calls must not be able to fail a model for everyone)."""
 
 
 class WorkerDied(Exception):
@@ -50,6 +57,11 @@ class WorkerDied(Exception):
 
 class CallTimedOut(Exception):
     pass
+
+
+class CallAbandoned(Exception):
+    """The call the worker is running ended (cancelled, past its deadline) and the worker ran on for the
+    grace period: the owner stops it, so no CPU stays busy for a caller that is gone."""
 
 
 class WorkerCallFailed(RuntimeError):
@@ -126,16 +138,24 @@ class WorkerProcess:
         assert isinstance(message, Ready), f"unexpected first message {type(message).__name__}"
         return message
 
-    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def call(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        ended: threading.Event | None = None,
+        grace: float = 0.0,
+    ) -> tuple[Any, float]:
         """The engine's answer and the seconds the engine itself took in the worker.
 
-        Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout` (the worker is
-        left running: the owner decides), and the engine's own error when it raised one."""
+        Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout`, CallAbandoned
+        when `ended` (the call's cancellation flag) has been set for `grace` seconds (the worker is left
+        running either way: the owner decides), and the engine's own error when it raised one."""
         arguments = self._outbox.pack((args, kwargs))
         try:
             self._connection.send(Call(method, arguments))
-            if not self._readable.poll(timeout * 1000):  # readable also at end of file: a death
-                raise CallTimedOut()
+            self._await_reply(timeout, ended, grace)
             reply = self._connection.recv()
         except (EOFError, OSError):
             raise WorkerDied(self.death_cause()) from None
@@ -145,6 +165,24 @@ class WorkerProcess:
             raise WorkerCallFailed(f"{reply.summary}\nin the worker of model '{self.spec.name}':\n{reply.traceback}")
         assert isinstance(reply, Done), f"unexpected reply {type(reply).__name__}"
         return self._inbox.unpack(reply.result), reply.seconds
+
+    def _await_reply(self, timeout: float, ended: threading.Event | None, grace: float) -> None:
+        """Until the worker's socket is readable (an answer, or end of file: a death)."""
+        now = time.monotonic()
+        deadline, since = now + timeout, None
+        while True:
+            wait = deadline - now
+            if ended is not None:
+                if since is None and ended.is_set():
+                    since = now
+                wait = min(wait, POLL_SECONDS if since is None else since + grace - now)
+            if self._readable.poll(max(0.0, wait) * 1000):
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise CallTimedOut()
+            if since is not None and now >= since + grace:
+                raise CallAbandoned()
 
     def death_cause(self) -> Cause:
         """Why the worker is gone (it closed its socket): waits briefly for its exit status."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.models import ModelInfo
@@ -34,7 +35,7 @@ class WorkerSpec:
     gpu_memory_fraction: float | None = None
     fused_statistics: bool = True
     kernel_cache_dir: str | None = None
-    budget: dict[str, int] | None = None
+    budget: dict[str, Any] | None = None
     """The server's `ModelBudget`, which the worker's own load applies again (None: the defaults)."""
 
     def to_json(self) -> str:

@@ -34,7 +34,7 @@ DESIGN_CODES = {
     "bias-before-batchnorm", "dropout-placement", "feature-map-too-small", "cnn-design-smell", "non-finite",
     "dead-units", "saturated-units", "exploding-activations", "vanishing-activations", "constant-output",
     "unscaled-input", "dead-weights", "vanishing-gradients", "exploding-gradients", "loss-not-decreasing",
-    "units-die-in-training", "output-range-mismatch", "bounded-output-regression",
+    "units-die-in-training", "output-range-mismatch", "bounded-output-regression", "target-loss-mismatch",
 }  # fmt: skip
 
 

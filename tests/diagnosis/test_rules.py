@@ -104,11 +104,12 @@ def test_severities_follow_the_contract() -> None:
         "units-die-in-training": Severity.WARNING,
         "output-range-mismatch": Severity.ERROR,
         "bounded-output-regression": Severity.INFO,
+        "target-loss-mismatch": Severity.ERROR,
     }
     assert {code: cls.severity for code, cls in RULES.items()} == expected
     runtime = {"non-finite", "dead-units", "saturated-units", "exploding-activations", "vanishing-activations"}
     runtime |= {"constant-output", "unscaled-input", "dead-weights"}
     assert {code for code, cls in RULES.items() if cls.kind == "runtime"} == runtime
     training = {"vanishing-gradients", "exploding-gradients", "loss-not-decreasing", "units-die-in-training"}
-    training |= {"output-range-mismatch"}
+    training |= {"output-range-mismatch", "target-loss-mismatch"}
     assert {code for code, cls in RULES.items() if cls.kind == "training"} == training

@@ -19,7 +19,8 @@ from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.findings import Finding
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary, summarize
-from layerscope.service.domain.training import ProbeResult, TargetInfo, TrainingOptions
+from layerscope.service.domain.targets import mismatched_targets
+from layerscope.service.domain.training import ProbeResult, TrainingOptions, target_info
 from layerscope.service.errors import InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:  # the engine and the models import TensorFlow; diagnosis only names their types
@@ -117,12 +118,21 @@ def training_evidence(
     training: TrainingOptions,
     probe_steps: int,
 ) -> tuple[CaptureResult, RuntimeEvidence]:
-    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe."""
-    result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
+    """One exact capture of activations and kernel gradients, then (probe_steps > 0) the probe.
+
+    Targets that do not fit their loss (one-hot rows under a sparse loss, say) get neither: Keras could not
+    compute the loss. One capture of the activations runs instead, and target-loss-mismatch says why."""
     prepared = engine.prepare(inputs)
     ys = engine.prepare_targets(targets, int(prepared[0].shape[0]))
+    losses = engine.loss_specs(training.loss)
+    infos = {name: target_info(y) for name, y in zip(engine.output_names, ys, strict=True)}
+    fit = not mismatched_targets(engine.output_specs, losses, infos)
+    if fit:
+        result = engine.capture(inputs, WITH_GRADIENTS, statistics="exact", targets=targets, loss=training.loss)
+    else:
+        result = engine.capture(inputs, ACTIVATIONS, statistics="exact")
     probe = None
-    if probe_steps > 0:
+    if probe_steps > 0 and fit:
         probe = engine.probe(inputs, targets, probe_steps, training.loss, training.optimizer, training.learning_rate)
     gradients = {
         point: {k: s for k, s in kinds.items() if k.endswith("gradient")} for point, kinds in result.summaries.items()
@@ -134,12 +144,10 @@ def training_evidence(
         caller_inputs=True,
         training=TrainingEvidence(
             gradients={p: kinds for p, kinds in gradients.items() if kinds},
-            targets={
-                name: TargetInfo(summarize(y, per_unit=False), tuple(y.shape))
-                for name, y in zip(engine.output_names, ys, strict=True)
-            },
-            losses=engine.loss_specs(training.loss),
+            targets=infos,
+            losses=losses,
             probe=probe,
+            outputs=tuple(engine.output_specs),
         ),
     )
     return result, evidence

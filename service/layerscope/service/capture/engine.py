@@ -28,6 +28,7 @@ from layerscope.service.capture.weights import named_weights, weight_values
 from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.selection import Selection, variable_role
 from layerscope.service.domain.summary import STATISTICS_LEVELS, Summary, summarize
+from layerscope.service.domain.targets import mismatched_targets
 from layerscope.service.domain.training import (
     LOSSES,
     LossSpec,
@@ -35,6 +36,7 @@ from layerscope.service.domain.training import (
     compiled_losses,
     named_loss,
     probe_optimizer,
+    target_info,
 )
 from layerscope.service.errors import InvalidInput
 from layerscope.service.runtime.native import SummaryOpLoader
@@ -189,6 +191,7 @@ class CaptureEngine:
         arrays = self.prepare(inputs)
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
         losses = self.loss_specs(loss)
+        self._check_targets_fit(ys, losses)
         spec = probe_optimizer(self.compile_config, optimizer, learning_rate)
         # One probe at a time per model (the runner's clone is reused), under its own lock: a probe hooks only
         # into the clone, so captures of the served model need not wait for its steps.
@@ -266,7 +269,16 @@ class CaptureEngine:
                 "loss on them); received no targets."
             )
         ys = self.prepare_targets(targets, int(arrays[0].shape[0]))
-        return ys, self.loss_specs(loss)
+        losses = self.loss_specs(loss)
+        self._check_targets_fit(ys, losses)
+        return ys, losses
+
+    def _check_targets_fit(self, ys: list[np.ndarray], losses: tuple[LossSpec, ...]) -> None:
+        """Targets that do not fit their loss are refused before Keras fails on them (a diagnosis reports them
+        as the finding target-loss-mismatch instead, in the same words)."""
+        infos = {spec.name: target_info(y) for spec, y in zip(self.output_specs, ys, strict=True)}
+        for name, mismatch in mismatched_targets(self.output_specs, losses, infos).items():
+            raise InvalidInput(f"{mismatch.sentence(name)} {mismatch.fix}")
 
     @property
     def fused_statistics(self) -> bool:
@@ -571,8 +583,16 @@ def _output_specs(model: keras.Model, names: list[str]) -> tuple[InputSpec, ...]
         tensors = tf.nest.flatten(model.outputs)
     except (AttributeError, ValueError):  # subclassed: known once called
         tensors = []
-    if len(tensors) != len(names):
-        return tuple(InputSpec(name, (None,), "float32") for name in names)
+    if len(tensors) != len(names):  # one call on a single example tells the shapes (the batch left free)
+        spec = _input_specs(model)[0]
+        probe = np.zeros((1, *(d or 1 for d in spec.shape[1:])), spec.dtype)
+        tensors = tf.nest.flatten(model(probe, training=False))
+        if len(tensors) != len(names):
+            return tuple(InputSpec(name, (None,), "float32") for name in names)
+        return tuple(
+            InputSpec(name, (None, *t.shape[1:]), str(keras.backend.standardize_dtype(t.dtype)))
+            for name, t in zip(names, tensors, strict=True)
+        )
     return tuple(
         InputSpec(name, tuple(t.shape), str(keras.backend.standardize_dtype(t.dtype)))
         for name, t in zip(names, tensors, strict=True)

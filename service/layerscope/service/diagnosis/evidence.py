@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from layerscope.service.domain.description import InputSpec
 from layerscope.service.domain.summary import LayerSummaries, Summary
 from layerscope.service.domain.training import LossSpec, ProbeResult, TargetInfo
 
@@ -28,6 +29,10 @@ class TrainingEvidence:
     losses: tuple[LossSpec, ...]
     """The loss of each output, in output order."""
     probe: ProbeResult | None = None
+    outputs: tuple[InputSpec, ...] = field(default=())
+    """The model's outputs (name, declared shape), in output order: what the targets are checked against.
+    With targets that do not fit their loss there are no gradients and no probe (Keras cannot compute
+    the loss)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from layerscope.service.domain.summary import Summary
+import numpy as np
+
+from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.errors import InvalidInput
 
 LOSSES = frozenset(
@@ -60,6 +62,8 @@ REGRESSION_LOSSES = frozenset(
 )
 INDEX_TARGET_LOSSES = frozenset({"sparse_categorical_crossentropy"})
 """Losses whose targets are class indices, not values the output should reach."""
+ONE_HOT_TARGET_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"})
+"""Losses whose targets are rows as wide as the output (one-hot, or a distribution), never class indices."""
 OPTIMIZERS = {
     "sgd": "SGD",
     "adam": "Adam",
@@ -235,10 +239,28 @@ class TrainingOptions:
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What the rules see of one output's targets: their statistics and shape (never the values)."""
+    """What the rules see of one output's targets: their statistics, shape and two facts about their
+    values (never the values themselves)."""
 
     summary: Summary
     shape: tuple[int, ...]
+    fractional: float = 0.0
+    """The largest distance of a finite value from a whole number: 0.0 for class indices."""
+    one_hot: bool = False
+    """True when the last axis is wider than 1 and every row along it is 0/1 with a single 1."""
+
+
+def target_info(y: np.ndarray) -> TargetInfo:
+    """Statistics and facts of one output's targets, read once from the array."""
+    values = np.asarray(y)
+    flat = values.astype(np.float64, copy=False).ravel()
+    finite = flat[np.isfinite(flat)]
+    fractional = float(np.abs(finite - np.round(finite)).max()) if finite.size else 0.0
+    one_hot = False
+    if values.ndim >= 2 and values.shape[-1] > 1 and values.size and fractional == 0.0:
+        rows = values.reshape(-1, values.shape[-1])
+        one_hot = bool(((rows == 0) | (rows == 1)).all() and (rows.sum(axis=-1) == 1).all())
+    return TargetInfo(summarize(values, per_unit=False), tuple(values.shape), fractional, one_hot)
 
 
 def probe_to_data(probe: ProbeResult) -> dict[str, Any]:

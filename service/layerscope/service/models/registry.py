@@ -31,6 +31,7 @@ class Engine(Protocol):
     device: str
     inputs: tuple[InputSpec, ...]
     output_names: list[str]
+    output_specs: tuple[InputSpec, ...]
 
     @property
     def layer_classes(self) -> list[tuple[str, str]]: ...

@@ -31,6 +31,7 @@ from layerscope.service.diagnosis.rules.redundant_activation import RedundantAct
 from layerscope.service.diagnosis.rules.saturated_units import SaturatedUnits
 from layerscope.service.diagnosis.rules.saturating_deep_stack import SaturatingDeepStack
 from layerscope.service.diagnosis.rules.softmax_single_unit import SoftmaxSingleUnit
+from layerscope.service.diagnosis.rules.target_loss_mismatch import TargetLossMismatch
 from layerscope.service.diagnosis.rules.units_die_in_training import UnitsDieInTraining
 from layerscope.service.diagnosis.rules.unscaled_input import UnscaledInput
 from layerscope.service.diagnosis.rules.vanishing_activations import VanishingActivations
@@ -65,6 +66,7 @@ RULE_CLASSES: tuple[type[Rule], ...] = (
     LossNotDecreasing,
     UnitsDieInTraining,
     OutputRangeMismatch,
+    TargetLossMismatch,
 )
 
 

@@ -7,6 +7,7 @@ from layerscope.service.diagnosis.rules.base import TrainingRule, check_at_least
 from layerscope.service.diagnosis.rules.outputs import output_layers, output_range, range_text
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.findings import Finding, Severity
+from layerscope.service.domain.targets import mismatched_targets
 from layerscope.service.domain.training import INDEX_TARGET_LOSSES
 
 
@@ -31,11 +32,14 @@ class OutputRangeMismatch(TrainingRule):
         findings = []
         layers = output_layers(description)
         targets = list(training.targets.items())
+        # Targets that do not fit the loss at all (class indices under a categorical loss): target-loss-mismatch
+        # says so, and their range means nothing until they do.
+        unfit = mismatched_targets(training.outputs, training.losses, training.targets)
         for i, (layer, (name, target)) in enumerate(zip(layers, targets, strict=False)):
             loss = training.losses[i].name if i < len(training.losses) else ""
             bounded = output_range(layer)
             shape = layer.output_shapes[0] if layer.output_shapes else ()
-            if bounded is None or loss in INDEX_TARGET_LOSSES or len(target.shape) < len(shape):
+            if bounded is None or loss in INDEX_TARGET_LOSSES or len(target.shape) < len(shape) or name in unfit:
                 continue  # class indices are not values the output should reach
             activation, (low, high) = bounded
             s = target.summary

@@ -55,6 +55,7 @@ class FakeEngine:
     device = "CPU:0"
     inputs = (InputSpec("x", (None, 3), "float32"),)
     output_names = ["y"]  # noqa: RUF012 - the protocol's attribute
+    output_specs = (InputSpec("y", (None, 1), "float32"),)
 
     def __init__(self) -> None:
         self.calls: list[str] = []

@@ -1102,6 +1102,17 @@ def scaled_features(model: keras.Model) -> dict[str, np.ndarray]:
     return {spec.name: rng.normal(0.0, 1.0, size=(6, *spec.shape[1:])).astype("float32")}
 
 
+def one_nan_value(model: keras.Model) -> dict[str, np.ndarray]:
+    """Scaled inputs with a single NaN: the ReLU after the first layer turns it into 0 on this TensorFlow."""
+    arrays = scaled_features(model)
+    next(iter(arrays.values())).flat[5] = np.nan
+    return arrays
+
+
+def all_nan(model: keras.Model) -> dict[str, np.ndarray]:
+    return {name: np.full_like(a, np.nan) for name, a in scaled_features(model).items()}
+
+
 # -- runtime: dead-weights -----------------------------------------------------------------------------
 
 
@@ -1255,7 +1266,10 @@ CASES: tuple[Case, ...] = (
     # runtime
     Case("non-finite", mlp_nan_kernel, True, ("hidden2",), "kernel weights"),
     Case("non-finite", cnn_overflow, True, ("conv",), "in its output"),
+    Case("non-finite", small_cnn, True, ("image",), "Input 'image' holds non-finite values", inputs=one_nan_value),
+    Case("non-finite", small_cnn, True, ("image",), "received 4608 NaN, 0 +Inf and 0 -Inf of 4608", inputs=all_nan),
     Case("non-finite", mlp_relu, False),
+    Case("non-finite", small_cnn, False, inputs=scaled_features),
     Case("dead-units", mlp_dead_relu, True, ("hidden1",), "16 of 16 units", also=(("hidden2",),)),
     Case("dead-units", cnn_dead_conv, True, ("conv",), "Conv2D 'conv'", also=(("hidden",),)),
     Case("dead-units", mlp_dead_relu_layer, True, ("relu",), "ReLU 'relu'"),

@@ -24,6 +24,7 @@ from layerscope.service import model_diagnosis, model_health
 from layerscope.service.compare import Comparison, compare
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.inputs import check_inputs
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import (
@@ -232,6 +233,7 @@ class Inspector:
     async def predict(self, ref: ModelRef, inputs: Mapping[str, np.ndarray]) -> tuple[ModelInfo, dict[str, np.ndarray]]:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
+        check_inputs(model.info.name, model.info.inputs, inputs)
         self._check_batch(inputs)
         with self._queue.admit(model) as waiting:
             monitor = self._monitor
@@ -285,6 +287,7 @@ class Inspector:
             raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
+        check_inputs(model.info.name, model.info.inputs, inputs)
         self._check_batch(inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         outputs = _check_selection(model, selection, inputs, limit)

@@ -17,6 +17,7 @@ from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvidence
 from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.inputs import check_inputs
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary, summarize
 from layerscope.service.domain.targets import mismatched_targets
@@ -70,6 +71,8 @@ def diagnose(
 ) -> Diagnosis:
     """Static and runtime findings; with targets (`training.targets`) the training rules too, on the
     gradients of the loss and on a short probe of optimizer steps on a copy of the weights."""
+    if inputs:
+        check_inputs(model.info.name, model.info.inputs, inputs)
     if training is not None and training.targets:
         if not inputs:
             raise InvalidInput(

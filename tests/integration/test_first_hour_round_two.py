@@ -1,14 +1,25 @@
 """Wrong answers a new user met on the second try, against a real server on free ports: inputs by the wrong
-name, NaN inputs, a learning rate of 10."""
+name, NaN inputs, a learning rate of 10, a second server on a taken port."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import cast
 
+import grpc
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from layerscope.client import Client, InvalidArgumentError
+from layerscope.service.errors import StartupError
+from layerscope.service.grpc.server import start_server
+from layerscope.service.inspector import Inspector
+from layerscope.service.settings import Settings
+from layerscope.service.telemetry import Telemetry
 from tests.conftest import ServerHandle
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
@@ -64,3 +75,45 @@ def test_a_learning_rate_of_ten_is_one_finding_exploding_gradients(client: Clien
     codes = [f.code for f in report.findings]
     assert "exploding-gradients" in codes and "loss-not-decreasing" not in codes, [f.message for f in report.findings]
     assert not any("not far too small" in f.suggestion for f in report.findings)
+
+
+# -- a taken port: refused in one line, never shared -------------------------------------------------------
+
+
+def serve(*flags: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "layerscope.cli", "serve", "--model-repository", str(cwd / "models"), *flags]
+    env = {**os.environ, "LAYERSCOPE_DATABASE_URL": f"sqlite:///{cwd / 'runs.db'}"}
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.timeout(660)
+def test_a_second_server_on_a_taken_port_refuses_to_start_in_one_line(server: ServerHandle, tmp_path: Path) -> None:
+    grpc_port, metrics_port = server.app.port, server.app.metrics_port
+    taken = serve("--port", str(grpc_port), "--metrics-port", "0", cwd=tmp_path)
+    assert taken.returncode == 1 and taken.stdout == "", taken.stdout + taken.stderr
+    assert taken.stderr.splitlines() == [
+        f"layerscope: cannot serve gRPC on 127.0.0.1:{grpc_port}: Address already in use (another server?); "
+        "expected a free port: choose another with --port or LAYERSCOPE_PORT, or 0 for any free one."
+    ]
+    metrics = serve("--port", "0", "--metrics-port", str(metrics_port), cwd=tmp_path)
+    assert metrics.returncode == 1 and metrics.stdout == "", metrics.stdout + metrics.stderr
+    assert metrics.stderr.splitlines() == [
+        f"layerscope: cannot serve metrics on 127.0.0.1:{metrics_port}: Address already in use (another server?); "
+        "expected a free port: choose another with --metrics-port or LAYERSCOPE_METRICS_PORT, or 0 for any free one."
+    ]
+    with Client(server.target) as c:  # the first server still serves, alone
+        assert c.health() == "SERVING"
+
+
+async def test_the_grpc_server_never_shares_a_port_another_grpc_server_listens_on() -> None:
+    """What decides, past the probe: gRPC's servers set SO_REUSEPORT by default, so a second one would listen
+    beside the first and take half its new connections; layerscope's binds without it and fails."""
+    other = grpc.aio.server()  # a gRPC server with the defaults, SO_REUSEPORT on
+    port = other.add_insecure_port("127.0.0.1:0")
+    await other.start()
+    try:
+        settings = Settings(host="127.0.0.1", port=port, metrics_port=0)
+        with pytest.raises(StartupError, match=rf"cannot serve gRPC on 127\.0\.0\.1:{port}: the address is in use"):
+            await start_server(settings, cast(Inspector, None), Telemetry(CollectorRegistry()))
+    finally:
+        await other.stop(0)

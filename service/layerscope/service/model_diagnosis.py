@@ -72,7 +72,7 @@ def diagnose(
     """Static and runtime findings; with targets (`training.targets`) the training rules too, on the
     gradients of the loss and on a short probe of optimizer steps on a copy of the weights."""
     if inputs:
-        check_inputs(model.info.name, model.info.inputs, inputs)
+        check_inputs(model.info.name, model.engine.inputs, inputs)
     if training is not None and training.targets:
         if not inputs:
             raise InvalidInput(

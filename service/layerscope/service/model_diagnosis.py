@@ -84,7 +84,7 @@ def diagnose(
         arrays = dict(inputs)
         used = "caller inputs: " + describe_inputs(arrays)
     else:
-        probe = probe_inputs(model.engine.inputs)
+        probe = probe_inputs(model.engine.inputs, description=model.description)
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
     result = model.engine.capture(arrays, ACTIVATIONS, statistics="exact")

@@ -961,6 +961,47 @@ def cnn_dead_conv() -> keras.Model:
     return model
 
 
+def _with_biases(layer: keras.layers.Layer, dead: int) -> None:
+    """The first `dead` units of a layer get a bias of -100 (never active), the others +100 (always)."""
+    kernel, bias = layer.get_weights()
+    bias[:] = 100.0
+    bias[:dead] = -100.0
+    layer.set_weights([kernel, bias])
+
+
+def squeeze_excite(dead: int, name: str) -> keras.Model:
+    """A squeeze-and-excite block (global pooling, a ReLU bottleneck, a sigmoid gate) with `dead` of its 10
+    bottleneck units dead."""
+    seeded()
+    image = keras.Input((8, 8, 16), name="image")
+    squeezed = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(image)
+    bottleneck = L.Conv2D(10, 1, activation="relu", name="reduce")(squeezed)
+    gate = L.Conv2D(16, 1, activation="sigmoid", name="expand")(bottleneck)
+    model = keras.Model(image, L.Multiply(name="excite")([image, gate]), name=name)
+    _with_biases(model.get_layer("reduce"), dead)
+    return model
+
+
+def squeeze_excite_chance() -> keras.Model:
+    """6 of 10 dead after global pooling: about what a fresh squeeze-and-excite block shows by chance."""
+    return squeeze_excite(6, "squeeze_excite_chance")
+
+
+def squeeze_excite_dead() -> keras.Model:
+    return squeeze_excite(10, "squeeze_excite_dead")
+
+
+def mlp_six_of_ten_dead() -> keras.Model:
+    """The same 6 of 10 dead units where every example gives its own value: that stays a finding."""
+    seeded()
+    model = keras.Sequential(
+        [keras.Input((6,)), L.Dense(10, activation="relu", name="hidden"), L.Dense(1, name="out")],
+        name="mlp_six_of_ten_dead",
+    )
+    _with_biases(model.get_layer("hidden"), 6)
+    return model
+
+
 def mlp_dead_relu_layer() -> keras.Model:
     seeded()
     model = keras.Sequential(
@@ -1274,6 +1315,9 @@ CASES: tuple[Case, ...] = (
     Case("dead-units", cnn_dead_conv, True, ("conv",), "Conv2D 'conv'", also=(("hidden",),)),
     Case("dead-units", mlp_dead_relu_layer, True, ("relu",), "ReLU 'relu'"),
     Case("dead-units", mlp_relu, False),
+    Case("dead-units", squeeze_excite_dead, True, ("reduce",), "expected at most 90% dead (after global pooling"),
+    Case("dead-units", squeeze_excite_chance, False),
+    Case("dead-units", mlp_six_of_ten_dead, True, ("hidden",), "6 of 10 units"),
     Case("dead-units", mlp_leaky_negative_bias, False),
     Case("saturated-units", mlp_saturated_tanh, True, ("sat",), "Dense 'sat' (tanh)"),
     Case("saturated-units", cnn_saturated_sigmoid_gate, True, ("gate",), "(0.0, 1.0)"),

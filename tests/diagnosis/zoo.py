@@ -1046,6 +1046,36 @@ def cnn_saturated_sigmoid_gate() -> keras.Model:
     return model
 
 
+def _normalized_saturated_tanh(trained: bool, name: str) -> keras.Model:
+    """Dense -> BatchNormalization -> a tanh layer driven into saturation."""
+    seeded()
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            L.Dense(8, name="pre"),
+            L.BatchNormalization(name="bn"),
+            L.Dense(8, activation="tanh", name="sat"),
+            L.Dense(2, name="out"),
+        ],
+        name=name,
+    )
+    scale_weights(model.get_layer("sat"), kernel=200.0)
+    if trained:  # moving statistics that training moved: the layer normalises in inference
+        gamma, beta, mean, variance = model.get_layer("bn").get_weights()
+        model.get_layer("bn").set_weights([gamma, beta, mean + 0.01, variance * 1.5])
+    return model
+
+
+def bn_trained_saturated_tanh() -> keras.Model:
+    return _normalized_saturated_tanh(True, "bn_trained_saturated_tanh")
+
+
+def bn_untrained_saturated_tanh() -> keras.Model:
+    """The same after weights=None: BatchNormalization in inference passes its input on unnormalised, so the
+    saturation says nothing about training (a deep fresh EfficientNetV2's squeeze-and-excite gates)."""
+    return _normalized_saturated_tanh(False, "bn_untrained_saturated_tanh")
+
+
 def mlp_tanh_confident_sigmoid_output() -> keras.Model:
     """Healthy tanh hidden layer; the sigmoid output is saturated, which an output is allowed to be."""
     seeded()
@@ -1322,6 +1352,8 @@ CASES: tuple[Case, ...] = (
     Case("saturated-units", mlp_saturated_tanh, True, ("sat",), "Dense 'sat' (tanh)"),
     Case("saturated-units", cnn_saturated_sigmoid_gate, True, ("gate",), "(0.0, 1.0)"),
     Case("saturated-units", mlp_tanh_confident_sigmoid_output, False),
+    Case("saturated-units", bn_trained_saturated_tanh, True, ("sat",), "Dense 'sat' (tanh)"),
+    Case("saturated-units", bn_untrained_saturated_tanh, False),
     Case("saturated-units", deep_tanh_mlp, False),
     Case("exploding-activations", mlp_exploding, True, ("d4", "out"), "grows from rms"),
     Case("exploding-activations", cnn_exploding, True, ("conv3",), "'conv1'"),

@@ -59,7 +59,11 @@ def evidence_for(
 ) -> RuntimeEvidence:
     """Evidence from one forward pass over the caller's `inputs`, or over seeded probes when None."""
     description = description or describe(model)
-    arrays = dict(inputs) if inputs is not None else probe_inputs(description.inputs, batch=batch).arrays
+    arrays = (
+        dict(inputs)
+        if inputs is not None
+        else probe_inputs(description.inputs, batch=batch, description=description).arrays
+    )
     ordered = [np.asarray(arrays[spec.name]) for spec in description.inputs]
     values = layer_outputs(model, ordered, description)
     model_outputs = keras.tree.flatten(model(ordered[0] if len(ordered) == 1 else ordered, training=False))

@@ -128,6 +128,31 @@ def test_probes_are_seeded_mixed_and_typed() -> None:
         probe_inputs(specs, batch=2)
 
 
+def test_probes_are_drawn_where_the_models_own_preprocessing_reads_them() -> None:
+    """MobileNetV3 starts with Rescaling(1/127.5, offset=-1), ConvNeXt with a Normalization by pixel mean and
+    variance: probes undo them, so the first real layer sees the distributions as drawn (not one grey image)."""
+    import keras
+
+    image = keras.Input((4, 4, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(image)
+    x = keras.layers.Normalization(mean=[0.1, 0.2, 0.3], variance=[4.0, 1.0, 0.25], name="norm")(x)
+    model = keras.Model(image, keras.layers.Conv2D(2, 3, name="conv")(x))
+    description = describe(model)
+    plain = probe_inputs(description.inputs, batch=24)
+    probe = probe_inputs(description.inputs, batch=24, description=description)
+    assert "'image' drawn in the raw range its preprocessing 'rescale', 'norm' reads" in probe.description
+    reached = keras.Model(image, model.get_layer("norm").output)(probe.arrays["image"])
+    np.testing.assert_allclose(np.asarray(reached), plain.arrays["image"], rtol=1e-4, atol=1e-4)
+    assert probe.arrays["image"][8:16].min() >= 0.0 and probe.arrays["image"][8:16].max() > 100  # raw pixels
+    # A Normalization adapted from data keeps its constants in weights: the chain stops before it.
+    adapted = keras.layers.Normalization(name="adapted")
+    adapted.adapt(np.ones((2, 4, 4, 3), "float32"))
+    other = keras.Model(image, keras.layers.Conv2D(2, 3)(adapted(keras.layers.Rescaling(1 / 255, name="r")(image))))
+    other_description = describe(other)
+    chain = probe_inputs(other_description.inputs, description=other_description).description
+    assert "preprocessing 'r' reads" in chain
+
+
 def test_parse_loss_reads_every_shape_keras_writes() -> None:
     assert parse_loss("mse") is not None and parse_loss("mse").name == "mean_squared_error"  # type: ignore[union-attr]
     serialized = {"module": "keras.losses", "class_name": "BinaryCrossentropy", "config": {"from_logits": True}}

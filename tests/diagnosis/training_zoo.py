@@ -113,6 +113,41 @@ def flat_values(model: keras.Model) -> Batch:
     return {"x": x}, {"y": x[:, 0].copy()}
 
 
+def one_hot_labels(model: keras.Model) -> Batch:
+    x, labels = class_indices(model)
+    return x, {"y": np.eye(3, dtype="float32")[labels["y"]]}
+
+
+def column_of_indices(model: keras.Model) -> Batch:
+    x, labels = class_indices(model)
+    return x, {"y": labels["y"].reshape(-1, 1)}
+
+
+def four_class_indices(model: keras.Model) -> Batch:
+    x, labels = class_indices(model)
+    return x, {"y": labels["y"] + (x["x"][:, 2] > 1.0)}
+
+
+def one_target_column(model: keras.Model) -> Batch:
+    x = _x()
+    return {"x": x}, {"y": x[:, :1]}
+
+
+# -- target-loss-mismatch -------------------------------------------------------------------------------------
+
+
+def sparse_classifier() -> keras.Model:
+    return mlp("softmax", units=3, name="sparse_classifier")
+
+
+def categorical_classifier() -> keras.Model:
+    return mlp("softmax", units=3, name="categorical_classifier")
+
+
+def three_output_regressor() -> keras.Model:
+    return mlp(None, units=3, name="three_output_regressor")
+
+
 # -- vanishing-gradients --------------------------------------------------------------------------------------
 
 
@@ -206,6 +241,63 @@ TRAINING_CASES: tuple[Case, ...] = (
         False,
         compile={"loss": "sparse_categorical_crossentropy", **ADAM},
         targets=class_indices,
+    ),
+    Case(
+        "target-loss-mismatch",
+        sparse_classifier,
+        True,
+        ("out",),
+        "expected class indices of shape (64,) or (64, 1); received one-hot rows of shape (64, 3)",
+        compile={"loss": "sparse_categorical_crossentropy", **ADAM},
+        targets=one_hot_labels,
+    ),
+    Case(
+        "target-loss-mismatch",
+        categorical_classifier,
+        True,
+        ("out",),
+        "expected one-hot rows of shape (64, 3); received integer labels of shape (64,)",
+        compile={"loss": "categorical_crossentropy", **ADAM},
+        targets=class_indices,
+    ),
+    Case(
+        "target-loss-mismatch",
+        relu_classifier,
+        True,
+        ("out",),
+        "expected class indices in [0, 2] for the output's 3 classes; received labels in [0, 3]",
+        compile={"loss": "sparse_categorical_crossentropy", **ADAM},
+        targets=four_class_indices,
+    ),
+    Case(
+        "target-loss-mismatch",
+        three_output_regressor,
+        True,
+        ("out",),
+        "expected targets of shape (64, 3) (the output's shape); received targets of shape (64, 1)",
+        compile={"loss": "mse", **ADAM},
+        targets=one_target_column,
+    ),
+    Case(
+        "target-loss-mismatch",
+        sparse_classifier,
+        False,
+        compile={"loss": "sparse_categorical_crossentropy", **ADAM},
+        targets=column_of_indices,
+    ),
+    Case(
+        "target-loss-mismatch",
+        categorical_classifier,
+        False,
+        compile={"loss": "categorical_crossentropy", **ADAM},
+        targets=one_hot_labels,
+    ),
+    Case(
+        "target-loss-mismatch",
+        relu_mlp,
+        False,
+        compile={"loss": "mse", **ADAM},
+        targets=one_target_column,
     ),
     Case(
         "vanishing-gradients",

@@ -961,6 +961,47 @@ def cnn_dead_conv() -> keras.Model:
     return model
 
 
+def _with_biases(layer: keras.layers.Layer, dead: int) -> None:
+    """The first `dead` units of a layer get a bias of -100 (never active), the others +100 (always)."""
+    kernel, bias = layer.get_weights()
+    bias[:] = 100.0
+    bias[:dead] = -100.0
+    layer.set_weights([kernel, bias])
+
+
+def squeeze_excite(dead: int, name: str) -> keras.Model:
+    """A squeeze-and-excite block (global pooling, a ReLU bottleneck, a sigmoid gate) with `dead` of its 10
+    bottleneck units dead."""
+    seeded()
+    image = keras.Input((8, 8, 16), name="image")
+    squeezed = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(image)
+    bottleneck = L.Conv2D(10, 1, activation="relu", name="reduce")(squeezed)
+    gate = L.Conv2D(16, 1, activation="sigmoid", name="expand")(bottleneck)
+    model = keras.Model(image, L.Multiply(name="excite")([image, gate]), name=name)
+    _with_biases(model.get_layer("reduce"), dead)
+    return model
+
+
+def squeeze_excite_chance() -> keras.Model:
+    """6 of 10 dead after global pooling: about what a fresh squeeze-and-excite block shows by chance."""
+    return squeeze_excite(6, "squeeze_excite_chance")
+
+
+def squeeze_excite_dead() -> keras.Model:
+    return squeeze_excite(10, "squeeze_excite_dead")
+
+
+def mlp_six_of_ten_dead() -> keras.Model:
+    """The same 6 of 10 dead units where every example gives its own value: that stays a finding."""
+    seeded()
+    model = keras.Sequential(
+        [keras.Input((6,)), L.Dense(10, activation="relu", name="hidden"), L.Dense(1, name="out")],
+        name="mlp_six_of_ten_dead",
+    )
+    _with_biases(model.get_layer("hidden"), 6)
+    return model
+
+
 def mlp_dead_relu_layer() -> keras.Model:
     seeded()
     model = keras.Sequential(
@@ -1003,6 +1044,36 @@ def cnn_saturated_sigmoid_gate() -> keras.Model:
     model = keras.Model(image, L.Dense(2, name="out")(x), name="cnn_saturated_sigmoid_gate")
     scale_weights(model.get_layer("gate"), bias=20.0)
     return model
+
+
+def _normalized_saturated_tanh(trained: bool, name: str) -> keras.Model:
+    """Dense -> BatchNormalization -> a tanh layer driven into saturation."""
+    seeded()
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            L.Dense(8, name="pre"),
+            L.BatchNormalization(name="bn"),
+            L.Dense(8, activation="tanh", name="sat"),
+            L.Dense(2, name="out"),
+        ],
+        name=name,
+    )
+    scale_weights(model.get_layer("sat"), kernel=200.0)
+    if trained:  # moving statistics that training moved: the layer normalises in inference
+        gamma, beta, mean, variance = model.get_layer("bn").get_weights()
+        model.get_layer("bn").set_weights([gamma, beta, mean + 0.01, variance * 1.5])
+    return model
+
+
+def bn_trained_saturated_tanh() -> keras.Model:
+    return _normalized_saturated_tanh(True, "bn_trained_saturated_tanh")
+
+
+def bn_untrained_saturated_tanh() -> keras.Model:
+    """The same after weights=None: BatchNormalization in inference passes its input on unnormalised, so the
+    saturation says nothing about training (a deep fresh EfficientNetV2's squeeze-and-excite gates)."""
+    return _normalized_saturated_tanh(False, "bn_untrained_saturated_tanh")
 
 
 def mlp_tanh_confident_sigmoid_output() -> keras.Model:
@@ -1100,6 +1171,17 @@ def scaled_features(model: keras.Model) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     spec = model.inputs[0]
     return {spec.name: rng.normal(0.0, 1.0, size=(6, *spec.shape[1:])).astype("float32")}
+
+
+def one_nan_value(model: keras.Model) -> dict[str, np.ndarray]:
+    """Scaled inputs with a single NaN: the ReLU after the first layer turns it into 0 on this TensorFlow."""
+    arrays = scaled_features(model)
+    next(iter(arrays.values())).flat[5] = np.nan
+    return arrays
+
+
+def all_nan(model: keras.Model) -> dict[str, np.ndarray]:
+    return {name: np.full_like(a, np.nan) for name, a in scaled_features(model).items()}
 
 
 # -- runtime: dead-weights -----------------------------------------------------------------------------
@@ -1255,15 +1337,23 @@ CASES: tuple[Case, ...] = (
     # runtime
     Case("non-finite", mlp_nan_kernel, True, ("hidden2",), "kernel weights"),
     Case("non-finite", cnn_overflow, True, ("conv",), "in its output"),
+    Case("non-finite", small_cnn, True, ("image",), "Input 'image' holds non-finite values", inputs=one_nan_value),
+    Case("non-finite", small_cnn, True, ("image",), "received 4608 NaN, 0 +Inf and 0 -Inf of 4608", inputs=all_nan),
     Case("non-finite", mlp_relu, False),
+    Case("non-finite", small_cnn, False, inputs=scaled_features),
     Case("dead-units", mlp_dead_relu, True, ("hidden1",), "16 of 16 units", also=(("hidden2",),)),
     Case("dead-units", cnn_dead_conv, True, ("conv",), "Conv2D 'conv'", also=(("hidden",),)),
     Case("dead-units", mlp_dead_relu_layer, True, ("relu",), "ReLU 'relu'"),
     Case("dead-units", mlp_relu, False),
+    Case("dead-units", squeeze_excite_dead, True, ("reduce",), "expected at most 90% dead (after global pooling"),
+    Case("dead-units", squeeze_excite_chance, False),
+    Case("dead-units", mlp_six_of_ten_dead, True, ("hidden",), "6 of 10 units"),
     Case("dead-units", mlp_leaky_negative_bias, False),
     Case("saturated-units", mlp_saturated_tanh, True, ("sat",), "Dense 'sat' (tanh)"),
     Case("saturated-units", cnn_saturated_sigmoid_gate, True, ("gate",), "(0.0, 1.0)"),
     Case("saturated-units", mlp_tanh_confident_sigmoid_output, False),
+    Case("saturated-units", bn_trained_saturated_tanh, True, ("sat",), "Dense 'sat' (tanh)"),
+    Case("saturated-units", bn_untrained_saturated_tanh, False),
     Case("saturated-units", deep_tanh_mlp, False),
     Case("exploding-activations", mlp_exploding, True, ("d4", "out"), "grows from rms"),
     Case("exploding-activations", cnn_exploding, True, ("conv3",), "'conv1'"),

@@ -90,3 +90,21 @@ def test_explain_names_a_training_rule() -> None:
     assert result.exit_code == 0
     assert "vanishing-gradients (warning, training rule)" in result.stdout
     assert "Default thresholds: max_ratio=0.001, min_learning_layers=3" in result.stdout
+
+
+def test_one_hot_labels_under_a_sparse_loss_are_a_finding_locally_and_through_the_server(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """The README tour's old bug as an audit: exit 1 with target-loss-mismatch, never "internal" and exit 2."""
+    model = Path(__file__).resolve().parents[2] / "examples" / "models" / "healthy_cnn.keras"
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((16, 28, 28, 1)).astype("float32"))
+    np.save(tmp_path / "y.npy", np.eye(10, dtype="float32")[rng.integers(0, 10, 16)])
+    args = (str(model), "--inputs", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), "--format", "json")
+    for where in ((), ("--server", server.target)):
+        status, out = audit(*args, *where)
+        (entry,) = json.loads(out)["models"]
+        assert status == 1 and entry["error"] is None, out
+        (finding,) = [f for f in entry["findings"] if f["code"] == "target-loss-mismatch"]
+        assert finding["severity"] == "error" and finding["layers"] == ["classes"]
+        assert "received one-hot rows of shape (16, 10)" in finding["message"]

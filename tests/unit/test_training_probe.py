@@ -69,3 +69,35 @@ def test_named_optimizer_and_learning_rate_override_the_compiled_ones() -> None:
         engine.probe({"x": x}, {"y": y}, steps=1, optimizer="adamx")
     with pytest.raises(InvalidInput, match=r"learning rate in \(0, 1000\); received -1.0"):
         engine.probe({"x": x}, {"y": y}, steps=1, optimizer="sgd", learning_rate=-1.0)
+
+
+def dropout_classifier() -> keras.Model:
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(32, activation="relu", name="hidden"),
+            keras.layers.Dropout(0.5, name="drop"),
+            keras.layers.GaussianNoise(0.3, name="noise"),
+            keras.layers.Dense(3, activation="softmax", name="head"),
+        ],
+        name="dropout_classifier",
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_probe_draws_the_same_dropout_for_the_same_request() -> None:
+    """Dropout and noise in training mode draw from seed generators: seeded from the request, two probes of
+    the same batch (one engine twice, or a fresh engine as in another process) give the same steps, and
+    another batch draws other masks."""
+    model = dropout_classifier()
+    x, y = batch()
+    first = CaptureEngine(model, compile_config=model.get_compile_config()).probe({"x": x}, {"y": y}, steps=4)
+    engine = CaptureEngine(model, compile_config=model.get_compile_config())
+    for _ in range(2):
+        again = engine.probe({"x": x}, {"y": y}, steps=4)
+        assert [s.loss for s in again.steps] == [s.loss for s in first.steps]
+        assert [s.dead_fractions for s in again.steps] == [s.dead_fractions for s in first.steps]
+    other = engine.probe({"x": x[::-1].copy()}, {"y": y[::-1].copy()}, steps=4)
+    assert [s.loss for s in other.steps][1:] != [s.loss for s in first.steps][1:]

@@ -33,6 +33,7 @@ def serve(
     from pydantic import ValidationError
 
     from layerscope.service import logsafe
+    from layerscope.service.errors import StartupError
     from layerscope.service.runtime.quiet_start import native_stderr_muted
     from layerscope.service.settings import Settings
 
@@ -62,4 +63,8 @@ def serve(
             flush=True,
         )
 
-    asyncio.run(run(settings, announce))
+    try:
+        asyncio.run(run(settings, announce))
+    except StartupError as exc:  # a taken port: one line, no traceback
+        Console(stderr=True).print(f"[red]layerscope:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc

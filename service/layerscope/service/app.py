@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.models import ModelInfo
 from layerscope.service.domain.runs import RunRecord
+from layerscope.service.errors import StartupError
 from layerscope.service.grpc.server import Running, start_server
 from layerscope.service.inspector import Inspector
 from layerscope.service.metrics_http import start_metrics_server
@@ -32,6 +33,7 @@ from layerscope.service.monitoring.model_monitor import MonitorConfig
 from layerscope.service.monitoring.monitor import Monitor, Rates
 from layerscope.service.monitoring.sampling import Budget
 from layerscope.service.monitoring.window import Window
+from layerscope.service.ports import check_free
 from layerscope.service.runtime.native import SummaryOpLoader
 from layerscope.service.runtime.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
@@ -88,6 +90,10 @@ class App:
 async def start(settings: Settings, registry: CollectorRegistry | None = None) -> App:
     """Build every part, migrate the database, start gRPC and /metrics; returns once ready to serve."""
     registry = registry or CollectorRegistry()
+    # A taken port is refused before the slow start (TensorFlow, the database); the binds below decide.
+    check_free("gRPC", settings.host, settings.port, "--port", "LAYERSCOPE_PORT")
+    metrics_host = settings.metrics_host or settings.host
+    check_free("metrics", metrics_host, settings.metrics_port, "--metrics-port", "LAYERSCOPE_METRICS_PORT")
     gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
@@ -132,18 +138,23 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry, monitor)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
     registry.register(MonitorCollector(inspector.monitor_snapshots, settings.max_layer_series))
-    metrics_host = settings.metrics_host or settings.host
     metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, metrics_host, registry=registry)
-    running = await start_server(settings, inspector, telemetry)
-    if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
-        loaded = await inspector.load_repository()
-        log.info("loaded at start: %s", _versions(loaded) or "no models")
-    await running.serving()
 
     def close_metrics() -> None:
         metrics_server.shutdown()
         metrics_server.server_close()
         metrics_thread.join(timeout=5)
+
+    try:
+        running = await start_server(settings, inspector, telemetry)
+    except StartupError:
+        close_metrics()
+        engine.dispose()
+        raise
+    if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
+        loaded = await inspector.load_repository()
+        log.info("loaded at start: %s", _versions(loaded) or "no models")
+    await running.serving()
 
     def flush() -> int:
         if monitor is not None:  # open windows closed and stored (or spooled) before the runs' last replay

@@ -85,3 +85,8 @@ class Overloaded(ServiceError):
 
 class Cancelled(ServiceError):
     status = "cancelled"
+
+
+class StartupError(Exception):
+    """Not a call's error: the server cannot start (a port another process holds). `layerscope serve` prints
+    its message as one line and exits 1; no gRPC status, since no call is answered."""

@@ -27,6 +27,7 @@ from layerscope.service.diagnosis.synthetic_inputs import FREE_DIMENSION
 from layerscope.service.domain import call_budget
 from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest, CaptureResult, check_full_size
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.inputs import check_inputs
 from layerscope.service.domain.model_health import ModelHealth
 from layerscope.service.domain.models import ModelInfo, ModelRef
 from layerscope.service.domain.runs import (
@@ -256,6 +257,7 @@ class Inspector:
     async def predict(self, ref: ModelRef, inputs: Mapping[str, np.ndarray]) -> tuple[ModelInfo, dict[str, np.ndarray]]:
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
+        check_inputs(model.info.name, model.info.inputs, inputs)
         self._check_batch(inputs)
         self._check_work(model, inputs)  # before sampling: a sampled Predict obeys the same bound
         with self._queue.admit(model) as waiting:
@@ -312,6 +314,7 @@ class Inspector:
             raise InvalidInput(f"Expected max_tensor_bytes >= 0 (0: the server's limit); received {max_bytes}.")
         model = self._models.get(ref)
         _check_input_dtypes(model.info)
+        check_inputs(model.info.name, model.info.inputs, inputs)
         self._check_batch(inputs)
         self._check_work(model, inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)

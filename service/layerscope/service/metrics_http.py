@@ -15,6 +15,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from layerscope.service.errors import StartupError
+from layerscope.service.ports import in_use
+
 METRICS_PATHS = frozenset({"/metrics", "/"})
 
 StartResponse = Callable[..., Any]
@@ -46,7 +49,11 @@ def start_metrics_server(port: int, host: str, registry: CollectorRegistry) -> t
     class Server(ThreadingWSGIServer):  # the address family follows the bind address
         address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
 
-    httpd = make_server(host, port, metrics_app(registry), Server, handler_class=_QuietHandler)
+    try:
+        httpd = make_server(host, port, metrics_app(registry), Server, handler_class=_QuietHandler)
+    except OSError as exc:  # the port is taken (or the address not this machine's)
+        reason = exc.strerror or str(exc)
+        raise StartupError(in_use("metrics", host, port, "--metrics-port", "LAYERSCOPE_METRICS_PORT", reason)) from exc
     thread = threading.Thread(target=httpd.serve_forever, name="layerscope-metrics", daemon=True)
     thread.start()
     return httpd, thread

@@ -18,6 +18,7 @@ from layerscope.service.diagnosis.evidence import RuntimeEvidence, TrainingEvide
 from layerscope.service.diagnosis.synthetic_inputs import probe_inputs
 from layerscope.service.domain.capture import CaptureRequest, CaptureResult, ProbeOptions
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.inputs import check_inputs
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.training import ProbeResult, TrainingOptions
@@ -74,6 +75,8 @@ def diagnose(
 ) -> Diagnosis:
     """Static and runtime findings; with targets (`training.targets`) the training rules too, on the
     gradients of the loss and on a short probe of optimizer steps on a copy of the weights."""
+    if inputs:
+        check_inputs(model.info.name, model.engine.inputs, inputs)
     if training is not None and training.targets:
         if not inputs:
             raise InvalidInput(
@@ -85,7 +88,8 @@ def diagnose(
         arrays = dict(inputs)
         used = "caller inputs: " + describe_inputs(arrays)
     else:
-        probe = probe_inputs(model.engine.inputs, batch=(limits or ProbeLimits()).probe_rows)
+        rows = (limits or ProbeLimits()).probe_rows
+        probe = probe_inputs(model.engine.inputs, batch=rows, description=model.description)
         arrays, used = probe.arrays, "probe inputs: " + probe.description
     # Exact: the saturation rule reads its fractions from the histogram, and a finding must not rest on a sample.
     reply = model.engine.run(CaptureRequest(arrays, ACTIVATIONS, statistics="exact", evidence=True))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope.service.domain.inputs import UNNAMED_INPUT
+
 Arrays = dict[str, np.ndarray] | None
 MODEL_TIMEOUT_SECONDS = 900.0
 """How long one model's audit may take before its process is stopped and the model marked unauditable."""
@@ -61,12 +63,12 @@ def shard(files: Sequence[Path], spec: str | None) -> list[Path]:
 
 
 def load_inputs(path: Path | None) -> Arrays:
-    """A .npy array (the model's one input) or a .npz of arrays by input name."""
+    """A .npy array (unnamed: the model's one input, or output, by position) or a .npz of arrays by name."""
     if path is None:
         return None
     loaded = np.load(path, allow_pickle=False)
     if isinstance(loaded, np.ndarray):
-        return {"input": loaded}
+        return {UNNAMED_INPUT.format(0): loaded}
     return {name: loaded[name] for name in loaded.files}
 
 

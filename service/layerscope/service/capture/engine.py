@@ -741,8 +741,16 @@ def _output_specs(model: keras.Model, names: list[str]) -> tuple[InputSpec, ...]
         tensors = tf.nest.flatten(model.outputs)
     except (AttributeError, ValueError):  # subclassed: known once called
         tensors = []
-    if len(tensors) != len(names):
-        return tuple(InputSpec(name, (None,), "float32") for name in names)
+    if len(tensors) != len(names):  # one call on a single example tells the shapes (the batch left free)
+        spec = _input_specs(model)[0]
+        probe = np.zeros((1, *(d or 1 for d in spec.shape[1:])), spec.dtype)
+        tensors = tf.nest.flatten(model(probe, training=False))
+        if len(tensors) != len(names):
+            return tuple(InputSpec(name, (None,), "float32") for name in names)
+        return tuple(
+            InputSpec(name, (None, *t.shape[1:]), str(keras.backend.standardize_dtype(t.dtype)))
+            for name, t in zip(names, tensors, strict=True)
+        )
     return tuple(
         InputSpec(name, tuple(t.shape), str(keras.backend.standardize_dtype(t.dtype)))
         for name, t in zip(names, tensors, strict=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,12 @@ class ProbeRunner:
     """A clone of one model with its optimizer and compiled step, reused across probes of one (loss,
     optimizer): each run first copies the served weights into the clone and restores the optimizer's
     freshly built state, so every probe starts where a new one would, without cloning and tracing again
-    (most of a probe's cost for a small model). Not thread-safe: the engine runs one probe at a time."""
+    (most of a probe's cost for a small model). Not thread-safe: the engine runs one probe at a time.
+
+    Everything a probe draws is seeded from its request: the random layers' seed generators (dropout,
+    noise, augmentation: the clone's `seed_generator_state` variables) restart from a seed made of the
+    inputs and targets, so the same request gives the same steps and findings, in this process or another
+    (a probe has one batch: nothing is shuffled)."""
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class ProbeRunner:
         with tf.device(device):
             self._opt.build(trainable)
         self._fresh = [_Fresh.of(v) for v in self._opt.variables]
+        self._seeds = [v for v in self._clone.variables if v.name == "seed_generator_state"]
         self._step = _step_function(self._clone, self._plan, build_loss(losses), trainable, self._opt, model_args)
 
     def run(self, xs: list[np.ndarray], ys: list[np.ndarray], steps: int) -> ProbeResult:
@@ -76,6 +83,9 @@ class ProbeRunner:
         self._clone.set_weights(self._model.get_weights())  # the served model is only read
         for variable, fresh in zip(self._opt.variables, self._fresh, strict=True):
             variable.assign(fresh.value())
+        states = np.random.SeedSequence(request_seed(xs, ys)).generate_state(len(self._seeds))
+        for variable, state in zip(self._seeds, states, strict=True):
+            variable.assign(np.array([state, 0], dtype=variable.dtype))
         with tf.device(self._device):
             records = [_record(step, self._plan, self._step(xs, ys)) for step in range(steps + 1)]
         # Step N measures the state after N updates; the update it also made touched only the clone (reset
@@ -146,6 +156,16 @@ class _Fresh:
 
     def value(self) -> np.ndarray:
         return self.array if self.array is not None else np.full(self.shape, self.fill, self.dtype)
+
+
+def request_seed(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> int:
+    """A seed made of the arrays' shapes, types and bytes (CRC-32: about a millisecond per MB)."""
+    seed = 0
+    for array in (*xs, *ys):
+        contiguous = np.ascontiguousarray(array)
+        seed = zlib.crc32(f"{contiguous.dtype.str}{contiguous.shape}".encode(), seed)
+        seed = zlib.crc32(contiguous.reshape(-1).view(np.uint8).data, seed)
+    return seed
 
 
 def _clone(model: keras.Model) -> keras.Model:

@@ -19,10 +19,13 @@ class Diagnoser:
             raise ValueError(f"Expected one rule per finding code; received several for {duplicates}.")
 
     def diagnose(self, description: ModelDescription, evidence: RuntimeEvidence | None = None) -> list[Finding]:
-        """Every finding, most severe first, then by code (stable within a code: graph order)."""
+        """Every finding, most severe first, then by code (stable within a code: graph order); a finding that
+        another rule's finding explains (`Rule.explains`) is left out."""
         findings: list[Finding] = []
         for rule in self.rules:
             if rule.kind == "runtime" and evidence is None:
                 continue
             findings.extend(rule.check(description, evidence))
-        return sorted(findings, key=lambda f: (-f.severity.rank, f.code))
+        fired = {f.code for f in findings}
+        explained = {code for rule in self.rules if rule.code in fired for code in rule.explains}
+        return sorted((f for f in findings if f.code not in explained), key=lambda f: (-f.severity.rank, f.code))

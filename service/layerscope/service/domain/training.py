@@ -62,6 +62,8 @@ REGRESSION_LOSSES = frozenset(
 )
 INDEX_TARGET_LOSSES = frozenset({"sparse_categorical_crossentropy"})
 """Losses whose targets are class indices, not values the output should reach."""
+ONE_HOT_TARGET_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"})
+"""Losses whose targets are rows as wide as the output (one-hot, or a distribution), never class indices."""
 OPTIMIZERS = {
     "sgd": "SGD",
     "adam": "Adam",

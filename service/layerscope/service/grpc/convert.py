@@ -15,6 +15,7 @@ from layerscope.client import codec
 from layerscope.service.compare import Comparison
 from layerscope.service.domain.description import Shape
 from layerscope.service.domain.findings import Finding
+from layerscope.service.domain.inputs import UNNAMED_INPUT
 from layerscope.service.domain.jsonable import jsonable
 from layerscope.service.domain.models import MAX_VERSION, ModelInfo, ModelRef
 from layerscope.service.domain.runs import RunQuery, RunRecord
@@ -47,7 +48,7 @@ def inputs(tensors: Sequence[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
     decode is InvalidInput."""
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(tensors):
-        name = tensor.name or f"input_{i}"
+        name = tensor.name or UNNAMED_INPUT.format(i)
         if name in arrays:
             raise InvalidInput(f"Expected distinct input names; received {quoted(name)} twice.")
         try:

@@ -10,6 +10,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from layerscope.oip import grpc_predict_v2_pb2_grpc
+from layerscope.service import ports
+from layerscope.service.errors import StartupError
 from layerscope.service.grpc.admission import AdmissionLimits
 from layerscope.service.grpc.auth import TokenPolicy
 from layerscope.service.grpc.interceptors import AuthInterceptor, ServiceInterceptor
@@ -53,6 +55,7 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it (ports.py)
         ],
     )
     inspector_pb2_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector, settings.chunk_bytes), server)
@@ -64,7 +67,10 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
     reflection.enable_server_reflection((INSPECTOR, OIP, HEALTH, REFLECTION_V1ALPHA), server)
     address = f"{settings.host}:{settings.port}"
     credentials = server_credentials(settings)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+        raise StartupError(ports.in_use("gRPC", settings.host, settings.port, "--port", "LAYERSCOPE_PORT")) from exc
     for name in ("", INSPECTOR, OIP):  # not ready until the caller says so
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()

@@ -26,6 +26,9 @@ class Rule(abc.ABC):
     code: ClassVar[str]
     severity: ClassVar[Severity]
     kind: ClassVar[RuleKind]
+    explains: ClassVar[frozenset[str]] = frozenset()
+    """Codes this rule's finding accounts for: where it fires, the Diagnoser leaves theirs out, so that one
+    cause is said once (diverging training explains a loss that does not go down)."""
 
     @abc.abstractmethod
     def check(self, description: ModelDescription, evidence: RuntimeEvidence | None) -> list[Finding]:

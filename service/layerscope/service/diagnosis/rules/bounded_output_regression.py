@@ -13,18 +13,19 @@ REGRESSION_BOUNDED = frozenset({"sigmoid", "hard_sigmoid", "softmax", "relu", "r
 
 
 class BoundedOutputRegression(StaticRule):
-    """A bounded output (sigmoid, softmax, ReLU) compiled with a regression loss (mse, mae, ...).
+    """A bounded output (sigmoid, softmax, ReLU) compiled with a regression loss (mse, mae, ...): a hint.
 
     Symptom: a regression loss asks the output to reach the targets, but a sigmoid or softmax output
     never leaves [0, 1] and a ReLU output never goes below 0: unless the targets were scaled into that
     range, the loss stalls at the distance to the nearest bound and the gradients through a saturated
-    sigmoid vanish (a common "my regression model predicts a constant" report).
-    Remedy: use a linear output for real-valued targets, or scale the targets into the output's range
-    (then keep the activation on purpose; audit with --targets to check the range).
+    sigmoid vanish (a common "my regression model predicts a constant" report). Only a hint, since
+    sigmoid + MSE on 0/1 or scaled targets is a common working choice: the structure alone cannot tell.
+    Remedy: audit with --targets, where output-range-mismatch decides whether the targets lie outside the
+    output's range; use a linear output for real-valued targets.
     """
 
     code = "bounded-output-regression"
-    severity = Severity.WARNING
+    severity = Severity.INFO
 
     def check_static(self, description: ModelDescription) -> list[Finding]:
         config = description.compile_config or {}
@@ -40,10 +41,10 @@ class BoundedOutputRegression(StaticRule):
                 self.finding(
                     [layer.name],
                     f"Output layer '{layer.name}' ends in {activation} (outputs {range_text(bounds)}) under the "
-                    f"regression loss {loss.name}; expected a linear output for a regression loss, received "
-                    f"{activation}.",
-                    f"Drop the {activation} from '{layer.name}' (activation=None) for real-valued targets, or "
-                    f"scale the targets into {range_text(bounds)} and audit with --targets to check them.",
+                    f"regression loss {loss.name}; expected targets scaled into {range_text(bounds)} (a linear "
+                    f"output otherwise), received a bounded output whose targets the structure cannot tell.",
+                    f"Audit with --targets to check the targets against {range_text(bounds)}; drop the "
+                    f"{activation} from '{layer.name}' (activation=None) for real-valued targets.",
                     {
                         "activation": activation,
                         "loss": loss.name,

@@ -23,6 +23,7 @@ class ExplodingGradients(TrainingRule):
 
     code = "exploding-gradients"
     severity = Severity.ERROR
+    explains = frozenset({"loss-not-decreasing"})  # a diverging probe's loss does not go down either
 
     def __init__(self, max_growth: float = 100.0, min_loss_rise: float = 0.1) -> None:
         self.max_growth = check_at_least("max_growth", max_growth, 1.0)
@@ -65,12 +66,16 @@ class ExplodingGradients(TrainingRule):
         if loss_growth <= self.max_growth and not grown:
             return []
         layers = grown or list(probe.learning_layers[-1:])
+        most = max(growth.values(), default=1.0)
         return [
             self._finding(
                 layers,
-                f"over {len(steps) - 1} probe steps the loss grew {loss_growth:.3g}x and the gradient norm of "
-                f"{len(grown)} layer(s) more than {self.max_growth:g}x "
-                f"(at most {max(growth.values(), default=1):.3g}x)",
+                f"over {len(steps) - 1} probe steps the loss grew {loss_growth:.3g}x and "
+                + (
+                    f"the gradient norm of {len(grown)} layer(s) more than {self.max_growth:g}x (at most {most:.3g}x)"
+                    if grown
+                    else f"the gradient norms at most {most:.3g}x"
+                ),
                 {
                     "loss_growth": loss_growth,
                     "gradient_growth": {k: growth[k] for k in grown},

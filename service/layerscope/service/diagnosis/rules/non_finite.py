@@ -9,14 +9,16 @@ from layerscope.service.domain.summary import Summary
 
 
 class NonFinite(RuntimeRule):
-    """NaN or Inf in weights, bias or activations.
+    """NaN or Inf in the inputs, weights, bias or activations.
 
     Symptom: one non-finite value spreads to every value computed from it, so the outputs, the loss and
-    every gradient become NaN; training cannot recover. The finding names the first layer (in graph
-    order) where it appears, which is where to look: a corrupted weight, an overflow, a division by zero
+    every gradient become NaN; training cannot recover. The finding names where it first appears: an input
+    (checked on the inputs themselves, since some kernels hide it: a ReLU may turn NaN into 0), else the
+    first layer in graph order, which is where to look: a corrupted weight, an overflow, a division by zero
     or a log of a non-positive value.
-    Remedy: restore the layer's weights from a good checkpoint; for overflow lower the learning rate, clip
-    gradients (clipnorm), normalise the inputs, or use a numerically stable loss (from_logits=True).
+    Remedy: clean the inputs (missing values, a division by zero in preprocessing); restore the layer's
+    weights from a good checkpoint; for overflow lower the learning rate, clip gradients (clipnorm),
+    normalise the inputs, or use a numerically stable loss (from_logits=True).
     """
 
     code = "non-finite"
@@ -28,12 +30,15 @@ class NonFinite(RuntimeRule):
         for layer in graph.layers:
             affected.extend((layer, w.kind, w.summary) for w in layer.weights if w.summary.non_finite)
             affected.extend((layer, p, s) for p, s in evidence.calls(layer.name) if s.non_finite)
+        layers = list(dict.fromkeys(a[0].name for a in affected))
+        inputs = [(name, summary) for name, summary in evidence.inputs.items() if summary.non_finite]
+        if inputs:
+            return [self._input_finding(inputs, layers)]
         if not affected:
             return []
         layer, where, summary = affected[0]
         is_weight = where in {w.kind for w in layer.weights}
         place = f"its {where} weights" if is_weight else "its output"
-        layers = list(dict.fromkeys(a[0].name for a in affected))
         return [
             self.finding(
                 [layer.name],
@@ -59,3 +64,27 @@ class NonFinite(RuntimeRule):
                 },
             )
         ]
+
+    def _input_finding(self, inputs: list[tuple[str, Summary]], layers: list[str]) -> Finding:
+        name, summary = inputs[0]
+        return self.finding(
+            [n for n, _ in inputs],
+            f"Input '{name}' holds non-finite values before any layer runs: expected all finite, received "
+            f"{summary.nan} NaN, {summary.posinf} +Inf and {summary.neginf} -Inf of {summary.count}"
+            + (f" ({len(inputs)} inputs affected)." if len(inputs) > 1 else "."),
+            "Find where the inputs get NaN or Inf (missing values, a division by zero or a log in preprocessing) "
+            "and clean them (np.nan_to_num, or drop those rows): a model cannot learn from them, and some kernels "
+            "hide them (a ReLU may turn NaN into 0).",
+            {
+                "first_layer": name,
+                "where": "input",
+                "tensor": "input",
+                "nan": summary.nan,
+                "posinf": summary.posinf,
+                "neginf": summary.neginf,
+                "count": summary.count,
+                "inputs": [n for n, _ in inputs],
+                "affected_layers": len(layers),
+                "affected": layers[:20],
+            },
+        )

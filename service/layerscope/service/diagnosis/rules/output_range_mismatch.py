@@ -31,11 +31,18 @@ class OutputRangeMismatch(TrainingRule):
         findings = []
         layers = output_layers(description)
         targets = list(training.targets.items())
+        # Targets that do not fit the loss at all (class indices under a categorical loss): target-loss-mismatch
+        # says so, and their range means nothing until they do.
+        unfit = {
+            name
+            for (name, target), loss in zip(training.targets.items(), training.losses, strict=False)
+            if target.mismatch(loss) is not None
+        }
         for i, (layer, (name, target)) in enumerate(zip(layers, targets, strict=False)):
             loss = training.losses[i].name if i < len(training.losses) else ""
             bounded = output_range(layer)
             shape = layer.output_shapes[0] if layer.output_shapes else ()
-            if bounded is None or loss in INDEX_TARGET_LOSSES or len(target.shape) < len(shape):
+            if bounded is None or loss in INDEX_TARGET_LOSSES or len(target.shape) < len(shape) or name in unfit:
                 continue  # class indices are not values the output should reach
             activation, (low, high) = bounded
             s = target.summary

@@ -2,37 +2,50 @@
 
     .venv/bin/python bench/bench_drift.py [--quick] [--windows 10000] [--json out.json]
 
-Real per-request activation summaries: the bench models of bench_capture.py (a small CNN and a 12-Conv2D
-64x64 CNN) run through `CaptureEngine.capture` with the selection a sampled request uses (every layer's
-activation summaries, default "sampled" statistics, the fused kernel loaded as the server loads it) on
-batches of 32 stationary images (uniform [0, 1) pixels): one capture is one Predict request of batch 32.
-That pool is made once (the TensorFlow part); everything after it is the pure monitoring code, no
-TensorFlow:
+What the server does, step by step, on real activations: the bench models of bench_capture.py (a small CNN and
+a 12-Conv2D 64x64 CNN) run through `CaptureEngine.run` with the request a sampled Predict sends
+(`CaptureRequest(inputs, LIVE_SELECTION, frozen_edges=...)`, default "sampled" statistics, the fused kernel
+loaded as the server loads it) on batches of 32 stationary images (uniform [0, 1) pixels): one capture is one
+Predict request of batch 32. Each request's images come from its own seed, so the same images can be sent
+again (on other edges, or as requests of 8).
 
-- References: `build_layer_reference` on `reference_requests` (200, the default) requests per layer, seeded
-  as the monitor seeds it. Several references from disjoint parts of the pool, since the null the test is
-  calibrated for includes the reference's own noise.
-- Stationary windows of n sampled requests (n = 5, 20, 60) drawn by bootstrap from a held-out part of the
-  pool (requests no reference saw), each judged with `judge` at the server's defaults (window 300 s, one
-  false alarm per model per week: alpha per window 300/604800 for the model, Bonferroni over its L layers).
-  A window is a model-level false alarm when any layer is drifting. Its per-layer feature sums are the sums
-  of the requests' `features` on the reference's edges, which is what `LayerWindow.add` accumulates (checked
-  against `add` on real summaries at the start).
+- References, as `ModelMonitor._collect` makes them: a version's first EDGE (min(50, 200 // 4)) sampled
+  requests run with the plain LIVE_SELECTION and choose each layer's edges (`choose_edges` over their compact
+  summaries); the next `reference_requests` (200) run with those edges frozen, so the engine counts each
+  layer's activation on them (`result.frozen`), and their features (`features(summary, edges, counts)`) and
+  weights (`summary.count`) give the reference (`reference_from_rows`, seeded as the monitor seeds it).
+  Every reference is also made by a `ModelMonitor` fed the same samples, and must come out identical. Several
+  references from disjoint parts of the pool, since the null the test is calibrated for includes the
+  reference's own noise (and its edges).
+- Held-out requests (no reference saw them) are sent once per reference, counted on that reference's edges.
+  Stationary windows of n sampled requests (n = 10, 20, 60; 5 is below MIN_WINDOW_REQUESTS and must not be
+  judged: checked) are drawn by bootstrap from them and judged with `judge` at the server's defaults (window
+  300 s, one false alarm per model per week: alpha per window 300/604800 for the model, Bonferroni over its L
+  layers). A window is a model-level false alarm when any layer is drifting. Its per-layer sums are Σ w·x,
+  Σ w and the count over its requests, which is what `LayerWindow.add(summary, edges, None, counts)`
+  accumulates (checked against `add` on real summaries and counts at the start).
 - Because that alpha is ~5e-4 per window, the tail is also read where it can be measured: the share of
   windows whose largest layer score exceeds 0.5 and 0.7, beside what the fitted null c * chi2(nu) predicts
   for it, and the same windows re-judged at a per-model alpha of 0.01 and 0.05 (and each layer at 1% and
   0.1%), where a few thousand windows estimate the rate.
-- Detection: the same engine on shifted inputs (brightness, contrast, a zeroed channel or region, noise, and,
-  as a control that is no shift of the data at all, the same images in requests of 8 instead of 32),
-  windows drawn from those requests and judged against the first reference: the probability a window is
-  flagged, the expected windows to first detection (1/p: windows are independent), and which layer the
-  window names first (model order: the first conv is expected).
+- Detection: the same engine on shifted inputs (brightness, contrast, a zeroed channel or region, noise),
+  counted on the first reference's edges, windows drawn from those requests and judged against it: the
+  probability a window is flagged, the expected windows to first detection (1/p: windows are independent),
+  and which layer the window names first (model order: the first conv is expected).
+- Batch size, which is no shift of the data: held-out images sent again as requests of 8 and judged against
+  the first reference (must not be flagged), and the mirror case, a reference made from requests of 8 (other
+  images of the same distribution) judging windows of held-out requests of 32.
 
 A bootstrap pool of H held-out requests adds its own sampling error (1/H) to every window's mean, so
 simulated windows look a little less stationary than fresh traffic would: the inflation of the test's
 variance, 1/H over (1/n + 1/m), is printed beside each table (it makes the raw figures conservative), and
-"corrected" figures scale each statistic down by it. A last table, a diagnosis rather than what the service
-does, re-judges the same windows against nulls fitted at the judged window's n instead of BOOTSTRAP_WINDOW.
+"corrected" figures scale each statistic down by it. The 95% intervals count windows as independent draws;
+windows judged against one reference share that reference's errors, so with 2-4 references the spread of the
+per-reference rates (printed) is the truer uncertainty. A last table, a diagnosis rather than what the service
+does, re-judges the same windows against other nulls: fitted at the judged window's n instead of
+BOOTSTRAP_WINDOW; fitted with each bootstrap round's variance re-estimated ("studentized"); and the weighted
+chi-square sum the statistic follows when window means are normal ("mixture": the eigenvalues of the
+reference's standardised feature covariance, its tail by a saddlepoint approximation).
 """
 
 from __future__ import annotations
@@ -46,7 +59,8 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import NormalDist
@@ -58,32 +72,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from layerscope.service.domain.summary import Summary
+from layerscope.service.monitoring.compact import CompactSummary
 from layerscope.service.monitoring.drift import (
+    MIN_WINDOW_REQUESTS,
     SECONDS_PER_WEEK,
     Reference,
-    build_layer_reference,
     chi2_quantile,
     judge,
+    reference_from_rows,
 )
+from layerscope.service.monitoring.model_monitor import (
+    EDGE_REQUESTS,
+    FrozenEdges,
+    ModelMonitor,
+    MonitorConfig,
+    Sample,
+)
+from layerscope.service.monitoring.projection import choose_edges
 from layerscope.service.monitoring.window import LayerWindow, Window, features
 
 WINDOW_SECONDS = 300.0  # the server's default monitor_window_seconds
 FALSE_ALARMS_PER_WEEK = 1.0  # the server's default monitor_false_alarms_per_week
 REFERENCE_REQUESTS = 200  # the server's default monitor_reference_requests
 SAMPLE_RATE = 0.05  # the server's default monitor_sample_rate
+EDGE = min(EDGE_REQUESTS, max(2, REFERENCE_REQUESTS // 4))
+"""Requests that choose a version's edges before its reference requests (as `ModelMonitor._collect`)."""
+CONFIG = MonitorConfig(WINDOW_SECONDS, REFERENCE_REQUESTS, FALSE_ALARMS_PER_WEEK, "bench")
 WINDOWS_PER_WEEK = SECONDS_PER_WEEK / WINDOW_SECONDS
 ALPHA_MODEL = FALSE_ALARMS_PER_WEEK / WINDOWS_PER_WEEK
 BATCH = 32
 SMALL_BATCH = 8
-"""Not a shift of the data: requests of 8 images instead of 32 (a change in the traffic's batch-size mix)."""
-SIZES = (5, 20, 60)
+"""Not a shift of the data: the same images in requests of 8 instead of 32 (a change in the batch-size mix)."""
+SIZES = (10, 20, 60)
+UNJUDGED = 5
+"""A window size below MIN_WINDOW_REQUESTS: such windows must not be judged."""
 LARGER_ALPHAS = (0.01, 0.05)
 LAYER_ALPHAS = (0.01, 0.001)
 TAIL_SCORES = (0.5, 0.7)
+POOL, SMALL_REFERENCE, SHIFTED = 0, 1, 10
+"""Image streams: the stationary pool, the requests of 8 a batch-8 reference is made from, each shift's."""
 
-Requests = list[dict[str, Summary]]
-"""One dict per request: capture point -> its activation summary (model order)."""
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Request = Callable[[int], np.ndarray]
+"""Request index -> its images."""
 
 
 def shifts(channels: int) -> dict[str, Shift]:
@@ -110,29 +141,120 @@ def shifts(channels: int) -> dict[str, Shift]:
     }
 
 
-# -- the TensorFlow part: real summaries ------------------------------------------------------------------------
+# -- the TensorFlow part: real summaries and device counts -------------------------------------------------------
 
 
-def capture_pool(
-    engine: Any, count: int, rng: np.random.Generator, shift: Shift | None = None, batch: int = BATCH
-) -> Requests:
-    """`count` requests of `batch` images through the capture path a sampled request takes."""
-    from layerscope.service.inspector import LIVE_SELECTION
+@dataclass
+class Counted:
+    """Requests counted on one set of frozen edges: per layer, each request's features and weight."""
 
+    edges: dict[str, np.ndarray]
+    rows: dict[str, np.ndarray]
+    """Capture point -> one row of `features(summary, edges, counts)` per request."""
+    weights: dict[str, np.ndarray]
+    """Capture point -> each request's weight, its number of values (`summary.count`)."""
+    units: dict[str, int]
+    first: list[tuple[dict[str, Summary], dict[str, np.ndarray]]] = field(default_factory=list)
+    """The first requests as the engine returned them (summaries, counts), for the checks."""
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.weights.values())))
+
+
+def images(engine: Any, seed: int, stream: int, index: int, shift: Shift | None = None) -> np.ndarray:
+    """The images of one request of `BATCH`: the same for the same (seed, stream, index)."""
     spec = engine.inputs[0]
-    shape = (batch, *(d or 1 for d in spec.shape[1:]))
-    pool = []
-    for _ in range(count):
-        x = rng.random(shape, dtype=np.float32)
-        if shift is not None:
-            x = shift(x, rng).astype("float32")
-        result = engine.capture({spec.name: x}, LIVE_SELECTION)
-        pool.append({p: kinds["activation"] for p, kinds in result.summaries.items() if "activation" in kinds})
-    return pool
+    rng = np.random.default_rng((seed, stream, index))
+    x = rng.random((BATCH, *(d or 1 for d in spec.shape[1:])), dtype=np.float32)
+    return x if shift is None else shift(x, rng).astype("float32")
 
 
-def build_engines(quick: bool) -> list[tuple[Any, int, int, int]]:
-    """(engine, pool size, references, shifted requests per shift) per bench model."""
+def split(x: np.ndarray, part: int) -> np.ndarray:
+    """Part `part` of a request's images sent as a request of SMALL_BATCH."""
+    return x[part * SMALL_BATCH : (part + 1) * SMALL_BATCH]
+
+
+def frozen(edges: dict[str, np.ndarray]) -> FrozenEdges:
+    """The edges as a sampled request carries them to the engine."""
+    return tuple((point, tuple(float(v) for v in values)) for point, values in edges.items())
+
+
+def capture(engine: Any, x: np.ndarray, edges: FrozenEdges = ()) -> tuple[dict[str, Summary], dict[str, np.ndarray]]:
+    """One sampled request as the inspector runs it: activation summaries, and counts on `edges`."""
+    from layerscope.service.domain.capture import LIVE_SELECTION, CaptureRequest
+
+    result = engine.run(CaptureRequest({engine.inputs[0].name: x}, LIVE_SELECTION, frozen_edges=edges)).result
+    summaries = {p: kinds["activation"] for p, kinds in result.summaries.items() if "activation" in kinds}
+    return summaries, dict(result.frozen)
+
+
+def count_on(engine: Any, requests: Iterable[np.ndarray], edges: dict[str, np.ndarray], keep: int = 0) -> Counted:
+    """Each request sent with `edges` frozen; its features from the device's counts on them."""
+    sent = frozen(edges)
+    rows: dict[str, list[np.ndarray]] = {p: [] for p in edges}
+    weights: dict[str, list[float]] = {p: [] for p in edges}
+    units: dict[str, int] = {}
+    first = []
+    for x in requests:
+        summaries, counts = capture(engine, x, sent)
+        if len(first) < keep:
+            first.append((summaries, counts))
+        for point, e in edges.items():
+            summary = summaries[point]
+            rows[point].append(features(summary, e, counts[point]))
+            weights[point].append(float(summary.count))
+            units[point] = len(summary.unit_activity)
+    return Counted(
+        edges, {p: np.stack(v) for p, v in rows.items()}, {p: np.array(v) for p, v in weights.items()}, units, first
+    )
+
+
+def unmeasured(point: str, summary: Summary) -> tuple[float | None, float | None]:
+    return None, None
+
+
+def make_reference(engine: Any, tag: str, request: Request) -> tuple[Reference, Counted]:
+    """A reference as the server makes it from a version's first sampled requests `request(0), request(1)...`:
+    the first EDGE choose the edges (plain capture), the next REFERENCE_REQUESTS are counted on them. Checked
+    against a `ModelMonitor` fed the same samples."""
+    model = engine.model.name
+    plain = [capture(engine, request(i))[0] for i in range(EDGE)]
+    compact = [{p: CompactSummary.of(s) for p, s in summaries.items()} for summaries in plain]
+    edges = {p: choose_edges([c[p].summary() for c in compact if p in c]) for p in compact[0]}
+    counted = count_on(engine, (request(EDGE + i) for i in range(REFERENCE_REQUESTS)), edges, REFERENCE_REQUESTS)
+    layers = {
+        p: reference_from_rows(counted.rows[p], counted.weights[p], e, counted.units[p], zlib.crc32(p.encode()))
+        for p, e in edges.items()
+    }
+    reference = Reference(f"ref-{tag}", model, 1, datetime.now(UTC), "traffic", REFERENCE_REQUESTS, layers)
+    # The server's own path on the same samples must give the same reference.
+    monitor = ModelMonitor(model, 1, SAMPLE_RATE, CONFIG)
+    for summaries in plain:
+        monitor.add(Sample(summaries, 0, unmeasured))
+    assert monitor.frozen_edges == frozen(edges), "the monitor chose other edges"
+    for summaries, counts in counted.first:
+        monitor.add(Sample(summaries, 0, unmeasured, counts=counts, edges=monitor.frozen_edges))
+    theirs = monitor.reference_ready()
+    assert theirs is not None and list(theirs.layers) == list(layers), "the monitor made no reference"
+    for point, ours in layers.items():
+        other = theirs.layers[point]
+        for name in ("edges", "mean", "variance"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(ours, name), err_msg=f"{point} {name}")
+        assert (other.units, other.scale, other.dof, other.weight, other.dead_unit_fraction) == (
+            ours.units,
+            ours.scale,
+            ours.dof,
+            ours.weight,
+            ours.dead_unit_fraction,
+        ), point
+    counted.first = counted.first[:7]
+    return reference, counted
+
+
+def build_engines(quick: bool) -> list[tuple[Any, dict[str, int]]]:
+    """(engine, plan) per bench model: references, held-out requests, shifted requests per shift, and held-out
+    requests sent again for the batch-size cases."""
     from layerscope.service.runtime.quiet_start import start_tensorflow
 
     start_tensorflow()
@@ -146,75 +268,101 @@ def build_engines(quick: bool) -> list[tuple[Any, int, int, int]]:
     summary_op.load()
     print(f"fused statistics kernel: {summary_op.reason}", flush=True)
     if quick:
-        plans = [(small_cnn, 800, 2, 100), (deep_cnn, 400, 1, 40)]
+        plans = [
+            (small_cnn, {"references": 2, "held_out": 400, "shifted": 80, "batch_pool": 100}),
+            (deep_cnn, {"references": 1, "held_out": 150, "shifted": 30, "batch_pool": 40}),
+        ]
     else:
-        plans = [(small_cnn, 3000, 4, 200), (deep_cnn, 1200, 2, 80)]
+        plans = [
+            (small_cnn, {"references": 4, "held_out": 800, "shifted": 150, "batch_pool": 200}),
+            (deep_cnn, {"references": 2, "held_out": 300, "shifted": 50, "batch_pool": 80}),
+        ]
     engines = []
-    for build, pool, references, shifted in plans:
+    for build, plan in plans:
         keras.backend.clear_session()  # layer names start afresh per model: conv2d is each model's first conv
         keras.utils.set_random_seed(0)
-        engines.append((CaptureEngine(build(), summary_op=summary_op), pool, references, shifted))
+        engines.append((CaptureEngine(build(), summary_op=summary_op), plan))
     return engines
 
 
-# -- the pure part: references, windows, judging ----------------------------------------------------------------
+# -- the pure part: windows, judging -----------------------------------------------------------------------------
 
 
-def make_reference(model: str, requests: Requests, tag: str) -> Reference:
-    points = list(requests[0])
-    layers = {p: build_layer_reference([r[p] for r in requests], zlib.crc32(p.encode())) for p in points}
-    return Reference(f"ref-{tag}", model, 1, datetime.now(UTC), "traffic", len(requests), layers)
+def draws(rng: np.random.Generator, held: int, count: int, n: int) -> np.ndarray:
+    """`count` windows of n requests drawn with replacement from `held`, as draw counts per request."""
+    index = rng.integers(0, held, (count, n))
+    out = np.zeros((count, held))
+    np.add.at(out, (np.repeat(np.arange(count), n), index.ravel()), 1.0)
+    return out
 
 
-def feature_rows(requests: Requests, reference: Reference) -> dict[str, np.ndarray]:
-    """Per layer: one row of drift features per request, on the reference's edges."""
-    return {p: np.stack([features(r[p], ref.edges) for r in requests]) for p, ref in reference.layers.items()}
+def window_sums(counted: Counted, drawn: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer, each drawn window's Σ w·x and Σ w: what `LayerWindow.add` accumulates."""
+    return {
+        p: (drawn @ (counted.weights[p][:, None] * counted.rows[p]), drawn @ counted.weights[p]) for p in counted.rows
+    }
 
 
-def check_sums_match_add(requests: Requests, reference: Reference, rows: dict[str, np.ndarray]) -> None:
-    """The shortcut (a window's feature sum as a sum of rows) against what `LayerWindow.add` accumulates."""
+def check_sums_match_add(counted: Counted, reference: Reference) -> None:
+    """The shortcut (a window's sums as sums over its requests' rows) against what `LayerWindow.add` makes of
+    the same requests' summaries and counts, as `ModelMonitor.add` calls it."""
+    k = len(counted.first)
+    drawn = np.zeros((1, counted.size))
+    drawn[0, :k] = 1.0
+    sums = window_sums(counted, drawn)
     for point, ref in reference.layers.items():
         layer = LayerWindow()
-        for request in requests[:7]:
-            layer.add(request[point], ref.edges)
-        np.testing.assert_allclose(layer.feature_sum, rows[point][:7].sum(axis=0), rtol=1e-12, atol=1e-12)
-        assert layer.requests == 7
+        for summaries, counts in counted.first:
+            layer.add(summaries[point], ref.edges, None, counts[point])
+        feature_sum, weight = sums[point]
+        squares = drawn @ (counted.weights[point][:, None] * counted.rows[point] ** 2)
+        np.testing.assert_allclose(layer.feature_sum, feature_sum[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.feature_squares, squares[0], rtol=1e-12, atol=1e-12)
+        assert layer.feature_weight == weight[0] and layer.featured == k == layer.requests
 
 
-def window_of(reference: Reference, sums: dict[str, np.ndarray], n: int) -> Window:
+def window_of(reference: Reference, sums: dict[str, tuple[np.ndarray, float]], n: int) -> Window:
     now = datetime.now(UTC)
-    layers = {p: LayerWindow(requests=n, feature_sum=s) for p, s in sums.items()}
+    layers = {
+        p: LayerWindow(requests=n, featured=n, feature_sum=s, feature_weight=float(w)) for p, (s, w) in sums.items()
+    }
     edges = {p: r.edges for p, r in reference.layers.items()}
     return Window("w-sim", reference.model, 1, "bench", now, now, reference.reference_id, layers, edges=edges)
 
 
-def simulate(
-    reference: Reference, rows: dict[str, np.ndarray], n: int, windows: int, rng: np.random.Generator
-) -> dict[str, Any]:
-    """`windows` windows of n requests drawn (with replacement) from `rows`, each judged at the defaults.
+def simulate(reference: Reference, counted: Counted, n: int, windows: int, rng: np.random.Generator) -> dict[str, Any]:
+    """`windows` windows of n requests drawn (with replacement) from `counted`, each judged at the defaults.
 
     Returns per window and layer the statistic and the default score, and per window the layers drifting
-    (model order)."""
+    (model order), and how many windows `judge` judged at all."""
     points = list(reference.layers)
-    held = len(next(iter(rows.values())))
     statistic = np.zeros((windows, len(points)))
     score = np.zeros((windows, len(points)))
     drifting: list[list[str]] = []
     parts: list[str] = []
+    judged = 0
     chunk = 500
     for start in range(0, windows, chunk):
         count = min(chunk, windows - start)
-        index = rng.integers(0, held, (count, n))
-        sums = {p: rows[p][index].sum(axis=1) for p in points}
+        sums = window_sums(counted, draws(rng, counted.size, count, n))
         for w in range(count):
-            window = window_of(reference, {p: sums[p][w] for p in points}, n)
+            window = window_of(reference, {p: (sums[p][0][w], sums[p][1][w]) for p in points}, n)
             judge(window, reference, WINDOWS_PER_WEEK, FALSE_ALARMS_PER_WEEK)
+            judged += any(d.threshold > 0 for d in window.drift.values())
             for j, p in enumerate(points):
                 statistic[start + w, j] = window.drift[p].statistic
                 score[start + w, j] = window.drift[p].score
             drifting.append(window.drifting)
             parts.extend(f"{p}:{window.drift[p].part}" for p in window.drifting)
-    return {"statistic": statistic, "score": score, "drifting": drifting, "points": points, "parts": parts}
+    return {
+        "statistic": statistic,
+        "score": score,
+        "drifting": drifting,
+        "points": points,
+        "parts": parts,
+        "judged": judged,
+        "n": n,
+    }
 
 
 def thresholds(reference: Reference, alpha_layer: float) -> np.ndarray:
@@ -222,17 +370,24 @@ def thresholds(reference: Reference, alpha_layer: float) -> np.ndarray:
     return np.array([r.scale * chi2_quantile(r.dof, alpha_layer) for r in reference.layers.values()])
 
 
-def rejudge_matches(reference: Reference, rows: dict[str, np.ndarray], n: int, alpha_model: float) -> None:
+def rejudge_matches(reference: Reference, counted: Counted, n: int, alpha_model: float) -> None:
     """Re-judging from the kept statistics agrees with `judge` itself at that alpha (a few windows)."""
     rng = np.random.default_rng(99)
     points = list(reference.layers)
     limit = thresholds(reference, alpha_model / len(points))
-    for _ in range(20):
-        index = rng.integers(0, len(rows[points[0]]), n)
-        window = window_of(reference, {p: rows[p][index].sum(axis=0) for p in points}, n)
+    sums = window_sums(counted, draws(rng, counted.size, 20, n))
+    for w in range(20):
+        window = window_of(reference, {p: (sums[p][0][w], sums[p][1][w]) for p in points}, n)
         judge(window, reference, WINDOWS_PER_WEEK, alpha_model * WINDOWS_PER_WEEK)
         ours = [window.drift[p].statistic >= t for p, t in zip(points, limit, strict=True)]
         assert ours == [window.drift[p].drifting for p in points], (ours, window.drift)
+
+
+def inflation(counted: Counted, reference: Reference, n: int) -> float:
+    """The bootstrap pool's extra variance of a window's mean, 1/H over (1/n + 1/m), in weights."""
+    point = next(iter(reference.layers))
+    request = float(counted.weights[point].mean())
+    return (1 / (counted.size * request)) / (1 / (n * request) + 1 / reference.layers[point].weight)
 
 
 def chi2_sf(x: float, dof: float) -> float:
@@ -264,50 +419,95 @@ def wilson(hits: int, total: int) -> tuple[float, float]:
 # -- the study ----------------------------------------------------------------------------------------------------
 
 
-def study(engine: Any, pool_size: int, references: int, shifted: int, windows: int, seed: int) -> dict[str, Any]:
+def study(engine: Any, plan: dict[str, int], windows: int, seed: int) -> dict[str, Any]:
     model = engine.model.name
     rng = np.random.default_rng(seed)
+    references, held_out = plan["references"], plan["held_out"]
+    block = EDGE + REFERENCE_REQUESTS
+
+    def pool(index: int) -> np.ndarray:
+        return images(engine, seed, POOL, index)
+
     started = time.perf_counter()
-    pool = capture_pool(engine, pool_size, rng)
+    refs, reference_counted = [], []
+    for r in range(references):
+        reference, counted = make_reference(engine, f"{model}-{r}", lambda i, r=r: pool(r * block + i))
+        refs.append(reference)
+        reference_counted.append(counted)
+    held = [references * block + i for i in range(held_out)]
+    held_counted = [count_on(engine, (pool(i) for i in held), edges_of(reference), 7) for reference in refs]
+    plain = capture(engine, pool(held[0]))[0]
+    assert plain == held_counted[0].first[0][0], "counting on frozen edges changed the summaries"
+    for reference, counted in zip(refs, held_counted, strict=True):
+        check_sums_match_add(counted, reference)
     capture_seconds = time.perf_counter() - started
-    held_out = pool[references * REFERENCE_REQUESTS :]
-    refs = [
-        make_reference(model, pool[r * REFERENCE_REQUESTS : (r + 1) * REFERENCE_REQUESTS], f"{model}-{r}")
-        for r in range(references)
-    ]
     L = len(refs[0].layers)
     print(
-        f"{model}: {pool_size} requests of batch {BATCH} captured in {capture_seconds:.1f} s; {L} layers; "
-        f"{references} references of {REFERENCE_REQUESTS}, {len(held_out)} held out",
+        f"{model}: {references} references ({EDGE} + {REFERENCE_REQUESTS} requests of batch {BATCH} each), "
+        f"{held_out} held out counted on each reference's edges: {capture_seconds:.1f} s; {L} layers; every "
+        "reference identical to ModelMonitor's, window sums identical to LayerWindow.add's",
         flush=True,
     )
-    held_rows = [feature_rows(held_out, reference) for reference in refs]
-    for reference, rows in zip(refs, held_rows, strict=True):
-        check_sums_match_add(held_out, reference, rows)
-    reference_rows = [
-        feature_rows(pool[r * REFERENCE_REQUESTS : (r + 1) * REFERENCE_REQUESTS], reference)
-        for r, reference in enumerate(refs)
-    ]
     null: dict[int, dict[str, Any]] = {}
     for n in SIZES:
         per_ref = []
-        for reference, rows in zip(refs, held_rows, strict=True):
-            rejudge_matches(reference, rows, n, LARGER_ALPHAS[-1])
-            per_ref.append((reference, simulate(reference, rows, n, windows, rng)))
-        null[n] = summarize_null(per_ref, n, len(held_out))
-        null[n]["refitted"] = refitted(per_ref, reference_rows, n, len(held_out))
-    # Detection: shifted requests against the first reference.
+        for reference, counted in zip(refs, held_counted, strict=True):
+            rejudge_matches(reference, counted, n, LARGER_ALPHAS[-1])
+            per_ref.append((reference, simulate(reference, counted, n, windows, rng)))
+        spread = inflation(held_counted[0], refs[0], n)
+        null[n] = summarize_null(per_ref, n, spread)
+        null[n]["refitted"] = refitted(per_ref, reference_counted, spread)
+    small = [
+        simulate(reference, counted, UNJUDGED, 500, rng) for reference, counted in zip(refs, held_counted, strict=True)
+    ]
+    unjudged = {
+        "n": UNJUDGED,
+        "windows": sum(len(sim["drifting"]) for sim in small),
+        "judged": sum(sim["judged"] for sim in small),
+        "alarms": sum(bool(d) for sim in small for d in sim["drifting"]),
+    }
+    assert unjudged["judged"] == 0, f"windows of {UNJUDGED} requests were judged"
+    # Detection: shifted requests counted on the first reference's edges and judged against it.
     detection = []
     shift_seconds = time.perf_counter()
     channels = int(engine.inputs[0].shape[-1] or 1)
-    cases: list[tuple[str, Shift | None, int]] = [(name, shift, BATCH) for name, shift in shifts(channels).items()]
-    cases.append((f"none, batch {SMALL_BATCH}", None, SMALL_BATCH))  # the same images, smaller requests
-    for name, shift, batch in cases:
-        requests = capture_pool(engine, shifted, rng, shift, batch)
-        rows = feature_rows(requests, refs[0])
+    first_edges = edges_of(refs[0])
+    for k, (name, shift) in enumerate(shifts(channels).items()):
+        requests = (images(engine, seed, SHIFTED + k, i, shift) for i in range(plan["shifted"]))
+        counted = count_on(engine, requests, first_edges)
         for n in SIZES:
-            detection.append(summarize_detection(name, n, simulate(refs[0], rows, n, min(windows, 1000), rng), refs[0]))
+            sim = simulate(refs[0], counted, n, min(windows, 1000), rng)
+            detection.append(summarize_detection(name, n, sim, refs[0]))
     print(f"{model}: shifted requests captured and judged in {time.perf_counter() - shift_seconds:.1f} s", flush=True)
+    # Batch size: the same held-out images in requests of 8 against the first reference; and a reference made
+    # from requests of 8 against the held-out requests of 32.
+    batch_seconds = time.perf_counter()
+    parts = BATCH // SMALL_BATCH
+    kept = held[: plan["batch_pool"]]
+    eights = count_on(engine, (split(pool(i), part) for i in kept for part in range(parts)), first_edges)
+    small_reference, _ = make_reference(
+        engine,
+        f"{model}-batch{SMALL_BATCH}",
+        lambda i: split(images(engine, seed, SMALL_REFERENCE, i // parts), i % parts),
+    )
+    thirty_twos = count_on(engine, (pool(i) for i in kept), edges_of(small_reference))
+    batch = []
+    cases = (
+        (f"reference {BATCH}, windows {SMALL_BATCH}", refs[0], eights),
+        (f"reference {SMALL_BATCH}, windows {BATCH}", small_reference, thirty_twos),
+    )
+    for label, reference, counted in cases:
+        for n in SIZES:
+            sim = simulate(reference, counted, n, min(windows, 3000), rng)
+            x = summarize_null([(reference, sim)], n, inflation(counted, reference, n))
+            batch.append({"case": label, "pool": counted.size, **x})
+            if reference is refs[0]:
+                detection.append(summarize_detection(f"none, batch {SMALL_BATCH}", n, sim, reference))
+    print(
+        f"{model}: {len(kept)} held-out requests sent again as {len(kept) * parts} requests of {SMALL_BATCH}, a "
+        f"reference of requests of {SMALL_BATCH}: {time.perf_counter() - batch_seconds:.1f} s",
+        flush=True,
+    )
     layers = [
         {"layer": p, "features": len(r.mean), "units": r.units, "scale": round(r.scale, 4), "dof": round(r.dof, 2)}
         for p, r in refs[0].layers.items()
@@ -315,21 +515,25 @@ def study(engine: Any, pool_size: int, references: int, shifted: int, windows: i
     return {
         "model": model,
         "layers": L,
-        "pool": pool_size,
         "references": references,
-        "held_out": len(held_out),
+        "held_out": held_out,
         "capture_seconds": round(capture_seconds, 1),
         "reference_layers": layers,
         "null": null,
+        "unjudged": unjudged,
         "detection": detection,
+        "batch": batch,
     }
 
 
-def summarize_null(per_ref: list[tuple[Reference, dict[str, Any]]], n: int, held: int) -> dict[str, Any]:
+def edges_of(reference: Reference) -> dict[str, np.ndarray]:
+    return {p: r.edges for p, r in reference.layers.items()}
+
+
+def summarize_null(per_ref: list[tuple[Reference, dict[str, Any]]], n: int, spread: float) -> dict[str, Any]:
     """Model-level and per-layer false alarms over every reference's windows, as judged ("raw") and with each
     statistic scaled down by the bootstrap pool's inflation ("corrected": (1/n + 1/m) / (1/n + 1/m + 1/H))."""
-    inflation = (1 / held) / (1 / n + 1 / REFERENCE_REQUESTS)
-    correct = 1 / (1 + inflation)
+    correct = 1 / (1 + spread)
     total = sum(len(sim["drifting"]) for _, sim in per_ref)
     alarms = sum(bool(d) for _, sim in per_ref for d in sim["drifting"])
     default = [thresholds(reference, ALPHA_MODEL / len(reference.layers)) for reference, _ in per_ref]
@@ -344,6 +548,7 @@ def summarize_null(per_ref: list[tuple[Reference, dict[str, Any]]], n: int, held
     out: dict[str, Any] = {
         "n": n,
         "windows": total,
+        "judged": sum(sim["judged"] for _, sim in per_ref),
         "alarms": alarms,
         "rate": alarms / total,
         "rate_ci95": [low, high],
@@ -359,7 +564,7 @@ def summarize_null(per_ref: list[tuple[Reference, dict[str, Any]]], n: int, held
         "median_max_score": float(np.median(max_scores)),
         "first_layers_of_alarms": dict(first.most_common()),
         "layer_parts_in_alarms": dict(parts.most_common()),
-        "bootstrap_inflation": inflation,
+        "bootstrap_inflation": spread,
         "tail": {},
         "larger_alpha": {},
         "per_layer": {},
@@ -407,33 +612,115 @@ def summarize_null(per_ref: list[tuple[Reference, dict[str, Any]]], n: int, held
 
 
 def refitted(
-    per_ref: list[tuple[Reference, dict[str, Any]]], reference_rows: list[dict[str, np.ndarray]], n: int, held: int
+    per_ref: list[tuple[Reference, dict[str, Any]]], reference_counted: list[Counted], spread: float
 ) -> dict[str, Any]:
-    """Diagnosis, not what the service does: the same windows' statistics against nulls c * chi2(nu) fitted as
-    `build_layer_reference` fits them (moments of S over bootstrap windows of the reference's own requests),
-    but with bootstrap windows of the judged window's n instead of BOOTSTRAP_WINDOW, and 2000 rounds. Rates
-    corrected for the pool's inflation."""
+    """Diagnosis, not what the service does: the same windows' statistics against other nulls c * chi2(nu),
+    fitted to the reference's own weighted requests as `reference_from_rows` fits them (the heavier of the tail
+    and moment fits) but "at n": with bootstrap windows of the judged window's n instead of BOOTSTRAP_WINDOW;
+    "studentized": with each bootstrap round's statistic divided by the variance of that round's resampled
+    reference instead of the reference's own (so the null carries the noise of a variance estimated from 200
+    requests, which the service's fit cannot see). Rates corrected for the pool's inflation."""
     from layerscope.service.monitoring import drift
 
-    correct = 1 / (1 + (1 / held) / (1 / n + 1 / REFERENCE_REQUESTS))
-    saved = drift.BOOTSTRAP_WINDOW, drift.BOOTSTRAP_ROUNDS
-    drift.BOOTSTRAP_WINDOW, drift.BOOTSTRAP_ROUNDS = n, 2000
+    n = per_ref[0][1]["n"]
+    correct = 1 / (1 + spread)
+    saved = drift.BOOTSTRAP_WINDOW
+    drift.BOOTSTRAP_WINDOW = n
     try:
-        fits = [
-            [drift._calibrate(rows[p], r.mean, r.variance, zlib.crc32(p.encode())) for p, r in reference.layers.items()]
-            for (reference, _), rows in zip(per_ref, reference_rows, strict=True)
+        at_n = [
+            [
+                drift._calibrate(counted.rows[p], counted.weights[p], r.variance, zlib.crc32(p.encode()))
+                for p, r in reference.layers.items()
+            ]
+            for (reference, _), counted in zip(per_ref, reference_counted, strict=True)
         ]
     finally:
-        drift.BOOTSTRAP_WINDOW, drift.BOOTSTRAP_ROUNDS = saved
+        drift.BOOTSTRAP_WINDOW = saved
+    studentized = [
+        [studentized_fit(counted.rows[p], counted.weights[p], zlib.crc32(p.encode())) for p in reference.layers]
+        for (reference, _), counted in zip(per_ref, reference_counted, strict=True)
+    ]
+    spectra = [
+        [spectrum(counted.rows[p], counted.weights[p], r.variance) for p, r in reference.layers.items()]
+        for (reference, _), counted in zip(per_ref, reference_counted, strict=True)
+    ]
     total = sum(len(sim["drifting"]) for _, sim in per_ref)
-    out = {}
-    for alpha in (ALPHA_MODEL, *LARGER_ALPHAS):
-        hits = 0
-        for (_, sim), fit in zip(per_ref, fits, strict=True):
-            limit = np.array([c * chi2_quantile(nu, alpha / len(fit)) for c, nu in fit])
-            hits += int((sim["statistic"] * correct >= limit[None, :]).any(axis=1).sum())
-        out[f"{alpha:.3g}"] = {"rate": hits / total, "ci95": list(wilson(hits, total)), "nominal": alpha}
+    out: dict[str, Any] = {}
+    for name in ("at n", "studentized", "mixture"):
+        out[name] = {}
+        for alpha in (ALPHA_MODEL, *LARGER_ALPHAS):
+            hits = 0
+            for i, (_, sim) in enumerate(per_ref):
+                L = len(sim["points"])
+                if name == "mixture":
+                    limit = np.array([mixture_quantile(lam, alpha / L) for lam in spectra[i]])
+                else:
+                    fit = (at_n if name == "at n" else studentized)[i]
+                    limit = np.array([c * chi2_quantile(nu, alpha / L) for c, nu in fit])
+                hits += int((sim["statistic"] * correct >= limit[None, :]).any(axis=1).sum())
+            out[name][f"{alpha:.3g}"] = {"rate": hits / total, "ci95": list(wilson(hits, total)), "nominal": alpha}
     return out
+
+
+def spectrum(rows: np.ndarray, weights: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the features' correlation as the test standardises them (the weighted covariance per
+    unit of weight over the reference's variance): with normal window means, S is sum_i lambda_i chi2(1)."""
+    mean = weights @ rows / weights.sum()
+    scaled = (rows - mean) * np.sqrt(weights)[:, None] / np.sqrt(variance)[None, :]
+    values = np.linalg.svd(scaled, compute_uv=False) ** 2 / max(len(rows) - 1, 1)
+    return values[values > 1e-9 * values.max()]
+
+
+def mixture_sf(x: float, lam: np.ndarray) -> float:
+    """P(sum_i lambda_i chi2(1) > x) by the Lugannani-Rice saddlepoint approximation (for x above the mean)."""
+    if x <= lam.sum():
+        return 0.5
+    low, high = 0.0, 0.5 / lam.max()
+    for _ in range(200):  # K'(t) = x, K'(t) = sum lambda / (1 - 2 lambda t), increasing in t
+        t = (low + high) / 2
+        low, high = (t, high) if float(np.sum(lam / (1 - 2 * lam * t))) < x else (low, t)
+    t = (low + high) / 2
+    k = -0.5 * float(np.sum(np.log1p(-2 * lam * t)))
+    k2 = float(np.sum(2 * lam**2 / (1 - 2 * lam * t) ** 2))
+    w = math.sqrt(max(2 * (t * x - k), 1e-300))
+    u = t * math.sqrt(k2)
+    normal = NormalDist()
+    return max(normal.cdf(-w) + math.exp(-w * w / 2) / math.sqrt(2 * math.pi) * (1 / u - 1 / w), 0.0)
+
+
+def mixture_quantile(lam: np.ndarray, alpha: float) -> float:
+    """The x that sum_i lambda_i chi2(1) exceeds with probability alpha (bisection on `mixture_sf`)."""
+    low, high = float(lam.sum()), float(lam.sum()) + 10 * float(lam.max())
+    while mixture_sf(high, lam) > alpha:
+        low, high = high, high + 2 * (high - low)
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if mixture_sf(middle, lam) > alpha else (low, middle)
+    return (low + high) / 2
+
+
+def studentized_fit(rows: np.ndarray, weights: np.ndarray, seed: int) -> tuple[float, float]:
+    """`drift._calibrate` (same rounds, window, draws and fit), except that each round's terms are divided by
+    the variance of that round's resampled reference, computed as `reference_from_rows` computes it."""
+    from layerscope.service.monitoring import drift
+
+    m = len(rows)
+    rng = np.random.default_rng(seed)
+    n = min(drift.BOOTSTRAP_WINDOW, m)
+    window_draws = drift._draws(rng, m, n, drift.BOOTSTRAP_ROUNDS) * weights
+    base_draws = drift._draws(rng, m, m, drift.BOOTSTRAP_ROUNDS) * weights
+    window_weight, base_weight = window_draws.sum(axis=1), base_draws.sum(axis=1)
+    windows = window_draws @ rows / window_weight[:, None]
+    bases = base_draws @ rows / base_weight[:, None]
+    spread = (base_draws @ rows**2 - base_weight[:, None] * bases**2) / (m - 1)
+    variance = np.maximum(spread, drift.VARIANCE_FLOOR * base_weight[:, None] / m)
+    scale = variance * (1.0 / window_weight + 1.0 / base_weight)[:, None]
+    stats = ((windows - bases) ** 2 / scale).sum(axis=1)
+    mu, var = float(stats.mean()), float(stats.var(ddof=1))
+    if mu <= 0 or var <= 0:
+        return 1.0, 1.0
+    dof = min(2.0 * mu * mu / var, drift._dof_for_tail(float(np.quantile(stats, drift.TAIL_LEVEL)) / mu))
+    return mu / dof, dof
 
 
 def summarize_detection(shift: str, n: int, sim: dict[str, Any], reference: Reference) -> dict[str, Any]:
@@ -466,12 +753,15 @@ def traffic(n: int) -> str:
 
 
 def print_tables(results: list[dict[str, Any]], windows: int) -> None:
+    sizes = " / ".join(str(n) for n in SIZES)
+    rates = " / ".join(traffic(n) for n in SIZES)
     print(
         f"\nScenario: windows of {WINDOW_SECONDS:.0f} s (the default), n sampled requests per window; at the default "
-        f"{SAMPLE_RATE:.0%} sampling n = 5 / 20 / 60 is {traffic(5)} / {traffic(20)} / {traffic(60)} of Predict "
-        f"traffic (1 req/s gives n = {WINDOW_SECONDS * SAMPLE_RATE:.0f}). One request = one batch of {BATCH} "
-        f"images. Reference: {REFERENCE_REQUESTS} requests. Default alpha per window: {ALPHA_MODEL:.3g} per model "
-        f"(1 false alarm / week at {WINDOWS_PER_WEEK:.0f} windows / week), divided by L layers."
+        f"{SAMPLE_RATE:.0%} sampling n = {sizes} is {rates} of Predict traffic (1 req/s gives n = "
+        f"{WINDOW_SECONDS * SAMPLE_RATE:.0f}; below n = {MIN_WINDOW_REQUESTS}, {traffic(MIN_WINDOW_REQUESTS)}, a "
+        f"window is not judged). One request = one batch of {BATCH} images. Reference: {EDGE} requests choose the "
+        f"edges, the next {REFERENCE_REQUESTS} are counted on them. Default alpha per window: {ALPHA_MODEL:.3g} per "
+        f"model (1 false alarm / week at {WINDOWS_PER_WEEK:.0f} windows / week), divided by L layers."
     )
     print("\n== False alarms on stationary traffic, at the defaults ==")
     header = (
@@ -497,11 +787,17 @@ def print_tables(results: list[dict[str, Any]], windows: int) -> None:
             if x["alarms"]:
                 rates = ", ".join(f"{v:.1e}" for v in x["rate_per_reference"])
                 print(f"{'':14} per reference: {rates}; layer:part in alarms: {x['layer_parts_in_alarms']}")
+        u = r["unjudged"]
+        print(
+            f"{r['model']:10} {r['layers']:>3} {u['n']:>3} {traffic(u['n']):>11} {u['windows']:>7} {u['alarms']:>6}"
+            f"  not judged: {u['judged']} of {u['windows']} windows judged (below {MIN_WINDOW_REQUESTS} requests)"
+        )
     print(
         "  corr./wk: per week with each statistic scaled down by the pool's inflation; @nominal: the largest layer "
         "score exceeded by a share alpha of windows (1.0 if calibrated); >t: share of windows whose largest layer "
         "score exceeds t, nom: what the fitted nulls c*chi2(nu) predict for it (layers independent); infl: the "
-        "bootstrap pool's extra variance 1/H over (1/n + 1/m)."
+        "bootstrap pool's extra variance 1/H over (1/n + 1/m). The 95% CIs treat windows as independent; windows of "
+        "one reference share its errors, so the per-reference rates say more."
     )
     print("\n== Calibration where it can be measured: the same windows re-judged at a larger alpha ==")
     print(
@@ -542,18 +838,49 @@ def print_tables(results: list[dict[str, Any]], windows: int) -> None:
                 f"{rates} {ratio} {top:>9.3f}"
             )
     print(
-        "\n== Diagnosis (not the service's fit): the same windows against nulls fitted at the window's n "
-        "(bootstrap windows of n requests, 2000 rounds), statistics corrected for the pool's inflation =="
+        "\n== Diagnosis (not the service's fit): the same windows against other nulls, statistics corrected for the "
+        "pool's inflation. at n: bootstrap windows of the judged n; studentized: the service's bootstrap with each "
+        "round's variance re-estimated from its resampled reference; mixture: sum_i lambda_i chi2(1), lambda the "
+        "eigenvalues of the reference's standardised feature covariance (saddlepoint tail) =="
     )
-    print(f"{'model':10} {'n':>3} {'alpha/model':>11} {'model rate':>10} {'95% CI':>19} {'x nominal':>9}")
+    print(f"{'model':10} {'n':>3} {'null':>11} {'alpha/model':>11} {'model rate':>10} {'95% CI':>19} {'x nominal':>9}")
     for r in results:
         for n in SIZES:
-            for x in r["null"][n]["refitted"].values():
-                low, high = x["ci95"]
-                print(
-                    f"{r['model']:10} {n:>3} {x['nominal']:>11.3g} {x['rate']:>10.2e} [{low:.1e}, {high:.1e}] "
-                    f"{x['rate'] / x['nominal']:>8.2f}x"
-                )
+            for name, fit in r["null"][n]["refitted"].items():
+                for x in fit.values():
+                    low, high = x["ci95"]
+                    print(
+                        f"{r['model']:10} {n:>3} {name:>11} {x['nominal']:>11.3g} {x['rate']:>10.2e} "
+                        f"[{low:.1e}, {high:.1e}] {x['rate'] / x['nominal']:>8.2f}x"
+                    )
+    print(
+        f"\n== Batch size, no shift of the data: the same held-out images in requests of {SMALL_BATCH} against the "
+        f"first reference (requests of {BATCH}), and a reference made from requests of {SMALL_BATCH} against them "
+        f"in requests of {BATCH} =="
+    )
+    print(
+        f"{'model':10} {'case':24} {'pool':>5} {'n':>3} {'windows':>7} {'alarms':>6} {'per week':>8} "
+        f"{'95% CI':>15} {'corr./wk':>8} {'@0.01':>7} {'corr.':>7} {'@0.05':>7} {'corr.':>7} {'infl':>5} "
+        f"{'mean S/(c*nu): median layer':>28} {'largest':>24}"
+    )
+    for r in results:
+        for x in r["batch"]:
+            wl, wh = x["per_week_ci95"]
+            a1, a5 = x["larger_alpha"]["0.01"], x["larger_alpha"]["0.05"]
+            means = {p: v["mean_over_null_mean"] for p, v in x["per_layer"].items()}
+            top = max(means, key=lambda p: means[p])
+            print(
+                f"{r['model']:10} {x['case']:24} {x['pool']:>5} {x['n']:>3} {x['windows']:>7} {x['alarms']:>6} "
+                f"{x['per_week']:>8.2f} [{wl:5.2f}, {wh:6.2f}] {x['corrected_per_week']:>8.2f} "
+                f"{a1['model_rate']:>7.4f} {a1['corrected_model_rate']:>7.4f} {a5['model_rate']:>7.4f} "
+                f"{a5['corrected_model_rate']:>7.4f} {x['bootstrap_inflation']:>5.1%} "
+                f"{float(np.median(list(means.values()))):>28.2f} {f'{top} {means[top]:.2f}':>24}"
+            )
+    print(
+        "  @alpha: model-level rate of the same windows re-judged at that alpha (corr.: corrected for the pool); "
+        "mean S/(c*nu): the statistic's mean over the null's (1.0 when the test's variance is right, below 1 "
+        "conservative, above 1 inflated)."
+    )
     print(
         f"\n== Detection of input shifts (windows drawn from shifted requests, judged against the first reference "
         f"at the default alpha {ALPHA_MODEL:.3g} per model; window {WINDOW_SECONDS:.0f} s) =="
@@ -584,7 +911,7 @@ def print_tables(results: list[dict[str, Any]], windows: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller pools and fewer windows (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller pools and fewer windows (about three minutes)")
     parser.add_argument("--windows", type=int, help="stationary windows per reference and n (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures here")
@@ -592,8 +919,8 @@ def main() -> None:
     windows = args.windows or (3000 if args.quick else 10000)
     started = time.perf_counter()
     results = []
-    for engine, pool, references, shifted in build_engines(args.quick):
-        results.append(study(engine, pool, references, shifted, windows, args.seed))
+    for engine, plan in build_engines(args.quick):
+        results.append(study(engine, plan, windows, args.seed))
     print_tables(results, windows)
     print(
         f"\n(total {time.perf_counter() - started:.0f} s; "

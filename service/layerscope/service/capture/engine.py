@@ -71,9 +71,9 @@ class _Compiled:
     points: list[CapturePoint] = field(default_factory=list)
     full_keys: list[tuple[str, str]] = field(default_factory=list)
     full_specs: list[tuple[tuple[int | None, ...], int]] = field(default_factory=list)
+    """Traced shape (batch free) and item size of each full tensor, in the order of `full_keys`."""
     frozen_points: list[str] = field(default_factory=list)
     """Capture points whose activation is also counted on frozen edges, in the order of the function's output."""
-    """Traced shape (batch free) and item size of each full tensor, in the order of `full_keys`."""
     activity_sizes: list[int] = field(default_factory=list)
     classes: dict[str, str] = field(default_factory=dict)
     """Class name of every capture point traced, summarised or not."""

@@ -91,7 +91,6 @@ class ModelMonitor:
         """The edges chosen for the reference being made (None before, and once the reference exists)."""
         self.rows: dict[str, list[tuple[np.ndarray, float]]] = {}
         """Capture point -> (features, weight) of each reference request, counted on the chosen edges."""
-        """Capture point -> the feature rows of the reference's requests, counted on the chosen edges."""
         self.ever_active: dict[str, np.ndarray] = {}
         self.reference_requests = 0
         self.frozen_edges: FrozenEdges = ()

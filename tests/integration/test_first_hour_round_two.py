@@ -1,9 +1,10 @@
-"""Wrong answers a new user met on the second try, against a real server on free ports: inputs by the wrong
-name, NaN inputs, a learning rate of 10, a second server on a taken port."""
+"""Wrong answers a new user met on the second try, against a real server on free ports: labels that do not fit
+the loss, inputs by the wrong name, NaN inputs, a learning rate of 10, a second server on a taken port."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,33 @@ def test_an_input_by_a_name_the_model_does_not_have_is_refused_naming_its_inputs
     np.testing.assert_allclose(client.predict(digits, images().astype("float64"))["classes"], named, rtol=1e-6)
     with pytest.raises(InvalidArgumentError, match="past float32's largest"):
         client.predict(digits, np.full((1, 28, 28, 1), 1e39))
+
+
+def test_labels_that_do_not_fit_the_loss_are_a_finding_never_an_internal_error(client: Client, digits: str) -> None:
+    """One-hot rows under a sparse loss (the tour's old bug), integer labels under a categorical loss and
+    labels past the last class: a target-loss-mismatch error with what was expected and received."""
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 28, 28, 1)).astype("float32")
+    labels = rng.integers(0, 10, 32)
+    cases = [
+        (np.eye(10, dtype="float32")[labels], None, "expected class indices of shape (32,) or (32, 1); received "
+         "one-hot rows of shape (32, 10)"),
+        (labels, "categorical_crossentropy", "expected one-hot rows of shape (32, 10); received integer labels"),
+        (labels + 5, None, "expected class indices in [0, 9] for the output's 10 classes; received labels in [5,"),
+        (np.ones((32, 7), "float32"), "mse", "expected targets of shape (32, 10)"),
+    ]  # fmt: skip
+    for y, loss, words in cases:
+        report = client.diagnose(digits, x, y=y, loss=loss, probe_steps=2)
+        mismatch = [f for f in report.findings if f.code == "target-loss-mismatch"]
+        assert len(mismatch) == 1 and words in mismatch[0].message, [f.message for f in report.findings]
+        assert mismatch[0].severity == "error" and mismatch[0].layers == ("classes",)
+        assert report.probe is None  # Keras cannot compute that loss: no gradients, no probe
+        # Capture has no findings: its gradient kinds are refused with the same words.
+        with pytest.raises(InvalidArgumentError, match=re.escape(words)):
+            client.capture(digits, x, y=y, loss=loss, kinds=("gradient", "kernel_gradient"))
+    fitting = client.diagnose(digits, x, y=labels, probe_steps=2)
+    assert "target-loss-mismatch" not in {f.code for f in fitting.findings}
+    assert fitting.probe is not None
 
 
 def test_nan_inputs_are_named_by_non_finite(client: Client, digits: str) -> None:

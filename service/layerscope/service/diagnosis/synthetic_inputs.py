@@ -83,7 +83,7 @@ def _affine(layer: LayerInfo) -> tuple[np.ndarray, np.ndarray] | None:
     config = layer.config
     if layer.class_name == "Rescaling":
         a, b = _numbers(config.get("scale")), _numbers(config.get("offset", 0.0))
-    elif layer.class_name == "Normalization" and not config.get("invert") and _last_axis(config.get("axis")):
+    elif layer.class_name == "Normalization" and not config.get("invert") and _last_axis(layer):
         mean, variance = _numbers(config.get("mean")), _numbers(config.get("variance"))
         if mean is None or variance is None:
             return None  # adapted from data: the constants are weights, not config
@@ -110,10 +110,12 @@ def _numbers(value: object) -> np.ndarray | None:
     return None
 
 
-def _last_axis(axis: object) -> bool:
+def _last_axis(layer: LayerInfo) -> bool:
     """Whether a Normalization normalises per channel of the last axis (the only one probes broadcast on)."""
+    axis = layer.config.get("axis")
     axes = list(axis) if isinstance(axis, list | tuple) else [axis]
-    return len(axes) == 1 and axes[0] in (-1, 3)
+    rank = len(layer.input_shapes[0]) if layer.input_shapes else 0
+    return len(axes) == 1 and axes[0] in (-1, rank - 1)
 
 
 def probe_inputs(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,12 +60,20 @@ def _check_conversion(spec: InputSpec, array: np.ndarray) -> None:
                 f"{float(np.abs(finite).max()):g}, past {expected.name}'s largest ({limit:g}): they would become "
                 f"Inf. Scale them first, then x.astype('{expected.name}')."
             )
-    if integers:
-        info = np.iinfo(expected)
-        low, high = int(array.min()), int(array.max())
-        if low < info.min or high > info.max:
-            raise InvalidInput(
-                f"Input '{spec.name}' expects dtype {expected.name} (values in [{info.min}, {info.max}]); received "
-                f"{received.name} with values in [{low}, {high}]: they would wrap around. Map them into that range "
-                f"first, then x.astype('{expected.name}')."
-            )
+    if integers and (outside := outside_integer_range(array, expected)) is not None:
+        info, (low, high) = np.iinfo(expected), outside
+        raise InvalidInput(
+            f"Input '{spec.name}' expects dtype {expected.name} (values in [{info.min}, {info.max}]); received "
+            f"{received.name} with values in [{low}, {high}]: they would wrap around. Map them into that range "
+            f"first, then x.astype('{expected.name}')."
+        )
+
+
+def outside_integer_range(values: np.ndarray, dtype: np.dtype[Any]) -> tuple[int, int] | None:
+    """The values' (min, max) when some lie outside what the integer `dtype` holds (a cast would wrap them
+    around); None when all fit."""
+    if not values.size:
+        return None
+    bounds = np.iinfo(dtype)
+    low, high = int(values.min()), int(values.max())
+    return (low, high) if low < bounds.min or high > bounds.max else None

@@ -18,6 +18,7 @@ from layerscope.client import codec
 from layerscope.oip import grpc_predict_v2_pb2 as pb
 from layerscope.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from layerscope.service.domain.description import InputSpec
+from layerscope.service.domain.inputs import outside_integer_range
 from layerscope.service.domain.models import ModelInfo, ModelRef, check_version
 from layerscope.service.domain.text import quoted
 from layerscope.service.errors import InvalidInput, NotFound
@@ -130,14 +131,12 @@ def from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray:
             f"Input '{tensor.name}': expected {count} values in contents.{field} for shape {shape}; "
             f"received {values.size}."
         )
-    if dtype.kind in "iu" and values.size:
-        bounds = np.iinfo(dtype)
-        low, high = int(values.min()), int(values.max())
-        if low < bounds.min or high > bounds.max:
-            raise InvalidInput(
-                f"Input '{tensor.name}': expected {tensor.datatype} values in [{bounds.min}, {bounds.max}]; "
-                f"received values in [{low}, {high}]."
-            )
+    if dtype.kind in "iu" and (outside := outside_integer_range(values, dtype)) is not None:
+        bounds, (low, high) = np.iinfo(dtype), outside
+        raise InvalidInput(
+            f"Input '{tensor.name}': expected {tensor.datatype} values in [{bounds.min}, {bounds.max}]; "
+            f"received values in [{low}, {high}]."
+        )
     return values.astype(dtype).reshape(shape)
 
 

@@ -107,4 +107,4 @@ def test_one_hot_labels_under_a_sparse_loss_are_a_finding_locally_and_through_th
         assert status == 1 and entry["error"] is None, out
         (finding,) = [f for f in entry["findings"] if f["code"] == "target-loss-mismatch"]
         assert finding["severity"] == "error" and finding["layers"] == ["classes"]
-        assert "received one-hot rows of shape (16, 10)" in finding["message"]
+        assert "of shape (16, 10) in [0, 1] (one-hot rows: use categorical_crossentropy" in finding["message"]

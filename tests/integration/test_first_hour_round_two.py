@@ -64,11 +64,11 @@ def test_labels_that_do_not_fit_the_loss_are_a_finding_never_an_internal_error(c
     x = rng.random((32, 28, 28, 1)).astype("float32")
     labels = rng.integers(0, 10, 32)
     cases = [
-        (np.eye(10, dtype="float32")[labels], None, "expected class indices of shape (32,) or (32, 1); received "
-         "one-hot rows of shape (32, 10)"),
-        (labels, "categorical_crossentropy", "expected one-hot rows of shape (32, 10); received integer labels"),
-        (labels + 5, None, "expected class indices in [0, 9] for the output's 10 classes; received labels in [5,"),
-        (np.ones((32, 7), "float32"), "mse", "expected targets of shape (32, 10)"),
+        (np.eye(10, dtype="float32")[labels], None, "expected one class id per row, shape (32,), for "
+         "sparse_categorical_crossentropy"),
+        (labels, "categorical_crossentropy", "expected targets of the output's shape (32, 10) for categorical"),
+        (labels + 5, None, "expected integer class ids in [0, 10) for sparse_categorical_crossentropy over 10"),
+        (np.ones((32, 7), "float32"), "mse", "expected targets of the output's shape (32, 10) for mean_squared"),
     ]  # fmt: skip
     for y, loss, words in cases:
         report = client.diagnose(digits, x, y=y, loss=loss, probe_steps=2)

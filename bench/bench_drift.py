@@ -76,6 +76,7 @@ from layerscope.service.monitoring.compact import CompactSummary
 from layerscope.service.monitoring.drift import (
     MIN_WINDOW_REQUESTS,
     SECONDS_PER_WEEK,
+    TAIL_CORRECTION,
     Reference,
     chi2_quantile,
     judge,
@@ -367,7 +368,9 @@ def simulate(reference: Reference, counted: Counted, n: int, windows: int, rng: 
 
 def thresholds(reference: Reference, alpha_layer: float) -> np.ndarray:
     """Each layer's threshold at a per-layer alpha: what `judge_layer` computes."""
-    return np.array([r.scale * chi2_quantile(r.dof, alpha_layer) for r in reference.layers.values()])
+    # As `judge` does: the level divided by TAIL_CORRECTION, the tail the fitted null is known to miss.
+    level = alpha_layer / TAIL_CORRECTION
+    return np.array([r.scale * chi2_quantile(r.dof, level) for r in reference.layers.values()])
 
 
 def rejudge_matches(reference: Reference, counted: Counted, n: int, alpha_model: float) -> None:

@@ -386,8 +386,7 @@ class CaptureEngine:
             if any(info.mismatch(loss) is not None for info, loss in zip(targets.values(), losses, strict=False)):
                 kinds = selection.kinds - selection.gradients
                 result = self._capture(arrays, dataclasses.replace(selection, kinds=kinds), statistics, [], ())
-                inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
-                return CaptureReply(result, inputs, targets, losses)
+                return CaptureReply(result, self._input_summaries(arrays), targets, losses)
         ys, losses = self._training_arguments(arrays, selection, request.targets, request.loss)
         if request.max_full_bytes is not None:
             compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses)
@@ -395,7 +394,7 @@ class CaptureEngine:
         result = self._capture(arrays, selection, statistics, ys, losses, request.frozen_edges)
         if not request.evidence and request.probe is None:
             return CaptureReply(result)
-        inputs = {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
+        inputs = self._input_summaries(arrays)
         if not request.targets:
             return CaptureReply(result, inputs)
         if not ys:  # a selection without gradient kinds: the targets are prepared (and checked) for the evidence
@@ -409,6 +408,10 @@ class CaptureEngine:
             cancellation.check()  # the capture took its time: a call that has ended needs no probe
             probe = self._probe(arrays, ys, losses, request.probe)
         return CaptureReply(result, inputs, targets, losses, probe)
+
+    def _input_summaries(self, arrays: list[np.ndarray]) -> dict[str, Summary]:
+        """The prepared inputs' statistics: what the diagnosis rules read of the inputs (NaN in them, say)."""
+        return {spec.name: summarize(a) for spec, a in zip(self.inputs, arrays, strict=True)}
 
     def warm(self, request: CaptureRequest) -> None:
         self.run(request)

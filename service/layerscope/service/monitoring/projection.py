@@ -36,38 +36,25 @@ def distribution(summary: Summary, edges: np.ndarray) -> np.ndarray:
     """The finite values of one captured tensor as shares over [zero, underflow, frozen bins..., overflow].
 
     Sums to 1 when the tensor held a finite value (all zeros otherwise: NaN and Inf are counted apart)."""
-    out = np.zeros(len(edges) + 2)
-    finite = summary.count - summary.non_finite
-    if finite <= 0:
-        return out
-    zeros = summary.zero_fraction * summary.count / finite
+    if summary.count <= summary.non_finite:
+        return np.zeros(len(edges) + 2)
+    zeros = _zero_share(summary)
     counts = np.asarray(summary.histogram, dtype=np.float64)
     lo, top = summary.histogram_range
     if counts.sum() > 0:
         counts = _without_zeros(counts, lo, top, zeros * counts.sum())
-        spread = _spread(counts, lo, top, np.concatenate(([-np.inf], edges, [np.inf])))
-        total = spread.sum()
-        if total > 0:
-            out[UNDER:] = spread / total * max(1.0 - zeros, 0.0)
-    out[ZERO] = min(zeros, 1.0)
-    return out
+        counts = _spread(counts, lo, top, np.concatenate(([-np.inf], edges, [np.inf])))
+    return _shares(counts, zeros, len(edges) + 2)
 
 
 def counted(summary: Summary, edges: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The same shares as `distribution`, from counts taken on the device on these very edges
     ([below, bins..., at or above the last, zeros among them]): exact, with no projection."""
-    out = np.zeros(len(edges) + 2)
-    finite = summary.count - summary.non_finite
     binned = np.asarray(counts[:-1], dtype=np.float64)
-    if finite <= 0 or binned.sum() <= 0:
-        return out
-    zeros = summary.zero_fraction * summary.count / finite
+    if summary.count <= summary.non_finite or binned.sum() <= 0:
+        return np.zeros(len(edges) + 2)
     binned[int(np.searchsorted(edges, 0.0, side="right"))] -= float(counts[-1])  # the zeros' own bucket
-    nonzero = binned.sum()
-    if nonzero > 0:
-        out[UNDER:] = np.maximum(binned, 0.0) / nonzero * max(1.0 - zeros, 0.0)
-    out[ZERO] = min(zeros, 1.0)
-    return out
+    return _shares(np.maximum(binned, 0.0), _zero_share(summary), len(edges) + 2)
 
 
 def choose_edges(summaries: Sequence[Summary], bins: int = FROZEN_BINS) -> np.ndarray:
@@ -85,8 +72,7 @@ def choose_edges(summaries: Sequence[Summary], bins: int = FROZEN_BINS) -> np.nd
     for s in finite:
         lo_s, top_s = s.histogram_range
         counts = np.asarray(s.histogram, dtype=np.float64)
-        zeros = s.zero_fraction * s.count / max(s.count - s.non_finite, 1) * counts.sum()
-        counts = _without_zeros(counts, lo_s, top_s, zeros)
+        counts = _without_zeros(counts, lo_s, top_s, _zero_share(s) * counts.sum())
         if counts.sum() > 0:
             pooled += _spread(counts, lo_s, top_s, grid) / counts.sum()
     if pooled.sum() <= 0:  # every value was zero
@@ -113,6 +99,21 @@ def to_uniform(frozen: np.ndarray, edges: np.ndarray, low: float, high: float, b
             continue
         overlap = np.clip(np.minimum(target[1:], b) - np.maximum(target[:-1], a), 0, None)
         out += count * overlap / (b - a)
+    return out
+
+
+def _zero_share(summary: Summary) -> float:
+    """The exact share of zeros among the tensor's finite values (the histogram's own count is sampled)."""
+    return summary.zero_fraction * summary.count / max(summary.count - summary.non_finite, 1)
+
+
+def _shares(nonzero: np.ndarray, zeros: float, size: int) -> np.ndarray:
+    """[zero, underflow, bins..., overflow] shares from the nonzero finite values' counts on those buckets."""
+    out = np.zeros(size)
+    total = nonzero.sum()
+    if total > 0:
+        out[UNDER:] = nonzero / total * max(1.0 - zeros, 0.0)
+    out[ZERO] = min(zeros, 1.0)
     return out
 
 

@@ -2,8 +2,8 @@
 
 On main an existing `summary_op.so` at the predictable cache key was taken as built and loaded into the
 server, so a library planted there ran its constructor in the server process. Here a stand-in compiler
-(gcc on a trivial C file, through CXX) keeps each test to a second; a planted library writes a marker from
-its constructor if it is ever loaded.
+(gcc on a trivial C file, through CXX: the `cxx` fixture in conftest.py) keeps each test to a second; a planted
+library writes a marker from its constructor if it is ever loaded.
 """
 
 from __future__ import annotations
@@ -25,22 +25,6 @@ __attribute__((constructor)) static void planted(void) {
     if (f) { fputs("loaded", f); fclose(f); }
 }
 """
-
-
-@pytest.fixture()
-def cxx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A compiler that builds a harmless library wherever `-o` says: the cache logic without the real build."""
-    trivial = tmp_path / "trivial.c"
-    trivial.write_text("int layerscope_stand_in(void) { return 1; }\n")
-    script = tmp_path / "stand-in-cxx"
-    script.write_text(
-        "#!/bin/sh\nout=''; prev=''\n"
-        'for a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done\n'
-        f'exec gcc -shared -fPIC -o "$out" {trivial}\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("CXX", str(script))
-    return str(script)
 
 
 def plant(library: Path, marker: Path) -> bytes:

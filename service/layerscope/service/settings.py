@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     )
     max_layer_series: int = Field(200, gt=0, description="Cap on per-layer health series per model.")
     fused_statistics: bool = Field(
-        True, description="Compute CPU capture statistics with the fused kernel (built with g++ at first use)."
+        True,
+        description="Compute CPU capture statistics with the fused kernel (built with g++ at first use; where no "
+        "compiler is, one prebuilt for this TensorFlow in the environment's share/layerscope/ops).",
     )
     kernel_cache_dir: Path | None = Field(
         None, description="Where the built kernel is kept; None: $XDG_CACHE_HOME/layerscope/ops (~/.cache/...)."

@@ -61,7 +61,7 @@ timed() { # LABEL COMMAND...: runs it, records how long it took
 }
 
 cleanup() {
-  podman rm --force --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
+  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
   rm -rf "$WORK/rootfs" "$WORK/pip.conf"
 }
 trap cleanup EXIT
@@ -72,7 +72,7 @@ preflight() {
   [ -x "$PY" ] || fail "expected $PY with layerscope.client (run scripts/bootstrap.sh, or set PYTHON)"
   mkdir -p "$WORK" "$LOGS"
   # Before anything is built here: a stale container of an interrupted run would hold the name.
-  podman rm --force --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
+  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
 }
 
 install_tools() {
@@ -146,12 +146,13 @@ make_base() { # IMAGE PACKAGES
   [ -n "$url" ] || fail "expected an apt source for $CODENAME in \`apt-get indextargets\`; found none"
   say "debootstrap $CODENAME from $url: $packages"
   rm -rf "$rootfs"
+  mkdir -p "$WORK/debs" # kept between the two bases (and runs): each package is downloaded once
   debootstrap --variant=minbase --cache-dir="$WORK/debs" --include="$packages" "$CODENAME" "$rootfs" "$url" \
     >"$LOGS/debootstrap-${image##*:}.log" 2>&1 || fail "debootstrap: see $LOGS/debootstrap-${image##*:}.log"
   # Package lists and downloads are not needed at run time; the host's name and resolver are not ours to ship.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs/etc/hostname" \
     "$rootfs/etc/resolv.conf"
-  tar --numeric-owner -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$image" >/dev/null
+  tar --numeric-owner -C "$rootfs" -c . | podman import --quiet --change 'CMD ["/bin/bash"]' - "$image" >/dev/null
   rm -rf "$rootfs"
   say "$image: $(podman image inspect --format '{{.Size}}' "$image" | numfmt --to=iec)"
 }
@@ -173,7 +174,7 @@ build_image() {
     esac
   done < <("$PY" deploy/ci/pip_secret.py "$WORK/pip.conf")
   say "pip: the host's settings ($(grep -c ' = ' "$WORK/pip.conf") of them) and CA bundle $ca as build secrets;" \
-    "${#mounts[@]} read-only build mounts"
+    "$((${#mounts[@]} / 2)) read-only build mounts"
   say "building $IMAGE (Docker format; the build log is $LOGS/build.log)"
   set +e
   podman build --format docker --network host --ignorefile deploy/docker/Dockerfile.dockerignore \
@@ -188,20 +189,21 @@ build_image() {
 }
 
 check_image() {
-  local health user
+  local health user kernel
   health=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE")
   [ "$health" != null ] || fail "expected the image to keep its HEALTHCHECK; received none (built in OCI format?)"
   user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
   [ "${user%%:*}" = 10001 ] || fail "expected the image's user to be 10001; received '$user'"
   say "image: $(podman image inspect --format '{{.Size}}' "$IMAGE" | numfmt --to=iec), user $user, health check $health"
-  podman run --rm "$IMAGE" sh -c '
+  podman run --rm --no-healthcheck "$IMAGE" sh -c '
     for tool in g++ c++ gcc cc; do if command -v "$tool"; then echo "a compiler: $tool"; exit 1; fi; done
     for left in /run/secrets/pip.conf /run/secrets/ca-bundle; do [ ! -e "$left" ] || { echo "left: $left"; exit 1; }; done
-    env | grep -E "^PIP_(CONFIG_FILE|CERT)=" && exit 1
-    du -sh /opt/layerscope /opt/layerscope/lib/python3*/site-packages/tensorflow | sed "s/^/  /"' \
-    || fail "expected no compiler and no build secret in the image (above)"
-  podman run --rm "$IMAGE" python -m layerscope.service.runtime.native check | sed 's/^/  /' ||
-    fail "expected the prebuilt fused kernel to load in the image (above)"
+    if env | grep -E "^PIP_(CONFIG_FILE|CERT)="; then exit 1; fi
+    for folder in /opt/layerscope /opt/layerscope/lib/python3*/site-packages/tensorflow; do du -sh "$folder"; done' |
+    sed 's/^/  /' || fail "expected no compiler and no build secret in the image (above)"
+  kernel=$(podman run --rm --no-healthcheck "$IMAGE" python -m layerscope.service.runtime.native check 2>&1) ||
+    { echo "$kernel" >&2; fail "expected the prebuilt fused kernel to load in the image, with no compiler (above)"; }
+  say "${kernel##*$'\n'}"
 }
 
 # --- a running container -------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ start() { # CONTAINER FOLDER: run the image on free loopback ports; sets GRPC an
 
 wait_serving() { # CONTAINER: until the image's own health check passes; prints the seconds it took
   local begun=$SECONDS budget
-  budget=$(($(podman image inspect --format '{{.Config.Healthcheck.StartPeriod}}' "$IMAGE") / 1000000000))
+  budget=$(($(podman image inspect --format '{{json .Config.Healthcheck.StartPeriod}}' "$IMAGE") / 1000000000))
   until podman healthcheck run "$1" >/dev/null 2>&1; do
     [ "$(podman inspect --format '{{.State.Running}}' "$1")" = true ] ||
       { podman logs --tail 30 "$1" >&2; fail "$1 exited while starting (log above)"; }

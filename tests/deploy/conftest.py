@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -76,6 +77,43 @@ def load_yaml(yaml: ModuleType, path: Path) -> Any:
 def load_yaml_documents(yaml: ModuleType, path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
+
+
+# --- The Dockerfile as data ------------------------------------------------------------------------------------
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    assert not pending, "Dockerfile ends in a continuation"
+    result = []
+    for line in logical:
+        keyword, _, arguments = line.partition(" ")
+        result.append((keyword.upper(), arguments.strip()))
+    return result
+
+
+def instruction(name: str) -> list[str]:
+    return [arguments for keyword, arguments in instructions() if keyword == name]
+
+
+def image_environment() -> dict[str, str]:
+    environment: dict[str, str] = {}
+    for arguments in instruction("ENV"):
+        for pair in shlex.split(arguments):
+            key, _, value = pair.partition("=")
+            environment[key] = value
+    return environment
 
 
 # --- PromQL: the metric and label names an expression uses ------------------------------------------------

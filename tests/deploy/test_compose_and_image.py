@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -28,52 +27,22 @@ from tests.deploy.conftest import (
     JOB,
     PROMETHEUS,
     ROOT,
+    image_environment,
+    instruction,
+    instructions,
     load_yaml,
     parse_volume,
     settings_from_environment,
 )
 
 SERVE = ["layerscope", "serve", "--host", "0.0.0.0"]
+HEALTHCHECK = DEPLOY / "docker" / "healthcheck.py"
 
 
 @pytest.fixture(scope="module")
 def compose(yaml: ModuleType) -> dict[str, Any]:
     data: dict[str, Any] = load_yaml(yaml, COMPOSE)
     return data
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
-    logical: list[str] = []
-    pending = ""
-    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        logical.append(pending + stripped)
-        pending = ""
-    assert not pending, "Dockerfile ends in a continuation"
-    result = []
-    for line in logical:
-        keyword, _, arguments = line.partition(" ")
-        result.append((keyword.upper(), arguments.strip()))
-    return result
-
-
-def instruction(name: str) -> list[str]:
-    return [arguments for keyword, arguments in instructions() if keyword == name]
-
-
-def image_environment() -> dict[str, str]:
-    environment: dict[str, str] = {}
-    for arguments in instruction("ENV"):
-        for pair in shlex.split(arguments):
-            key, _, value = pair.partition("=")
-            environment[key] = value
-    return environment
 
 
 # --- compose.yaml -------------------------------------------------------------------------------------------
@@ -144,34 +113,77 @@ def test_prometheus_scrapes_the_metrics_port_as_the_alerts_job(
 # --- Dockerfile ---------------------------------------------------------------------------------------------
 
 
+def stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(FROM arguments, the stage's instructions) per stage."""
+    found: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, arguments in instructions():
+        if keyword == "FROM":
+            found.append((arguments, []))
+        elif found:
+            found[-1][1].append((keyword, arguments))
+    return found
+
+
+def global_arguments() -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults."""
+    result = {}
+    for keyword, arguments in instructions():
+        if keyword == "FROM":
+            break
+        name, _, default = arguments.partition("=")
+        result[name] = default
+    return result
+
+
 def test_dockerfile_shape() -> None:
-    froms = instruction("FROM")
-    assert froms, "no FROM"
-    arguments = {arg.partition("=")[0]: arg.partition("=")[2] for arg in instruction("ARG")}
+    (build, build_steps), (runtime, _) = stages()
+    arguments = global_arguments()
     assert arguments.get("PYTHON_IMAGE") == "python:3.11-slim"
-    assert all(line.startswith("${PYTHON_IMAGE}") for line in froms), "one base, chosen by build arg"
-    assert "EXTRAS" in arguments, "a build arg selects the GPU extra"
-    assert any(re.search(r"pip install \"?\.", line) for line in instruction("RUN")), (
-        "installs the package (pip install .)"
-    )
+    assert arguments.get("BUILD_IMAGE") == "${PYTHON_IMAGE}", "the build stage's base defaults to the runtime's"
+    assert build.startswith("${BUILD_IMAGE} AS build") and runtime == "${PYTHON_IMAGE}", "bases chosen by build arg"
+    assert "EXTRAS" in {arguments.partition("=")[0] for keyword, arguments in build_steps if keyword == "ARG"}
+    runs = [arguments for keyword, arguments in build_steps if keyword == "RUN"]
+    assert any(re.search(r"pip install \"?\.", line) for line in runs), "installs the package (pip install .)"
     assert set(" ".join(instruction("EXPOSE")).split()) == {"50051", "9464"}
     users = instruction("USER")
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "the server must not run as root"
     assert json.loads(instruction("CMD")[-1]) == SERVE
 
 
-def test_dockerfile_copies_what_pip_install_needs() -> None:
+def test_the_kernel_is_prebuilt_where_the_compiler_is_and_no_compiler_ships() -> None:
+    (_, build_steps), (_, runtime_steps) = stages()
+    build_runs = [arguments for keyword, arguments in build_steps if keyword == "RUN"]
+    assert any("g++" in line for line in build_runs), "the build stage makes sure of a C++ compiler"
+    prebuild = [i for i, line in enumerate(build_runs) if "-m layerscope.service.runtime.native prebuild" in line]
+    installs = [i for i, line in enumerate(build_runs) if "pip install" in line]
+    assert prebuild and installs and prebuild[0] > installs[0], "prebuilt for the TensorFlow pip installed"
+    # prebuild writes to the environment's share/layerscope/ops: the whole environment crosses into the image.
+    assert ("COPY", "--from=build /opt/layerscope /opt/layerscope") in runtime_steps
+    runtime_runs = " ".join(arguments for keyword, arguments in runtime_steps if keyword == "RUN")
+    assert not re.search(r"apt-get|g\+\+|gcc|build-essential", runtime_runs), "no compiler at run time"
+
+
+def test_pip_reads_the_builders_configuration_from_secrets_only() -> None:
+    (_, build_steps), _ = stages()
+    (install,) = [arguments for keyword, arguments in build_steps if keyword == "RUN" and "pip install" in arguments]
+    assert "--mount=type=secret,id=pip.conf" in install and "--mount=type=secret,id=ca-bundle" in install
+    assert "PIP_CONFIG_FILE=/run/secrets/pip.conf" in install and "PIP_CERT=/run/secrets/ca-bundle" in install
+    environment = image_environment()
+    assert not {"PIP_CONFIG_FILE", "PIP_CERT"} & environment.keys(), "a secret's path must not outlive its step"
+
+
+def test_dockerfile_copies_what_the_image_needs() -> None:
     copied = set()
     for line in instruction("COPY"):
         if not line.startswith("--from"):
             copied |= {part.rstrip("/") for part in line.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "client", "service"} <= copied
+    assert {"pyproject.toml", "README.md", "client", "service", "deploy/docker/healthcheck.py"} <= copied
     for path in copied:
         assert (ROOT / path).exists(), f"COPY {path}: not in the repository"
     text = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
     patterns = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "exclude everything (.venv, .git), then re-include the sources"
-    assert {"!pyproject.toml", "!README.md", "!client/", "!service/"} <= set(patterns)
+    assert {f"!{path}" for path in copied} <= {pattern.rstrip("/") for pattern in patterns}, "COPY needs them"
 
 
 def test_image_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,11 +192,15 @@ def test_image_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def healthcheck_command() -> list[str]:
+    """The image's HEALTHCHECK, run here: the script it names, as the Dockerfile installs it on the PATH."""
     (line,) = instruction("HEALTHCHECK")
     command = json.loads(line[line.index("CMD") + 3 :])
-    assert isinstance(command, list) and command[:2] == ["python", "-c"], "exec form, python -c"
-    assert "grpc_health.v1" in command[2]
-    return [sys.executable, *command[1:]]
+    assert command == ["layerscope-healthcheck"], "exec form: the installed health check"
+    installed = {parts[-1]: parts[:-1] for parts in (line.split() for line in instruction("COPY"))}
+    assert installed.get("/opt/layerscope/bin/layerscope-healthcheck") == [HEALTHCHECK.relative_to(ROOT).as_posix()]
+    assert image_environment()["PATH"].startswith("/opt/layerscope/bin:"), "found on the image's PATH"
+    assert os.access(HEALTHCHECK, os.X_OK), "COPY keeps the mode: the script must be executable"
+    return [sys.executable, str(HEALTHCHECK)]
 
 
 @pytest.fixture

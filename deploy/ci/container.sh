@@ -71,8 +71,6 @@ preflight() {
   [ -r /etc/debian_version ] || fail "expected a Debian machine (apt, debootstrap); /etc/debian_version is missing"
   [ -x "$PY" ] || fail "expected $PY with layerscope.client (run scripts/bootstrap.sh, or set PYTHON)"
   mkdir -p "$WORK" "$LOGS"
-  # Before anything is built here: a stale container of an interrupted run would hold the name.
-  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
 }
 
 install_tools() {
@@ -86,7 +84,6 @@ install_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
       >"$LOGS/apt.log" 2>&1 || fail "apt-get install ${missing[*]}: see $LOGS/apt.log"
   fi
-  say "$(podman --version), $(runc --version | head -n1)"
 }
 
 # This machine's own podman configuration, in the work folder, never in /etc: CONTAINERS_CONF replaces the
@@ -114,7 +111,8 @@ default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 runtime = "$runtime"
 EOF
   export CONTAINERS_CONF=$WORK/containers.conf
-  say "podman: runtime $runtime, ulimits nofile=$nofile nproc=$nproc ($CONTAINERS_CONF)"
+  say "$(podman --version): runtime $runtime ($($runtime --version | head -n1)), ulimits nofile=$nofile" \
+    "nproc=$nproc ($CONTAINERS_CONF)"
 }
 
 probe_runtime() { # a container on the runtime base starts with that configuration, or says why not
@@ -294,7 +292,7 @@ measure_startup() { # COUNT
   say "start-up with $1 models: SERVING after $seconds s, memory $memory"
   TIMINGS+=("$(printf '%-34s %5d s  (%s)' "start-up, $1 models" "$seconds" "$memory")")
   stop "$NAME-startup"
-  podman rm "$NAME-startup" >/dev/null
+  podman rm "$NAME-startup" >/dev/null 2>>"$LOGS/podman.log"
 }
 
 main() {
@@ -302,6 +300,8 @@ main() {
   say "layerscope container check: $(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'), $(nproc) CPUs"
   timed "install podman, debootstrap" install_tools
   configure_podman
+  # A stale container of an interrupted run would hold the name.
+  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
   timed "base images (debootstrap)" make_bases
   probe_runtime
   timed "image build" build_image

@@ -1,22 +1,30 @@
 """Checks a running layerscope container through the real client, as a user would; deploy/ci/container.sh runs it.
 
     python deploy/ci/check_container.py --target 127.0.0.1:PORT --metrics-url http://127.0.0.1:PORT/metrics \
-        --models healthy_cnn,dead_relu,...
+        (--models healthy_cnn,dead_relu,... | --upload examples/models) [--prometheus http://127.0.0.1:PORT]
 
-health, the models listed, a Predict, an all-layer capture (summaries and one full tensor), a diagnosis of every
-example that finds what it was built to show, the stored runs, and /metrics. One line per check with its
-time; the first failure ends the run with what was expected and what came back (exit 1).
+health, the models listed (those of the repository, or uploaded first), a Predict, an all-layer capture
+(summaries and one full tensor), a diagnosis of every example that finds what it was built to show, the stored
+runs, and /metrics; with --prometheus, that Prometheus scrapes the server as the alerts' job and has loaded
+every rule of deploy/prometheus/alerts.yml. One line per check with its time; the first failure ends the run
+with what was expected and what came back (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from layerscope.client import Client
 
@@ -28,6 +36,7 @@ EXPECTED_FINDINGS = {
     "dead_relu": "dead-units",
 }
 """What each example model was built to show (examples/build_examples.py)."""
+ALERTS = Path(__file__).resolve().parents[1] / "prometheus" / "alerts.yml"
 METRICS = ('layerscope_rpcs_total{code="OK",method="Capture"}', "layerscope_models_loaded", "layerscope_layer_")
 
 
@@ -50,15 +59,19 @@ def check(name: str, body: Callable[[], str]) -> None:
     print(f"  ok   {name} ({time.perf_counter() - started:.2f} s): {detail}", flush=True)
 
 
-def run_checks(client: Client, models: list[str], metrics_url: str) -> None:
+def run_checks(client: Client, models: list[str], metrics_url: str, upload: Path | None) -> None:
     check("health", lambda: _health(client))
+    if upload is not None:
+        archives = sorted(upload.glob("*.keras"))
+        models = [archive.stem for archive in archives]
+        check(f"upload {len(archives)} models", lambda: _upload(client, archives))
     check("list models", lambda: _listed(client, models))
     x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
     check("predict healthy_cnn", lambda: _predict(client, x))
     run_ids: list[str] = []
     check("capture healthy_cnn (all layers, conv1 in full)", lambda: _capture(client, x, run_ids))
     for model in (m for m in models if m in EXPECTED_FINDINGS):
-        check(f"diagnose {model}", lambda model=model: _diagnose(client, model))  # type: ignore[misc]
+        check(f"diagnose {model}", partial(_diagnose, client, model))
     check("runs stored", lambda: _stored(client, run_ids[0]))
     check("metrics", lambda: _metrics(metrics_url))
 
@@ -67,6 +80,11 @@ def _health(client: Client) -> str:
     status = client.health()
     expect(status == "SERVING", "SERVING", status)
     return status
+
+
+def _upload(client: Client, archives: list[Path]) -> str:
+    infos = [client.upload_model(archive.stem, archive) for archive in archives]
+    return ", ".join(f"{info.name} v{info.version}" for info in infos)
 
 
 def _listed(client: Client, models: list[str]) -> str:
@@ -122,14 +140,52 @@ def _metrics(url: str) -> str:
     return f"{len(text.splitlines())} lines"
 
 
+def prometheus_checks(url: str) -> None:
+    check("prometheus scrapes the server", lambda: _scraped(url))
+    check("prometheus loaded the rules", lambda: _rules(url))
+
+
+def _api(url: str, path: str) -> Any:
+    with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as response:
+        return json.load(response)["data"]
+
+
+def _scraped(url: str) -> str:
+    """The job alerts.yml selects (up{job="layerscope"}) is up; the first scrape may take a scrape interval."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = _api(url, "/api/v1/query?query=" + urllib.parse.quote('up{job="layerscope"}'))["result"]
+        if result and result[0]["value"][1] == "1":
+            return f'up{{job="layerscope", instance="{result[0]["metric"]["instance"]}"}} = 1'
+        if time.monotonic() > deadline:
+            expect(False, 'up{job="layerscope"} == 1 within 60 s', result)
+        time.sleep(2)
+
+
+def _rules(url: str) -> str:
+    groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    wanted = sorted(rule.get("alert") or rule["record"] for group in groups for rule in group["rules"])
+    loaded = _api(url, "/api/v1/rules")["groups"]
+    names = sorted(rule["name"] for group in loaded for rule in group["rules"])
+    expect(names == wanted, f"the {len(wanted)} rules of {ALERTS.name}", names)
+    unhealthy = [rule["name"] for group in loaded for rule in group["rules"] if rule.get("health") == "err"]
+    expect(not unhealthy, "every rule evaluating", unhealthy)
+    return f"{len(names)} rules in {len(loaded)} groups, none failing"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True)
     parser.add_argument("--metrics-url", required=True)
-    parser.add_argument("--models", required=True, help="comma-separated: the models the repository holds")
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--models", help="comma-separated: the models the repository holds")
+    models.add_argument("--upload", type=Path, help="a folder: upload its *.keras first (admin)")
+    parser.add_argument("--prometheus", help="Prometheus's URL: check it scrapes the server and loaded the rules")
     arguments = parser.parse_args()
     with Client(arguments.target, timeout=300) as client:
-        run_checks(client, arguments.models.split(","), arguments.metrics_url)
+        run_checks(client, (arguments.models or "").split(","), arguments.metrics_url, arguments.upload)
+    if arguments.prometheus:
+        prometheus_checks(arguments.prometheus)
     return 0
 
 

@@ -17,21 +17,27 @@
 #    list, predict, capture, diagnose, runs, health, metrics), that the server's captures use the fused
 #    kernel, and that every process runs as uid 10001;
 # 6. sends SIGTERM and checks the exit status and that it came within the grace period;
-# 7. with --startup "N ...": times start-up to SERVING with N models (copies of the examples) for each N.
+# 7. with --startup "N ...": times start-up to SERVING with N models (copies of the examples) for each N;
+# 8. runs deploy/compose.yaml with podman-compose (deploy/ci/compose_ci.py says what differs: our images of
+#    Debian's PostgreSQL and Prometheus packages, no Grafana, loopback ports): the server migrates PostgreSQL
+#    and stores its runs there, Prometheus scrapes it and loads every rule; then `compose stop`.
 #
 # .ci/run runs it after the test suite when CI=true, with the suite's .venv (PYTHON= names another
-# interpreter with layerscope.client). --fresh makes the base images again even when they exist. Logs:
-# artifacts/container/ (LAYERSCOPE_CI_ARTIFACTS). Work folder: /var/tmp/layerscope-ci (LAYERSCOPE_CI_WORK).
+# interpreter with layerscope.client). --fresh makes the base images again even when they exist;
+# --image-only and --compose-only run one half. Logs: artifacts/container/ (LAYERSCOPE_CI_ARTIFACTS). Work
+# folder: /var/tmp/layerscope-ci (LAYERSCOPE_CI_WORK).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 FRESH=0
 STARTUP=""
+ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
     --fresh) FRESH=1 ;;
     --startup) STARTUP=$2; shift ;;
-    *) echo "usage: bash deploy/ci/container.sh [--fresh] [--startup \"5 20\"]" >&2; exit 2 ;;
+    --image-only | --compose-only) ONLY=${1#--} ;;
+    *) echo "usage: bash deploy/ci/container.sh [--fresh] [--startup \"5 20\"] [--image-only | --compose-only]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -62,6 +68,7 @@ timed() { # LABEL COMMAND...: runs it, records how long it took
 
 cleanup() {
   podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
+  [ ! -f "$WORK/compose.yaml" ] || compose down --volumes >/dev/null 2>&1 || true
   rm -rf "$WORK/rootfs" "$WORK/pip.conf"
 }
 trap cleanup EXIT
@@ -75,7 +82,9 @@ preflight() {
 
 install_tools() {
   local missing=()
-  for package in podman runc debootstrap containernetworking-plugins iptables; do
+  # dnsname: containers on a compose network find each other by service name (CNI has no DNS of its own).
+  for package in podman runc debootstrap containernetworking-plugins golang-github-containernetworking-plugin-dnsname \
+    iptables; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
   done
   apt-get update -qq
@@ -295,6 +304,90 @@ measure_startup() { # COUNT
   podman rm "$NAME-startup" >/dev/null 2>>"$LOGS/podman.log"
 }
 
+# --- compose.yaml ---------------------------------------------------------------------------------------------
+
+PROJECT=layerscope-ci
+COMPOSE_VERSION=1.6.0
+POSTGRES_IMAGE=localhost/layerscope-postgres:ci
+PROMETHEUS_IMAGE=localhost/layerscope-prometheus:ci
+
+compose() { "$WORK/compose-venv/bin/podman-compose" --project-name "$PROJECT" -f "$WORK/compose.yaml" "$@"; }
+
+service_container() { # SERVICE: the container compose made for it
+  podman ps --all --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
+}
+
+compose_images() {
+  # Debian's packages in images of ours, on the runtime base: Docker Hub's postgres and prom/prometheus are out
+  # of reach. apt inside the build reads the base's sources, the mirror debootstrap was given.
+  local image folder
+  for image in "$POSTGRES_IMAGE=postgres" "$PROMETHEUS_IMAGE=prometheus"; do
+    folder=deploy/ci/images/${image#*=}
+    podman build --format docker --network host --build-arg "BASE_IMAGE=$BASE" -t "${image%=*}" "$folder" \
+      >"$LOGS/build-${image#*=}.log" 2>&1 || fail "building ${image%=*}: see $LOGS/build-${image#*=}.log"
+    say "${image%=*}: $(podman image inspect --format '{{.Size}}' "${image%=*}" | numfmt --to=iec) ($folder)"
+  done
+  # podman-compose from PyPI: Debian's 1.0.3 ignores every depends_on condition and stop_grace_period.
+  [ -x "$WORK/compose-venv/bin/podman-compose" ] || {
+    python3 -m venv "$WORK/compose-venv" && "$WORK/compose-venv/bin/pip" install --quiet "podman-compose==$COMPOSE_VERSION"
+  } >"$LOGS/compose-install.log" 2>&1 || fail "installing podman-compose: see $LOGS/compose-install.log"
+}
+
+compose_healthy() { # SERVICE SECONDS: run its health check until it passes (no systemd here to schedule it)
+  local container begun=$SECONDS
+  container=$(service_container "$1")
+  until podman healthcheck run "$container" >/dev/null 2>&1; do
+    [ $((SECONDS - begun)) -lt "$2" ] || {
+      podman logs "$container" >"$LOGS/compose-$1.log" 2>&1
+      fail "expected $1 healthy within $2 s; its log: $LOGS/compose-$1.log"
+    }
+    sleep 1
+  done
+  echo $((SECONDS - begun))
+}
+
+check_compose() {
+  local line grpc="" metrics="" prometheus="" seconds runs server status begun
+  compose_images
+  while read -r line; do
+    case $line in
+      "layerscope 50051 "*) grpc=${line##* } ;;
+      "layerscope 9464 "*) metrics=${line##* } ;;
+      "prometheus 9090 "*) prometheus=${line##* } ;;
+    esac
+  done < <("$PY" deploy/ci/compose_ci.py "$WORK/compose.yaml" "layerscope=$IMAGE" "postgres=$POSTGRES_IMAGE" \
+    "prometheus=$PROMETHEUS_IMAGE")
+  [ -n "$grpc" ] && [ -n "$metrics" ] && [ -n "$prometheus" ] ||
+    fail "expected deploy/ci/compose_ci.py to publish layerscope's and Prometheus's ports; it did not (above)"
+  say "compose.yaml as run here ($WORK/compose.yaml): our images, no Grafana, ports on 127.0.0.1"
+  compose down --volumes >/dev/null 2>&1 || true
+  # A network made before the dnsname plugin was installed has no DNS: made again, it has.
+  podman network rm --force "${PROJECT}_default" >/dev/null 2>&1 || true
+  # podman 4.3 has no "healthy" wait, so podman-compose skips depends_on's service_healthy (with a warning):
+  # the order compose.yaml asks for is kept here, PostgreSQL healthy before the server starts.
+  compose up -d postgres >"$LOGS/compose.log" 2>&1 || fail "compose up postgres: see $LOGS/compose.log"
+  seconds=$(compose_healthy postgres 60)
+  say "postgres healthy after $seconds s"
+  compose up -d >>"$LOGS/compose.log" 2>&1 || fail "compose up: see $LOGS/compose.log"
+  server=$(service_container layerscope)
+  seconds=$(compose_healthy layerscope 180)
+  say "layerscope SERVING after $seconds s on PostgreSQL: gRPC 127.0.0.1:$grpc, Prometheus 127.0.0.1:$prometheus"
+  "$PY" deploy/ci/check_container.py --target "127.0.0.1:$grpc" --metrics-url "http://127.0.0.1:$metrics/metrics" \
+    --upload examples/models --prometheus "http://127.0.0.1:$prometheus" ||
+    { podman logs "$server" >"$LOGS/compose-server.log" 2>&1; fail "a compose check failed; see $LOGS/compose-server.log"; }
+  runs=$(podman exec "$(service_container postgres)" psql -U layerscope -d layerscope -tAc 'SELECT count(*) FROM run')
+  [ "$runs" -ge 2 ] || fail "expected the capture's and the diagnoses' runs in PostgreSQL; received $runs rows"
+  say "PostgreSQL holds $runs runs (table run, migrated by the server at start)"
+  begun=$SECONDS
+  compose stop >>"$LOGS/compose.log" 2>&1 || fail "compose stop: see $LOGS/compose.log"
+  status=$(podman inspect --format '{{.State.ExitCode}}' "$server")
+  podman logs "$server" >"$LOGS/compose-server.log" 2>&1
+  [ "$status" = 0 ] || fail "expected the server's exit status 0 after compose stop; received $status"
+  say "compose stop: every service stopped after $((SECONDS - begun)) s, the server with exit status 0"
+  compose down --volumes >>"$LOGS/compose.log" 2>&1
+}
+
 main() {
   preflight
   say "layerscope container check: $(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'), $(nproc) CPUs"
@@ -304,10 +397,13 @@ main() {
   podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
   timed "base images (debootstrap)" make_bases
   probe_runtime
-  timed "image build" build_image
-  timed "image checks" check_image
-  timed "container checks" check_running
-  for count in $STARTUP; do timed "start-up measurement, $count models" measure_startup "$count"; done
+  if [ "$ONLY" != compose-only ]; then
+    timed "image build" build_image
+    timed "image checks" check_image
+    timed "container checks" check_running
+    for count in $STARTUP; do timed "start-up measurement, $count models" measure_startup "$count"; done
+  fi
+  [ "$ONLY" = image-only ] || timed "compose: PostgreSQL, Prometheus" check_compose
   say "all checks passed; timings:"
   printf '  %s\n' "${TIMINGS[@]}"
 }

@@ -57,7 +57,15 @@ class Settings(BaseSettings):
     upload_idle_seconds: float = Field(30.0, gt=0, description="How long an upload may wait for its next chunk.")
     max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
     load_at_start: bool = Field(
-        True, description="Load the newest version of every model in the repository before reporting SERVING."
+        True,
+        description="Load the newest version of every model in the repository at start (behind SERVING: health's "
+        "layerscope.models says when they are all loaded, layerscope.model.<name> each one).",
+    )
+    load_concurrency: int | None = Field(
+        None,
+        gt=0,
+        description="Models loaded at once at start and by repository polls; None: the CPUs this process may use "
+        "(with model workers, at most max_workers).",
     )
     repository_poll_seconds: float | None = Field(
         None, gt=0, description="Also load new newest versions found in the repository this often; None: only at start."

@@ -5,16 +5,20 @@ few at once: the CPUs this process may use), model workers on and off. The confi
 round runs every one of them in turn, so a change in the machine's load falls on all alike.
 
     .venv/bin/python bench/bench_startup.py [--models 5 20] [--workers on off] [--rounds 1] [--json out.json]
+    .venv/bin/python bench/bench_startup.py --baseline /path/to/older/checkout   # adds its rows, side by side
 
 Before round 4 of issue #25 the server said SERVING only after its last model had loaded, one after another: the
-"all loaded" column of the serial rows is what a readiness check waited for then. Workers off runs inference in
-the server with no trial load in a child (LAYERSCOPE_ISOLATED_LOADING=false), as tests and a trusted model do.
+"all loaded" column of the serial rows is what a readiness check waited for then; `--baseline DIR` measures such
+a checkout's sources too (its "serving on" line, which came after its last load), in the same rounds. Workers off
+runs inference in the server with no trial load in a child (LAYERSCOPE_ISOLATED_LOADING=false), as tests and a
+trusted model do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -43,11 +47,13 @@ def fill(repository: Path, count: int) -> None:
         (folder / "model.keras").write_bytes((EXAMPLES / f"{SMALL[i % len(SMALL)]}.keras").read_bytes())
 
 
-def start_up(count: int, workers: bool, serial: bool) -> dict[str, Any]:
+def start_up(count: int, workers: bool, serial: bool, baseline: Path | None = None) -> dict[str, Any]:
     """One start: seconds to SERVING, to every model loaded, and the server's own figures (from /metrics)."""
     env = {"LAYERSCOPE_ISOLATED_LOADING": "false", "LAYERSCOPE_MONITOR_SAMPLE_RATE": "0"}
     if serial:
         env["LAYERSCOPE_LOAD_CONCURRENCY"] = "1"
+    if baseline is not None:
+        return older_start_up(count, workers, baseline, env)
     with tempfile.TemporaryDirectory() as tmp:
         fill(Path(tmp) / "models", count)
         began = time.perf_counter()
@@ -68,22 +74,36 @@ def start_up(count: int, workers: bool, serial: bool) -> dict[str, Any]:
     }
 
 
+def older_start_up(count: int, workers: bool, checkout: Path, env: dict[str, str]) -> dict[str, Any]:
+    """A start of an older checkout's server, which said SERVING ("serving on") only after loading every model."""
+    env = {**env, "PYTHONPATH": f"{checkout / 'client'}:{checkout / 'service'}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        fill(Path(tmp) / "models", count)
+        began = time.perf_counter()
+        with serve_process(Path(tmp), env, TIMEOUT, workers=workers, wait_for_models=False):
+            serving = time.perf_counter() - began
+    return {"serving": serving, "loaded": serving, "load_median": math.nan, "load_max": math.nan}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--workers", choices=["on", "off"], nargs="+", default=["off", "on"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline", type=Path, help="an older checkout (its client/ and service/) to start too")
     args = parser.parse_args()
-    configs = [(n, w == "on", serial) for n in args.models for w in args.workers for serial in (True, False)]
+    kinds: list[str | None] = ["serial", "concurrent", *(["baseline"] if args.baseline else [])]
+    configs = [(n, w == "on", kind) for n in args.models for w in args.workers for kind in kinds]
     runs: dict[str, list[dict[str, Any]]] = {}
     cpus = len(os.sched_getaffinity(0))
     figures: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {cpus} CPUs"}
     figures["load_average_before"] = os.getloadavg()
     for _ in range(args.rounds):
-        for count, workers, serial in configs:
-            key = f"{count} models, workers {'on' if workers else 'off'}, {'serial' if serial else 'concurrent'}"
-            runs.setdefault(key, []).append(start_up(count, workers, serial))
+        for count, workers, kind in configs:
+            key = f"{count} models, workers {'on' if workers else 'off'}, {kind}"
+            older = args.baseline if kind == "baseline" else None
+            runs.setdefault(key, []).append(start_up(count, workers, kind != "concurrent", older))
             print(f"  done: {key}", file=sys.stderr, flush=True)
     figures["load_average_after"] = os.getloadavg()
     figures["runs"] = runs
@@ -93,6 +113,7 @@ def main() -> None:
         serving = statistics.median(r["serving"] for r in each)
         loaded = statistics.median(r["loaded"] for r in each)
         one = f"{statistics.median(r['load_median'] for r in each):.1f} / {max(r['load_max'] for r in each):.1f} s"
+        one = "" if math.isnan(each[0]["load_median"]) else one
         print(f"{key:<40} {serving:7.1f}s {loaded:10.1f}s {one:>22}")
     print(f"load average before {figures['load_average_before']}, after {figures['load_average_after']}")
     if args.json:

@@ -406,3 +406,12 @@ def test_a_load_concurrency_below_one_is_refused(tmp_path: Path) -> None:
         ModelLifecycle(
             ModelRepository(tmp_path), FakeRegistry(ModelRepository(tmp_path)), Observer(), load_concurrency=0
         )  # type: ignore[arg-type]
+
+
+async def test_an_uploaded_model_is_serving_once_published_and_one_stored_unloaded_is_not(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    readiness = Readiness()
+    models = ModelLifecycle(repository, FakeRegistry(repository), Observer(), readiness=readiness)  # type: ignore[arg-type]
+    await models.upload("fresh", None, chunks(b"archive"), "", True, 1024)
+    await models.upload("stored", None, chunks(b"archive"), "", False, 1024)
+    assert readiness.told == [("fresh", True), ("stored", False)]

@@ -108,11 +108,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
-    engine = create_engine(settings.database_url)
-    await asyncio.to_thread(migrate, engine)
-    encoding = await asyncio.to_thread(server_encoding, engine)
-    if (warning := encoding_warning(encoding, settings.database_url)) is not None:
-        log.warning("%s", warning)
+    engine, lengths_in_bytes = await asyncio.to_thread(_database, settings.database_url)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
     summary_op = SummaryOpLoader(settings.kernel_cache_dir, enabled=settings.fused_statistics)
     if not gpus:  # built (or found) now, so the first capture does not wait for the compiler
@@ -152,7 +148,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         load_concurrency=load_concurrency(settings),
     )
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
-    runs = SqlRunStore(engine, lengths_in_bytes=encoding == SQL_ASCII)
+    runs = SqlRunStore(engine, lengths_in_bytes=lengths_in_bytes)
     store = RunWriter(
         runs, spool, telemetry.spool_depth.set, settings.spool_replay_seconds, telemetry.db_write_seconds.observe
     )
@@ -256,6 +252,17 @@ def _since_start(began: float) -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return time.monotonic() - began
+
+
+def _database(url: str) -> tuple[Any, bool]:
+    """The run database's engine, migrated, and whether its length limits count bytes (a SQL_ASCII database,
+    which the log warns about in one line, with the fix)."""
+    engine = create_engine(url)
+    migrate(engine)
+    encoding = server_encoding(engine)
+    if (warning := encoding_warning(encoding, url)) is not None:
+        log.warning("%s", warning)
+    return engine, encoding == SQL_ASCII
 
 
 async def _poll_repository(inspector: Inspector, every: float) -> None:

@@ -341,6 +341,8 @@ class ModelLifecycle:
             raise
         if not load:
             await self.unload(ModelRef(name, version))
+        else:
+            await self._publish(name)
         return loaded.info
 
     async def _load(self, name: str, version: int | None, staged: Path | None = None) -> LoadedModel:

@@ -271,19 +271,19 @@ class MergeRefused(ValueError):
 
 def merge(reports: Iterable[tuple[str, Any]]) -> Document:
     """Join shard reports (name, parsed JSON) into one document sorted by source. Refused: a report of another
-    schema, a model in two shards, and shards that did not split one batch the same way or leave one out."""
-    models: dict[str, Entry] = {}
-    stamps: list[tuple[str, Mapping[str, Any] | None]] = []
-    for name, doc in reports:
+    schema, shards that did not split one batch the same way or leave one out, and a model in two shards."""
+    docs = list(reports)
+    for name, doc in docs:
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema != SCHEMA:
             raise MergeRefused(f"expected schema {SCHEMA} in {name}; received {schema!r}")
-        stamps.append((name, doc.get("shard")))
+    _check_shards([(name, doc.get("shard")) for name, doc in docs])  # first: it names the cause of an overlap
+    models: dict[str, Entry] = {}
+    for _, doc in docs:
         for model in doc["models"]:
             if model["source"] in models:
                 raise MergeRefused(f"{model['source']} appears in two shard reports; expected each once")
             models[model["source"]] = model
-    _check_shards(stamps)
     return document(models[source] for source in sorted(models))
 
 

@@ -78,7 +78,7 @@ def with_workers(models: list[tuple[str, Path]], per_worker: int) -> dict[str, A
     try:
         loaded = [pool.open(path, name, 1) for name, path in models]
         seconds = time.perf_counter() - started
-        x = np.zeros((1, 28, 28, 1), "float32")
+        x = {"image": np.zeros((1, 28, 28, 1), "float32")}
         for model in loaded:
             model.engine.predict(x)
         pids = {m.engine.pid for m in loaded if isinstance(m.engine, WorkerEngine)}
@@ -104,7 +104,7 @@ started = time.perf_counter()
 models = [open_model(Path(p), n, 1, summary_op=op) for n, p in {models!r}]
 seconds = time.perf_counter() - started
 for m in models:
-    m.engine.predict(np.zeros((1, 28, 28, 1), "float32"))
+    m.engine.predict({{"image": np.zeros((1, 28, 28, 1), "float32")}})
 size = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 print(json.dumps({{"processes": 0, "resident_mb": size / 2**20, "largest_mb": size / 2**20, "load_s": seconds,
                   "before_models_mb": before / 2**20}}))
@@ -114,7 +114,9 @@ print(json.dumps({{"processes": 0, "resident_mb": size / 2**20, "largest_mb": si
 def in_process(models: list[tuple[str, Path]]) -> dict[str, Any]:
     root = str(Path(__file__).resolve().parent.parent)
     code = IN_PROCESS.format(root=root, models=[(n, str(p)) for n, p in models])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the in-process child failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

@@ -127,7 +127,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_probe_bytes,
         settings.probe_idle_seconds,
     )
-    # With workers on, each model version runs in its own process, which also replaces the trial load.
+    # With workers on, models run in worker processes (shared by small ones), which also replace the trial load.
     workers = None
     if settings.model_workers:
         workers = WorkerPool(settings, WorkerMetrics(telemetry), budget=budget)

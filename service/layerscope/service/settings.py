@@ -114,15 +114,27 @@ class Settings(BaseSettings):
     )
     model_workers: bool = Field(
         True,
-        description="Run each loaded model version in its own worker process (crash and memory isolation): a "
-        "model that segfaults, aborts or exhausts memory costs its worker, never the server. False runs inference "
-        "in the server's process (tests, a single trusted model).",
+        description="Run inference in worker processes (crash and memory isolation): a model that segfaults, "
+        "aborts or exhausts memory costs its worker, never the server. False runs inference in the server's "
+        "process (tests, a single trusted model). models_per_worker says how models share workers.",
+    )
+    models_per_worker: int = Field(
+        4,
+        gt=0,
+        description="Small model versions from the repository that share one worker process (one TensorFlow "
+        "runtime, about 0.5 GB, instead of one each); a crash restarts the shared worker, and the model whose "
+        "call crashed it moves to a worker of its own. 1: a process per model. Uploaded models and archives over "
+        "shared_worker_max_archive_bytes always get their own.",
+    )
+    shared_worker_max_archive_bytes: int = Field(
+        64 * 2**20, gt=0, description="Archives larger than this get a worker process of their own."
     )
     max_workers: int = Field(
         8,
         gt=0,
-        description="Worker processes running at once (each holds TensorFlow, about 0.7 GB): past it the least "
-        "recently used idle model's worker is parked, its model still loaded, and started again by its next call.",
+        description="Worker processes running at once (each holds TensorFlow, about 0.5 GB, and its models): past "
+        "it the least recently used idle worker is parked, its models still loaded, and started again by its next "
+        "call.",
     )
     worker_memory_limit_bytes: int | None = Field(
         None, gt=0, description="Memory a model worker may add after loading its model (RLIMIT_AS); None: no limit."

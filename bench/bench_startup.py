@@ -1,10 +1,11 @@
 """Start-up with many models, through `layerscope serve` as a user runs it: from the command's start to health
 SERVING (its "serving on" line: the server answers calls) and to every model loaded (health's `layerscope.models`
 SERVING), with 5 and 20 small models, loads one at a time (LAYERSCOPE_LOAD_CONCURRENCY=1) against the default (a
-few at once: the CPUs this process may use), model workers on and off. The configurations run side by side: each
-round runs every one of them in turn, so a change in the machine's load falls on all alike.
+few at once: the CPUs this process may use), model workers off, on as shipped (small models share a worker,
+four to a process) and solo (LAYERSCOPE_MODELS_PER_WORKER=1: a process per model). The configurations run side
+by side: each round runs every one of them in turn, so a change in the machine's load falls on all alike.
 
-    .venv/bin/python bench/bench_startup.py [--models 5 20] [--workers on off] [--rounds 1] [--json out.json]
+    .venv/bin/python bench/bench_startup.py [--models 5 20] [--workers off on solo] [--rounds 1] [--json out.json]
     .venv/bin/python bench/bench_startup.py --baseline /path/to/older/checkout   # adds its rows, side by side
 
 Before round 4 of issue #25 the server said SERVING only after its last model had loaded, one after another: the
@@ -47,17 +48,21 @@ def fill(repository: Path, count: int) -> None:
         (folder / "model.keras").write_bytes((EXAMPLES / f"{SMALL[i % len(SMALL)]}.keras").read_bytes())
 
 
-def start_up(count: int, workers: bool, serial: bool, baseline: Path | None = None) -> dict[str, Any]:
-    """One start: seconds to SERVING, to every model loaded, and the server's own figures (from /metrics)."""
+def start_up(count: int, workers: str, serial: bool, baseline: Path | None = None) -> dict[str, Any]:
+    """One start: seconds to SERVING, to every model loaded, and the server's own figures (from /metrics).
+    `workers`: off, on (as shipped: small models share a worker, LAYERSCOPE_MODELS_PER_WORKER) or solo (a
+    process per model)."""
     env = {"LAYERSCOPE_ISOLATED_LOADING": "false", "LAYERSCOPE_MONITOR_SAMPLE_RATE": "0"}
+    if workers == "solo":
+        env["LAYERSCOPE_MODELS_PER_WORKER"] = "1"
     if serial:
         env["LAYERSCOPE_LOAD_CONCURRENCY"] = "1"
     if baseline is not None:
-        return older_start_up(count, workers, baseline, env)
+        return older_start_up(count, workers != "off", baseline, env)
     with tempfile.TemporaryDirectory() as tmp:
         fill(Path(tmp) / "models", count)
         began = time.perf_counter()
-        with serve_process(Path(tmp), env, TIMEOUT, workers=workers, wait_for_models=False) as server:
+        with serve_process(Path(tmp), env, TIMEOUT, workers=workers != "off", wait_for_models=False) as server:
             serving = time.perf_counter() - began
             wait_until_serving(server.target, MODELS_SERVICE, TIMEOUT)
             loaded = time.perf_counter() - began
@@ -88,20 +93,20 @@ def older_start_up(count: int, workers: bool, checkout: Path, env: dict[str, str
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, nargs="+", default=[5, 20])
-    parser.add_argument("--workers", choices=["on", "off"], nargs="+", default=["off", "on"])
+    parser.add_argument("--workers", choices=["off", "on", "solo"], nargs="+", default=["off", "on", "solo"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--baseline", type=Path, help="an older checkout (its client/ and service/) to start too")
     args = parser.parse_args()
     kinds: list[str | None] = ["serial", "concurrent", *(["baseline"] if args.baseline else [])]
-    configs = [(n, w == "on", kind) for n in args.models for w in args.workers for kind in kinds]
+    configs = [(n, w, kind) for n in args.models for w in args.workers for kind in kinds]
     runs: dict[str, list[dict[str, Any]]] = {}
     cpus = len(os.sched_getaffinity(0))
     figures: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {cpus} CPUs"}
     figures["load_average_before"] = os.getloadavg()
     for _ in range(args.rounds):
         for count, workers, kind in configs:
-            key = f"{count} models, workers {'on' if workers else 'off'}, {kind}"
+            key = f"{count} models, workers {workers}, {kind}"
             older = args.baseline if kind == "baseline" else None
             runs.setdefault(key, []).append(start_up(count, workers, kind != "concurrent", older))
             print(f"  done: {key}", file=sys.stderr, flush=True)

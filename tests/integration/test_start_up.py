@@ -129,7 +129,7 @@ def test_many_models_load_behind_serving_each_with_its_own_health_until_all_are_
     print(f"8 models, workers off: SERVING after {to_serving:.2f}s, all models SERVING after {to_models:.2f}s")
 
 
-def test_with_model_workers_models_start_side_by_side_behind_serving(
+def test_with_model_workers_the_models_load_into_workers_behind_serving(
     tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
     names = repository_of(tmp_path, 3)
@@ -141,7 +141,7 @@ def test_with_model_workers_models_start_side_by_side_behind_serving(
             watching(server.target, [f"layerscope.model.{n}" for n in names]) as seen,
         ):
             assert c.health() == "SERVING"
-            assert c.health("layerscope.models") == "NOT_SERVING", "three worker starts take seconds"
+            assert c.health("layerscope.models") == "NOT_SERVING", "a worker's start takes seconds"
             assert wait_for_models(server) == names
             to_models = time.perf_counter() - began
             assert all(f.result(timeout=60)[-1] == SERVING for f in seen.values())

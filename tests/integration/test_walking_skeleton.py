@@ -239,3 +239,35 @@ def test_a_lambda_layer_is_refused_and_never_executed(client: Client, cnn: keras
     assert "Lambda" in caught.value.message
     assert not marker.exists()
     still_serving(client)
+
+
+def test_summaries_come_several_to_a_message_for_clients_that_ask_and_one_each_for_older_ones(
+    server: ServerHandle, cnn: keras.Model
+) -> None:
+    """A stream message per summary cost a small capture a transport round per layer; the client asks for
+    batches (`batch_summaries`), while a request without it (an older client) still reads one per message."""
+    from layerscope.client import _core
+    from layerscope.v1 import inspector_pb2_grpc
+
+    x = np.random.default_rng(3).random((4, 8, 8, 1)).astype("float32")
+    request = _core.capture_request("cnn", x, "*", ("activation",), (), None, None, 0)
+    assert request.batch_summaries, "the client asks for batches"
+    with grpc.insecure_channel(server.target) as channel:
+        stub = inspector_pb2_grpc.InspectorStub(channel)
+        batched = [m.WhichOneof("item") for m in stub.Capture(request, timeout=60)]
+        request.batch_summaries = False
+        older = list(stub.Capture(request, timeout=60))
+    points = len(cnn.layers) - 1  # every layer but the input
+    assert batched == ["header", "summaries"], "all of a small model's summaries fit one message"
+    assert [m.WhichOneof("item") for m in older] == ["header"] + ["summary"] * points
+    assembled = [_core.CaptureAssembler(), _core.CaptureAssembler()]
+    with grpc.insecure_channel(server.target) as channel:
+        request.batch_summaries = True
+        for message in inspector_pb2_grpc.InspectorStub(channel).Capture(request, timeout=60):
+            assembled[0].add(message)
+    for message in older:
+        assembled[1].add(message)
+    new, old = (a.result() for a in assembled)
+    assert new.summaries.keys() == old.summaries.keys() and len(new.summaries) == points
+    for layer in new.summaries:  # the same statistics either way (the model and inputs are the same)
+        assert new.summaries[layer]["activation"].mean == pytest.approx(old.summaries[layer]["activation"].mean)

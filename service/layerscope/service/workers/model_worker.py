@@ -377,7 +377,7 @@ class ModelWorker:
     # -- the watcher -----------------------------------------------------------------------------------------
 
     def _watch_process(self) -> threading.Thread:
-        watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self._title()}", daemon=True)
+        watcher = threading.Thread(target=self._watch, name=f"layerscope-worker-{self.pid}", daemon=True)
         watcher.start()
         return watcher
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +87,26 @@ def test_only_the_layers_asked_for_come_back_in_full(client: Client, cnn: keras.
     assert set(cap.summaries) == {"conv", "pool", "flatten", "hidden", "probabilities"}
 
 
-def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
+def test_the_run_and_its_summaries_are_stored_once_the_call_returns(
     client: Client, cnn: keras.Model, server: ServerHandle
 ) -> None:
+    """The answer waits for the run's spool file, not for the database: the writer stores it just after."""
     rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    from layerscope.service.errors import NotFound
     from layerscope.service.store.engine import create_engine
     from layerscope.service.store.sql_store import SqlRunStore
 
     cap = client.capture("cnn", rng.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
     engine = create_engine(server.database_url)
+    deadline = time.monotonic() + 30
     try:
-        stored = SqlRunStore(engine).get_run("skeleton-run-1")
+        while True:
+            try:
+                stored = SqlRunStore(engine).get_run("skeleton-run-1")
+                break
+            except NotFound:
+                assert time.monotonic() < deadline, "the run writer did not store the run within 30 s"
+                time.sleep(0.05)
     finally:
         engine.dispose()
     assert cap.run_id == stored.run_id == "skeleton-run-1"
@@ -199,6 +209,8 @@ def test_capture_options_that_cannot_work_are_refused_before_any_work(
 
 
 def stored_run_count(server: ServerHandle) -> int:
+    with Client(server.target) as c:
+        c.runs(limit=1)  # a listing waits for the run writer to catch up: no earlier run is still on its way
     engine = sa.create_engine(server.database_url)
     try:
         with engine.connect() as conn:

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_first_hour.py [--rounds 2] [--json out.json]   # three to five minutes
 
-- start-up: from the command's start to its "serving on" line (health SERVING, every model loaded), with an
-  empty repository and with three example models (healthy_cnn, dead_relu, dense_on_image);
+- start-up: from the command's start until every model is loaded (health's `layerscope.models` SERVING; the
+  server says SERVING before that, as soon as it answers: bench_startup.py), with an empty repository and with
+  three example models (healthy_cnn, dead_relu, dense_on_image);
 - upload: examples/models/healthy_cnn.keras (35 KB) with the trial load in a child process
   (LAYERSCOPE_ISOLATED_LOADING=true, the default: the child imports TensorFlow) and without it;
 - worker restart: with LAYERSCOPE_MODEL_WORKERS=true, SIGKILL the model's worker, then time the next Predict

@@ -1,4 +1,5 @@
-"""Model workers vs in-process engines, side by side in one run: Predict and all-layer summary capture.
+"""Model workers vs in-process engines, side by side in one run: Predict, all-layer summary capture, and a
+Diagnose with targets (gradients and the default training probe).
 
     .venv/bin/python bench/bench_workers.py [--quick] [--json out.json]
 
@@ -36,14 +37,18 @@ import keras  # noqa: E402 - after the quiet start
 import numpy as np  # noqa: E402
 
 from bench.bench_capture import deep_cnn, small_cnn  # noqa: E402
+from layerscope.service.diagnosis.diagnoser import Diagnoser  # noqa: E402
 from layerscope.service.domain.capture import CaptureRequest  # noqa: E402
 from layerscope.service.domain.selection import Selection  # noqa: E402
+from layerscope.service.domain.training import TrainingOptions  # noqa: E402
+from layerscope.service.model_diagnosis import diagnose  # noqa: E402
 from layerscope.service.models.registry import LoadedModel, open_model  # noqa: E402
 from layerscope.service.runtime.native import SummaryOpLoader  # noqa: E402
 from layerscope.service.settings import Settings  # noqa: E402
 from layerscope.service.workers.pool import WorkerPool  # noqa: E402
 
 SUMMARIES = Selection(layers=("*",), kinds=frozenset({"activation"}))
+DIAGNOSER = Diagnoser()
 
 
 class Crossings:
@@ -72,18 +77,23 @@ def measure(local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch
     spec = local.engine.inputs[0]
     shape = (batch, *(d or 1 for d in spec.shape[1:]))
     x = {spec.name: np.random.default_rng(0).normal(size=shape).astype("float32")}
+    output = local.engine.output_names[0]
+    y = {output: np.random.default_rng(1).integers(0, local.engine.output_specs[0].shape[-1], shape[0])}
+    training = TrainingOptions(targets=y, loss="sparse_categorical_crossentropy")  # the default probe steps
     cases: dict[str, Callable[[], Any]] = {
         "predict_in_process": lambda: local.engine.predict(x),
         "predict_worker": lambda: worker.engine.predict(x),
         "capture_in_process": lambda: local.engine.run(CaptureRequest(x, SUMMARIES)),
         "capture_worker": lambda: worker.engine.run(CaptureRequest(x, SUMMARIES)),
+        "diagnose_in_process": lambda: diagnose(local, DIAGNOSER, x, training),
+        "diagnose_worker": lambda: diagnose(worker, DIAGNOSER, x, training),
     }
     for fn in cases.values():  # warm up: trace and compile everything on both sides first
         fn()
         fn()
     repeats = max(3, rounds // max(1, batch // 8))
     seconds: dict[str, list[float]] = {k: [] for k in cases}
-    crossed: dict[str, list[float]] = {"predict": [], "capture": []}
+    crossed: dict[str, list[float]] = {"predict": [], "capture": [], "diagnose": []}
     for _ in range(repeats):  # interleaved, so drift on a shared machine hits every case alike
         for key, fn in cases.items():
             seconds[key].append(timed(fn))
@@ -91,7 +101,7 @@ def measure(local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch
                 crossed[key.split("_")[0]].append(crossings.seconds[-1])
     ms = {k: statistics.median(v) * 1000 for k, v in seconds.items()}
     row: dict[str, Any] = {"model": local.info.name, "batch": batch, "repeats": repeats}
-    for op in ("predict", "capture"):
+    for op in ("predict", "capture", "diagnose"):
         inside, through = ms[f"{op}_in_process"], ms[f"{op}_worker"]
         row[op] = {
             "in_process_ms": round(inside, 3),
@@ -132,7 +142,7 @@ def main() -> None:
     header = ("in-proc ms", "worker ms", "ratio", "added ms", "crossing")
     print(f"\n{'model':10} {'batch':>5} {'op':8} " + " ".join(f"{h:>10}" for h in header))
     for r in rows:
-        for op in ("predict", "capture"):
+        for op in ("predict", "capture", "diagnose"):
             c = r[op]
             print(
                 f"{r['model']:10} {r['batch']:>5} {op:8} {c['in_process_ms']:>10.3f} {c['worker_ms']:>10.3f} "

@@ -82,7 +82,9 @@ class ServerHandle:
         self.thread.join(timeout=30)
 
 
-def start_server(tmp: Path, **overrides: Any) -> ServerHandle:
+def start_server(tmp: Path, wait_for_models: bool = True, **overrides: Any) -> ServerHandle:
+    """A server on free ports in `tmp`; with `wait_for_models`, returned once the models its repository held at
+    start have loaded (the server itself answers, health SERVING, before that)."""
     from layerscope.service import app as application
     from layerscope.service.settings import Settings
 
@@ -114,7 +116,10 @@ def start_server(tmp: Path, **overrides: Any) -> ServerHandle:
 
     thread = threading.Thread(target=run, name="layerscope-test-server", daemon=True)
     thread.start()
-    return ServerHandle(started.result(timeout=120), loop, thread, repository, database_url)
+    handle = ServerHandle(started.result(timeout=120), loop, thread, repository, database_url)
+    if wait_for_models:
+        asyncio.run_coroutine_threadsafe(handle.app.models_loaded(), loop).result(timeout=300)
+    return handle
 
 
 @pytest.fixture(scope="module")

@@ -163,9 +163,10 @@ def grouping_labels(expr: str) -> set[str]:
 def exported_series() -> dict[str, frozenset[str]]:
     """Every sample name the service can export, with its label names.
 
-    Built from the real `Telemetry`, `ModelHealthCollector` and `MonitorCollector` on a fresh registry: each
-    labelled metric is given one child (a labelled metric with no child exports no sample), the health
-    collector gets one fake model with one layer and one finding, and the monitor collector one fake model
+    Built from the real `Telemetry`, `ModelHealthCollector`, `MonitorCollector` and `ModelLoadCollector` on a
+    fresh registry: each labelled metric is given one child (a labelled metric with no child exports no sample),
+    the health collector gets one fake model with one layer and one finding, the load collector one model's load
+    time, and the monitor collector one fake model
     version whose last window has a drifting layer and whose reference has a dead-unit fraction, so every
     family produces samples. `_created` samples are left out: Prometheus users should not rely on them.
     """
@@ -174,7 +175,7 @@ def exported_series() -> dict[str, frozenset[str]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from layerscope.service.domain.model_health import LayerHealth, ModelHealth
-    from layerscope.service.telemetry import ModelHealthCollector, MonitorCollector, Telemetry
+    from layerscope.service.telemetry import ModelHealthCollector, ModelLoadCollector, MonitorCollector, Telemetry
 
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)
@@ -195,6 +196,7 @@ def exported_series() -> dict[str, frozenset[str]]:
     )
     registry.register(ModelHealthCollector(lambda: [health], max_layer_series=10))
     registry.register(MonitorCollector(lambda: [monitor_snapshot()], max_layer_series=10))
+    registry.register(ModelLoadCollector(lambda: [("digits", 3, 1.5)]))
 
     series: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):

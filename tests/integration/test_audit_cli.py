@@ -141,6 +141,44 @@ def test_shards_cover_every_model_exactly_once_and_merge_back(zoo: Path, tmp_pat
     assert audit(str(zoo), "--shard", "3/3")[0] == 2
 
 
+def big_mlp() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    wide = keras.layers.Dense(4096, activation="relu", name="wide")
+    return keras.Sequential([keras.Input((8,)), wide, keras.layers.Dense(3, name="out")], name="big_mlp")
+
+
+def test_shards_by_size_give_a_large_model_a_shard_of_its_own_and_merge_back(zoo: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "sized"
+    folder.mkdir()
+    models.save(big_mlp(), folder, "a_large")  # first in path order: by count it would share shard 0 with c_small
+    for name in ("b_small", "c_small", "d_small"):
+        shutil.copy(zoo / "healthy_mlp.keras", folder / f"{name}.keras")
+    assert (folder / "a_large.keras").stat().st_size > 3 * (zoo / "healthy_mlp.keras").stat().st_size
+    reports = []
+    for i in range(2):
+        report = tmp_path / f"shard-{i}.json"
+        flags = ("--shard", f"{i}/2", "--shard-by", "size", "--format", "json", "--output", str(report), "-q")
+        assert audit(str(folder), *flags)[0] == 0
+        reports.append(json.loads(report.read_text()))
+    shards = [[Path(m["source"]).stem for m in doc["models"]] for doc in reports]
+    assert shards == [["a_large"], ["b_small", "c_small", "d_small"]]
+    assert [(doc["shard"]["index"], doc["shard"]["by"], doc["shard"]["of"]) for doc in reports] == [
+        (0, "size", 4), (1, "size", 4)
+    ]  # fmt: skip
+    paths = [str(tmp_path / f"shard-{i}.json") for i in range(2)]
+    code, merged = audit("merge", *paths)
+    assert code == 0 and [Path(m["source"]).stem for m in json.loads(merged)["models"]] == [
+        "a_large", "b_small", "c_small", "d_small"
+    ]  # fmt: skip
+    result = RUNNER.invoke(app, ["audit", "merge", paths[1]])  # shard 0 never arrived: its model is not in the gate
+    assert result.exit_code == 2 and "shard 0/2 missing" in result.stderr, result.output
+
+
+def test_shard_by_without_a_shard_is_a_one_line_usage_error(zoo: Path) -> None:
+    line = audit_failing(str(zoo), "--shard-by", "size")
+    assert line == "error: --shard-by size says how --shard I/N splits the files: pass --shard with it"
+
+
 def test_two_workers_give_the_same_document_as_one(zoo: Path) -> None:
     one = json.loads(audit(str(zoo), "--format", "json", "--jobs", "1")[1])
     two = json.loads(audit(str(zoo), "--format", "json", "--jobs", "2")[1])
@@ -249,13 +287,16 @@ def test_a_model_that_aborts_its_process_costs_that_model_and_the_report_keeps_e
     folder = tmp_path / "batch"
     shutil.copytree(zoo, folder)
     bomb = keras.Sequential([keras.Input((4,)), namespace["Aborts"](name="boom"), keras.layers.Dense(2)])
-    bomb.save(folder / "aborts.keras")
+    # In the middle of the sorted files: with --jobs 1 one process audits a model before the abort, and a new one
+    # the model after it.
+    bomb.save(folder / "m_aborts.keras")
     code, output = audit(str(folder), "--format", "json", "--jobs", jobs, "--custom-objects", str(layers))
     assert code == 2  # a model could not be audited
     doc = json.loads(output)
     by_file = {Path(m["source"]).name: m for m in doc["models"]}
-    assert set(by_file) == {"aborts.keras", "healthy_mlp.keras", "dense_on_image.keras"}
-    error = by_file["aborts.keras"]["error"]
+    assert list(by_file) == ["healthy_mlp.keras", "m_aborts.keras", "dense_on_image.keras"]  # every model, in order
+    assert [doc["totals"][k] for k in ("models", "audited", "not_audited")] == [3, 2, 1]
+    error = by_file["m_aborts.keras"]["error"]
     assert error["code"] == "unavailable" and "SIGABRT" in error["message"], error
     assert by_file["healthy_mlp.keras"]["error"] is None and by_file["dense_on_image.keras"]["error"] is None
     assert any(f["code"] == "dense-on-spatial" for f in by_file["dense_on_image.keras"]["findings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +87,26 @@ def test_only_the_layers_asked_for_come_back_in_full(client: Client, cnn: keras.
     assert set(cap.summaries) == {"conv", "pool", "flatten", "hidden", "probabilities"}
 
 
-def test_the_run_and_its_summaries_are_stored_when_the_call_returns(
+def test_the_run_and_its_summaries_are_stored_once_the_call_returns(
     client: Client, cnn: keras.Model, server: ServerHandle
 ) -> None:
+    """The answer waits for the run's spool file, not for the database: the writer stores it just after."""
     rng = np.random.default_rng(0)  # each test its own data, whatever ran before
+    from layerscope.service.errors import NotFound
     from layerscope.service.store.engine import create_engine
     from layerscope.service.store.sql_store import SqlRunStore
 
     cap = client.capture("cnn", rng.normal(size=(3, 8, 8, 1)).astype("float32"), run_id="skeleton-run-1")
     engine = create_engine(server.database_url)
+    deadline = time.monotonic() + 30
     try:
-        stored = SqlRunStore(engine).get_run("skeleton-run-1")
+        while True:
+            try:
+                stored = SqlRunStore(engine).get_run("skeleton-run-1")
+                break
+            except NotFound:
+                assert time.monotonic() < deadline, "the run writer did not store the run within 30 s"
+                time.sleep(0.05)
     finally:
         engine.dispose()
     assert cap.run_id == stored.run_id == "skeleton-run-1"
@@ -199,6 +209,8 @@ def test_capture_options_that_cannot_work_are_refused_before_any_work(
 
 
 def stored_run_count(server: ServerHandle) -> int:
+    with Client(server.target) as c:
+        c.runs(limit=1)  # a listing waits for the run writer to catch up: no earlier run is still on its way
     engine = sa.create_engine(server.database_url)
     try:
         with engine.connect() as conn:
@@ -239,3 +251,35 @@ def test_a_lambda_layer_is_refused_and_never_executed(client: Client, cnn: keras
     assert "Lambda" in caught.value.message
     assert not marker.exists()
     still_serving(client)
+
+
+def test_summaries_come_several_to_a_message_for_clients_that_ask_and_one_each_for_older_ones(
+    server: ServerHandle, cnn: keras.Model
+) -> None:
+    """A stream message per summary cost a small capture a transport round per layer; the client asks for
+    batches (`batch_summaries`), while a request without it (an older client) still reads one per message."""
+    from layerscope.client import _core
+    from layerscope.v1 import inspector_pb2_grpc
+
+    x = np.random.default_rng(3).random((4, 8, 8, 1)).astype("float32")
+    request = _core.capture_request("cnn", x, "*", ("activation",), (), None, None, 0)
+    assert request.batch_summaries, "the client asks for batches"
+    with grpc.insecure_channel(server.target) as channel:
+        stub = inspector_pb2_grpc.InspectorStub(channel)
+        batched = [m.WhichOneof("item") for m in stub.Capture(request, timeout=60)]
+        request.batch_summaries = False
+        older = list(stub.Capture(request, timeout=60))
+    points = len(cnn.layers) - 1  # every layer but the input
+    assert batched == ["header", "summaries"], "all of a small model's summaries fit one message"
+    assert [m.WhichOneof("item") for m in older] == ["header"] + ["summary"] * points
+    assembled = [_core.CaptureAssembler(), _core.CaptureAssembler()]
+    with grpc.insecure_channel(server.target) as channel:
+        request.batch_summaries = True
+        for message in inspector_pb2_grpc.InspectorStub(channel).Capture(request, timeout=60):
+            assembled[0].add(message)
+    for message in older:
+        assembled[1].add(message)
+    new, old = (a.result() for a in assembled)
+    assert new.summaries.keys() == old.summaries.keys() and len(new.summaries) == points
+    for layer in new.summaries:  # the same statistics either way (the model and inputs are the same)
+        assert new.summaries[layer]["activation"].mean == pytest.approx(old.summaries[layer]["activation"].mean)

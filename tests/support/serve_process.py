@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+MODELS_SERVICE = "layerscope.models"
+"""The health service that says SERVING once the models found at start have loaded (grpc/server.py)."""
+
 ANNOUNCE = re.compile(r"serving on [^:]+:(\d+) \(metrics on :(\d+)")
 
 
@@ -57,12 +63,17 @@ class ServeProcess:
 
 @contextmanager
 def serve_process(
-    tmp: Path, env: Mapping[str, str] | None = None, start_timeout: float = 120.0, workers: bool = False
+    tmp: Path,
+    env: Mapping[str, str] | None = None,
+    start_timeout: float = 120.0,
+    workers: bool = False,
+    wait_for_models: bool = True,
 ) -> Iterator[ServeProcess]:
     """Start `layerscope serve` on free ports in `tmp`; kill it on the way out if it is still running.
 
     `workers`: run as shipped, inference in model worker processes; False (most tests) keeps it in the server,
-    since every worker is a TensorFlow process of its own."""
+    since every worker is a TensorFlow process of its own. `wait_for_models`: yield once the models in `tmp/models`
+    have loaded (health's `layerscope.models` SERVING), not as soon as the server answers."""
     database = tmp / "runs.db"
     log = tmp / "serve.log"
     command = [sys.executable, "-m", "layerscope.cli", "serve", "--port", "0", "--metrics-port", "0",
@@ -83,6 +94,8 @@ def serve_process(
         server = ServeProcess(process, int(match[1]), int(match[2]), database, log)
         # Nothing else should go to stdout, but a full pipe would block the server: drain it.
         threading.Thread(target=lambda: server.stdout.extend(stdout), daemon=True).start()
+        if wait_for_models:
+            wait_until_serving(server.target, MODELS_SERVICE, start_timeout)
         yield server
     finally:
         if process.poll() is None:
@@ -101,3 +114,24 @@ def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
             if process.poll() is not None:
                 break
     return ""
+
+
+def wait_until_serving(target: str, service: str, timeout: float) -> float:
+    """Ask the standard health service until `service` says SERVING; returns the seconds it took. A service the
+    server does not know yet (NOT_FOUND) is asked again, as an orchestrator's probe would."""
+    began = time.monotonic()
+    channel = grpc.insecure_channel(target)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - began < timeout:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - began
+            except grpc.RpcError as err:
+                if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    raise
+            time.sleep(0.05)
+    finally:
+        channel.close()
+    raise AssertionError(f"expected health service {service!r} SERVING within {timeout:.0f}s; it was not")

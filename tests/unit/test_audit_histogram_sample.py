@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from layerscope.cli.audit import plots, report
+from layerscope.cli.audit import plots
+from layerscope.service.audit import report
 from layerscope.service.domain.summary import Summary
 
 COUNTS = (3, 5, 0, 2)

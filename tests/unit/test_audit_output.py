@@ -13,8 +13,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from layerscope.cli.app import app
-from layerscope.cli.audit import html, render, report
+from layerscope.cli.audit import html, render
 from layerscope.client import Finding
+from layerscope.service.audit import report
 
 LAYERS = tuple(f"conv{i}_block_relu" for i in range(106))  # ResNet50's ReLUs, say
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from layerscope.cli.app import app
-from layerscope.cli.audit import report
 from layerscope.client import Finding
+from layerscope.service.audit import report
 
 
 def finding(severity: str) -> Finding:

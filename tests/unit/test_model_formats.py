@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from layerscope.cli.audit.local import audit_file
+from layerscope.service.audit.model_audit import audit_file
 from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.errors import InvalidInput
 from layerscope.service.models.scanner import scan_archive

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from layerscope.service.domain.models import ModelInfo, ModelRef
-from layerscope.service.errors import AlreadyExists, InvalidInput, NotFound
+from layerscope.service.errors import AlreadyExists, InvalidInput, ModelUnavailable, NotFound
 from layerscope.service.models.lifecycle import ModelLifecycle
 from layerscope.service.models.repository import ModelRepository
 
@@ -299,3 +299,119 @@ async def test_an_idle_transient_model_expires(tmp_path: Path, temp: Path) -> No
     assert [m.info.name for m in registry.loaded()] == ["audit-b"]
     models.discard_transient()  # the server stops
     assert list(temp.iterdir()) == []
+
+
+# -- loading at start: a few at once, each model's readiness told, UNAVAILABLE while loading ------------------
+
+
+@dataclass
+class Readiness:
+    """Records what the lifecycle tells the health service, in order."""
+
+    told: list[tuple[str, bool]] = field(default_factory=list)
+
+    async def model(self, name: str, serving: bool) -> None:
+        self.told.append((name, serving))
+
+
+class GatedRegistry(FakeRegistry):
+    """Each load waits at `gate` (a barrier: it opens only when that many loads wait together) and counts how
+    many run at once."""
+
+    def __init__(self, repository: ModelRepository, gate: threading.Barrier | threading.Event) -> None:
+        super().__init__(repository)
+        self.gate = gate
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def load(self, name: str, version: int | None = None, staged: Path | None = None) -> Loaded:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            assert self.gate.wait(timeout=5) is not False, "the loads expected together never met"
+            return super().load(name, version, staged)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+async def test_found_models_load_concurrently_up_to_the_bound_and_never_beyond(tmp_path: Path) -> None:
+    for i in range(6):
+        store(tmp_path, f"m{i}", 1)
+    repository = ModelRepository(tmp_path)
+    registry = GatedRegistry(repository, threading.Barrier(3))  # one after another, the first load would wait 5 s
+    models = ModelLifecycle(repository, registry, Observer(), load_concurrency=3)  # type: ignore[arg-type]
+    loaded = await models.load_found(await models.scan_new())
+    assert [m.name for m in loaded] == [f"m{i}" for i in range(6)]  # in scan order, whatever finished first
+    assert registry.most == 3
+
+
+async def test_each_model_is_not_serving_from_the_scan_until_loaded_and_answers_unavailable_meanwhile(
+    tmp_path: Path,
+) -> None:
+    store(tmp_path, "digits", 1)
+    store(tmp_path, "broken", 1, b"broken")
+    repository = ModelRepository(tmp_path)
+    gate = threading.Event()
+    readiness = Readiness()
+    models = ModelLifecycle(
+        repository,
+        GatedRegistry(repository, gate),  # type: ignore[arg-type]
+        Observer(),
+        readiness=readiness,
+        load_concurrency=2,
+    )
+    found = await models.scan_new()
+    assert readiness.told == [("broken", False), ("digits", False)]  # known to a readiness check at once
+    with pytest.raises(ModelUnavailable, match=r"Expected a loaded model 'digits'; .* still loading .* retry"):
+        models.get(ModelRef("digits"))
+    with pytest.raises(ModelUnavailable, match="'digits' version 1"):
+        models.get(ModelRef("digits", 1))
+    with pytest.raises(NotFound):  # another version is not loading: not there
+        models.get(ModelRef("digits", 2))
+    assert await models.scan_new() == [], "a poll meanwhile does not load again what is loading"
+    gate.set()
+    await models.load_found(found)
+    assert sorted(readiness.told[2:]) == [("broken", False), ("digits", True)]
+    assert models.get(ModelRef("digits")).info.version == 1
+    with pytest.raises(NotFound):  # failed: no longer loading
+        models.get(ModelRef("broken"))
+    await models.unload(ModelRef("digits"))
+    await models.load(ModelRef("digits"))
+    assert readiness.told[-2:] == [("digits", False), ("digits", True)]
+
+
+async def test_stopping_lets_found_models_that_have_not_started_loading_go(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        store(tmp_path, name, 1)
+    repository = ModelRepository(tmp_path)
+    gate = threading.Event()
+    registry = GatedRegistry(repository, gate)
+    models = ModelLifecycle(repository, registry, Observer(), load_concurrency=1)  # type: ignore[arg-type]
+    loading = asyncio.create_task(models.load_found(await models.scan_new()))
+    while registry.running == 0:  # "a" is loading, "b" and "c" wait for the one slot
+        await asyncio.sleep(0.01)
+    models.stop_loading()
+    gate.set()
+    assert [m.name for m in await loading] == ["a"]
+    assert registry.attempts == [("a", 1)] and models.failed == frozenset()
+    with pytest.raises(NotFound):
+        models.get(ModelRef("b"))
+
+
+def test_a_load_concurrency_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Expected load_concurrency of at least 1; received 0"):
+        ModelLifecycle(
+            ModelRepository(tmp_path), FakeRegistry(ModelRepository(tmp_path)), Observer(), load_concurrency=0
+        )  # type: ignore[arg-type]
+
+
+async def test_an_uploaded_model_is_serving_once_published_and_one_stored_unloaded_is_not(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    readiness = Readiness()
+    models = ModelLifecycle(repository, FakeRegistry(repository), Observer(), readiness=readiness)  # type: ignore[arg-type]
+    await models.upload("fresh", None, chunks(b"archive"), "", True, 1024)
+    await models.upload("stored", None, chunks(b"archive"), "", False, 1024)
+    assert readiness.told == [("fresh", True), ("stored", False)]

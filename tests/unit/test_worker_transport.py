@@ -35,18 +35,19 @@ def test_small_messages_travel_inline() -> None:
 
 def test_large_arrays_cross_in_the_senders_block() -> None:
     big = np.random.default_rng(0).standard_normal((300, 301)).astype("float32")
-    odd = np.arange(70_000, dtype="int16")[::2]  # not contiguous: copied into the block all the same
-    message = Result({"a": big, "b": big[::-1].copy()}, np.ones(3), ["label", ("t", odd)])
+    fortran = np.asfortranarray(np.arange(40_000, dtype="int32").reshape(200, 200))
+    message = Result({"a": big, "b": big[::-1].copy()}, np.ones(3), ["label", ("t", fortran)])
     outbox, inbox = Outbox(PREFIX), Inbox()
     packed = outbox.pack(message)
-    assert len(packed.slots) == 3 and packed.shared_bytes == 2 * big.nbytes + odd.nbytes
+    assert len(packed.slots) == 3 and packed.shared_bytes == 2 * big.nbytes + fortran.nbytes
     assert all(slot.offset % 64 == 0 for slot in packed.slots)
-    assert len(packed.pickle) < INLINE_BYTES  # the arrays are not in the pickle
+    assert len(packed.pickle) < 1024  # the arrays are not in the pickle
     assert blocks() == [packed.block]
     received = inbox.unpack(packed)
     np.testing.assert_array_equal(received.outputs["a"], big)
     np.testing.assert_array_equal(received.outputs["b"], big[::-1])
-    np.testing.assert_array_equal(received.extra[1][1], odd)
+    np.testing.assert_array_equal(received.extra[1][1], fortran)
+    assert received.extra[1][1].flags.f_contiguous, "the layout survives the crossing"
     assert received.outputs["a"].flags.writeable and received.extra[0] == "label"
     again = outbox.pack({"x": big * 2})
     assert again.block == packed.block  # reused: its pages are mapped already
@@ -55,6 +56,15 @@ def test_large_arrays_cross_in_the_senders_block() -> None:
     outbox.close()
     inbox.unlink()
     assert not blocks()
+
+
+def test_a_large_non_contiguous_array_travels_inside_the_pickle() -> None:
+    odd = np.arange(70_000, dtype="int16")[::2]  # a strided view: pickle copies it, so it travels inline
+    packed = Outbox(PREFIX).pack({"odd": odd, "big": np.ones(20_000)})
+    assert len(packed.slots) == 1 and packed.shared_bytes == 160_000
+    received = Inbox().unpack(packed)
+    np.testing.assert_array_equal(received["odd"], odd)
+    remove_blocks(PREFIX)
 
 
 def test_a_block_grows_and_shrinks_with_its_messages() -> None:

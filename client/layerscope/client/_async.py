@@ -72,7 +72,10 @@ class AsyncClient:
     async def health(self, service: str = "") -> str:
         """SERVING or NOT_SERVING, for the whole server (`service=""`) or one service by its full name.
 
-        NOT_SERVING while the server starts (models loading, schema checked) and while it shuts down.
+        The server says SERVING once it answers calls (schema checked, repository scanned), while the models it
+        found may still be loading, and NOT_SERVING before that and while it shuts down. `layerscope.models` says
+        SERVING once those models have loaded (or failed); `layerscope.model.<name>` while a version of that model
+        is loaded (NotFoundError for a name the server has never seen).
         """
         reply = await self._call("Check", health_pb2.HealthCheckRequest(service=service), _core.HEALTH)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

@@ -218,6 +218,7 @@ def capture_request(
         full=[full] if isinstance(full, str) else list(full),
         run_id=run_id or "",
         max_tensor_bytes=max_tensor_bytes,
+        batch_summaries=True,
     )
 
 
@@ -443,11 +444,16 @@ class CaptureAssembler:
         if item == "header":
             self._header = message.header
         elif item == "summary":
-            s = message.summary
-            self._summaries.setdefault(s.layer, {})[s.kind] = summary(s.summary)
-            self._classes[s.layer] = s.layer_class
+            self._add_summary(message.summary)
+        elif item == "summaries":
+            for one in message.summaries.items:
+                self._add_summary(one)
         elif item == "chunk":
             self._add_chunk(message.chunk)
+
+    def _add_summary(self, s: capture_pb2.LayerSummary) -> None:
+        self._summaries.setdefault(s.layer, {})[s.kind] = summary(s.summary)
+        self._classes[s.layer] = s.layer_class
 
     def _add_chunk(self, chunk: capture_pb2.TensorChunk) -> None:
         # One buffer of the announced size, filled in place: each byte is copied once on arrival.

@@ -64,7 +64,7 @@ class LayerSummary(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., layer_class: _Optional[str] = ..., kind: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
-    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics", "targets", "loss")
+    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics", "targets", "loss", "batch_summaries")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class CaptureRequest(_message.Message):
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.ModelRef
     inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -85,7 +86,8 @@ class CaptureRequest(_message.Message):
     statistics: Statistics
     targets: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     loss: str
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ..., targets: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ...) -> None: ...
+    batch_summaries: bool
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ..., targets: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., batch_summaries: _Optional[bool] = ...) -> None: ...
 
 class CaptureHeader(_message.Message):
     __slots__ = ("run_id", "device", "batch_size", "outputs", "duration_seconds")
@@ -119,12 +121,20 @@ class TensorChunk(_message.Message):
     last: bool
     def __init__(self, layer: _Optional[str] = ..., kind: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., total_bytes: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
 
+class LayerSummaries(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[LayerSummary]
+    def __init__(self, items: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ...) -> None: ...
+
 class CaptureResponse(_message.Message):
-    __slots__ = ("header", "summary", "chunk")
+    __slots__ = ("header", "summary", "summaries", "chunk")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     header: CaptureHeader
     summary: LayerSummary
+    summaries: LayerSummaries
     chunk: TensorChunk
-    def __init__(self, header: _Optional[_Union[CaptureHeader, _Mapping]] = ..., summary: _Optional[_Union[LayerSummary, _Mapping]] = ..., chunk: _Optional[_Union[TensorChunk, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[CaptureHeader, _Mapping]] = ..., summary: _Optional[_Union[LayerSummary, _Mapping]] = ..., summaries: _Optional[_Union[LayerSummaries, _Mapping]] = ..., chunk: _Optional[_Union[TensorChunk, _Mapping]] = ...) -> None: ...

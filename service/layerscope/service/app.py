@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from layerscope.service.diagnosis.diagnoser import Diagnoser
 from layerscope.service.domain.models import ModelInfo
 from layerscope.service.domain.runs import RunRecord
 from layerscope.service.errors import StartupError
-from layerscope.service.grpc.server import Running, start_server
+from layerscope.service.grpc.server import Health, Running, start_server
 from layerscope.service.inspector import Inspector
 from layerscope.service.metrics_http import start_metrics_server
 from layerscope.service.models.budget import ModelBudget
@@ -37,13 +38,13 @@ from layerscope.service.ports import check_free
 from layerscope.service.runtime.native import SummaryOpLoader
 from layerscope.service.runtime.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
-from layerscope.service.store.engine import create_engine
+from layerscope.service.store.engine import SQL_ASCII, create_engine, encoding_warning, server_encoding
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.monitor_store import WINDOWS, SpoolingMonitorStore, SqlMonitorStore
 from layerscope.service.store.run_writer import RunWriter
 from layerscope.service.store.spool import Spool
 from layerscope.service.store.sql_store import SqlRunStore
-from layerscope.service.telemetry import ModelHealthCollector, MonitorCollector, Telemetry
+from layerscope.service.telemetry import ModelHealthCollector, ModelLoadCollector, MonitorCollector, Telemetry
 from layerscope.service.workers.metrics import WorkerMetrics
 from layerscope.service.workers.pool import WorkerPool
 
@@ -64,6 +65,7 @@ class App:
     _dispose: Callable[[], None]
     _flush: Callable[[], int]
     _replayer: asyncio.Task[None]
+    _loading: asyncio.Task[list[ModelInfo]]
     _poller: asyncio.Task[None] | None = None
     _workers: WorkerPool | None = None
 
@@ -71,9 +73,16 @@ class App:
     def port(self) -> int:
         return self.running.port
 
+    async def models_loaded(self) -> list[ModelInfo]:
+        """Wait until every model found in the repository at start has loaded or failed (health's
+        `layerscope.models` says SERVING then); returns those loaded."""
+        return await asyncio.shield(self._loading)
+
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish, then try once more to empty the spool."""
+        self.inspector.stop_loading()  # models found at start and not loading yet are let go
         await self.running.stop(self.settings.grace_seconds if grace is None else grace)
+        await asyncio.wait([self._loading])  # loads under way end first, so no worker starts after close_all
         self._replayer.cancel()
         if self._poller is not None:
             self._poller.cancel()
@@ -88,7 +97,9 @@ class App:
 
 
 async def start(settings: Settings, registry: CollectorRegistry | None = None) -> App:
-    """Build every part, migrate the database, start gRPC and /metrics; returns once ready to serve."""
+    """Build every part, migrate the database, start gRPC and /metrics; returns once the server answers calls
+    (health SERVING), while the repository's models load in the background (`App.models_loaded`)."""
+    began = time.monotonic()
     registry = registry or CollectorRegistry()
     # A taken port is refused before the slow start (TensorFlow, the database); the binds below decide.
     check_free("gRPC", settings.host, settings.port, "--port", "LAYERSCOPE_PORT")
@@ -97,8 +108,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
-    engine = create_engine(settings.database_url)
-    await asyncio.to_thread(migrate, engine)
+    engine, lengths_in_bytes = await asyncio.to_thread(_database, settings.database_url)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
     summary_op = SummaryOpLoader(settings.kernel_cache_dir, enabled=settings.fused_statistics)
     if not gpus:  # built (or found) now, so the first capture does not wait for the compiler
@@ -117,7 +127,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         settings.max_probe_bytes,
         settings.probe_idle_seconds,
     )
-    # With workers on, each model version runs in its own process, which also replaces the trial load.
+    # With workers on, models run in worker processes (shared by small ones), which also replace the trial load.
     workers = None
     if settings.model_workers:
         workers = WorkerPool(settings, WorkerMetrics(telemetry), budget=budget)
@@ -128,9 +138,17 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     registry_of_models = ModelRegistry(
         repository, trial_timeout=trial, summary_op=summary_op, budget=budget, opener=workers
     )
-    models = ModelLifecycle(repository, registry_of_models, LoadMetrics(telemetry), settings.transient_model_seconds)
+    health = Health()
+    models = ModelLifecycle(
+        repository,
+        registry_of_models,
+        LoadMetrics(telemetry),
+        settings.transient_model_seconds,
+        readiness=health,
+        load_concurrency=load_concurrency(settings),
+    )
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
-    runs = SqlRunStore(engine)
+    runs = SqlRunStore(engine, lengths_in_bytes=lengths_in_bytes)
     store = RunWriter(
         runs, spool, telemetry.spool_depth.set, settings.spool_replay_seconds, telemetry.db_write_seconds.observe
     )
@@ -138,6 +156,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry, monitor)
     registry.register(ModelHealthCollector(inspector.model_health, settings.max_layer_series))
     registry.register(MonitorCollector(inspector.monitor_snapshots, settings.max_layer_series))
+    registry.register(ModelLoadCollector(inspector.load_times))
     metrics_server, metrics_thread = start_metrics_server(settings.metrics_port, metrics_host, registry=registry)
 
     def close_metrics() -> None:
@@ -146,15 +165,24 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         metrics_thread.join(timeout=5)
 
     try:
-        running = await start_server(settings, inspector, telemetry)
+        running = await start_server(settings, inspector, telemetry, health)
     except StartupError:
         close_metrics()
         engine.dispose()
         raise
-    if settings.load_at_start:  # health says NOT_SERVING meanwhile, so readiness probes wait for the models
-        loaded = await inspector.load_repository()
-        log.info("loaded at start: %s", _versions(loaded) or "no models")
+    # SERVING once the server can answer: the models found now load behind it, each with its own health
+    # status (`layerscope.model.<name>`), and a call for one still loading is answered UNAVAILABLE (retry).
+    found = await inspector.scan_repository() if settings.load_at_start else []
     await running.serving()
+    serving = _since_start(began)
+    telemetry.start_seconds.labels("serving").set(serving)
+    log.info(
+        "SERVING %.1fs after the process started; loading %d models, %d at once",
+        serving,
+        len(found),
+        load_concurrency(settings),
+    )
+    loading = asyncio.create_task(_load_at_start(inspector, found, health, telemetry, began))
 
     def flush() -> int:
         if monitor is not None:  # open windows closed and stored (or spooled) before the runs' last replay
@@ -178,9 +206,63 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         engine.dispose,
         flush,
         replayer,
+        loading,
         poller,
         workers,
     )
+
+
+async def _load_at_start(
+    inspector: Inspector, found: list[tuple[str, int]], health: Health, telemetry: Telemetry, began: float
+) -> list[ModelInfo]:
+    """Load the models the start-up scan found, then say `layerscope.models` SERVING whatever came of it: a
+    broken archive must not keep a replica from being ready with the rest."""
+    loaded: list[ModelInfo] = []
+    try:
+        loaded = await inspector.load_found(found)
+    except Exception:  # each model's failure is handled where it loads; this would be a bug, not a bad model
+        log.exception("loading the repository's models at start failed")
+    await health.models_loaded()
+    ready = _since_start(began)
+    telemetry.start_seconds.labels("models").set(ready)
+    log.info(
+        "loaded at start: %s (%d of %d); all models ready %.1fs after the process started",
+        _versions(loaded) or "no models",
+        len(loaded),
+        len(found),
+        ready,
+    )
+    return loaded
+
+
+def load_concurrency(settings: Settings) -> int:
+    """Models loaded at once: the setting, else the CPUs this process may use (a load is CPU work: a worker
+    importing TensorFlow, Keras rebuilding a model); with model workers, no more than may run at once."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    chosen = settings.load_concurrency or cpus
+    return min(chosen, settings.max_workers) if settings.model_workers else chosen
+
+
+def _since_start(began: float) -> float:
+    """Seconds since this process started (Linux: /proc/self/stat), the wait an operator of `layerscope serve`
+    sees, TensorFlow's import included; elsewhere, since `began`."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks after boot
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic() - began
+
+
+def _database(url: str) -> tuple[Any, bool]:
+    """The run database's engine, migrated, and whether its length limits count bytes (a SQL_ASCII database,
+    which the log warns about in one line, with the fix)."""
+    engine = create_engine(url)
+    migrate(engine)
+    encoding = server_encoding(engine)
+    if (warning := encoding_warning(encoding, url)) is not None:
+        log.warning("%s", warning)
+    return engine, encoding == SQL_ASCII
 
 
 async def _poll_repository(inspector: Inspector, every: float) -> None:

@@ -58,7 +58,7 @@ from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
 
 if TYPE_CHECKING:  # the engine and the models import TensorFlow; the use cases only name their types
-    from layerscope.service.models.lifecycle import ModelLifecycle
+    from layerscope.service.models.lifecycle import ModelLifecycle, Version
     from layerscope.service.models.registry import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,30 @@ class Inspector:
         self._models.discard_transient()
 
     async def load_repository(self) -> list[ModelInfo]:
-        loaded = await self._models.load_new()
+        return await self.load_found(await self.scan_repository())
+
+    async def scan_repository(self) -> list[Version]:
+        """The repository's models to load (newest versions not loaded yet): each is "loading" from now on,
+        answering UNAVAILABLE rather than NOT_FOUND until `load_found` has loaded it or given up."""
+        return await self._models.scan_new()
+
+    async def load_found(self, found: list[Version]) -> list[ModelInfo]:
+        """Load what `scan_repository` found, a few at once; returns the versions loaded."""
+        loaded = await self._models.load_found(found)
         self._warm_monitoring(loaded)
         return loaded
+
+    def stop_loading(self) -> None:
+        """The server stops: found models not yet loading are not loaded."""
+        self._models.stop_loading()
+
+    def load_times(self) -> list[tuple[str, int, float]]:
+        """(name, version, seconds its load took) of the loaded models; transient ones left out."""
+        return [
+            (m.info.name, m.info.version, m.load_seconds)
+            for m in self._models.loaded()
+            if m.load_seconds is not None and not m.info.transient
+        ]
 
     async def load_model(self, ref: ModelRef) -> ModelInfo:
         info = await self._models.load(ref)

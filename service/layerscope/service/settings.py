@@ -57,7 +57,15 @@ class Settings(BaseSettings):
     upload_idle_seconds: float = Field(30.0, gt=0, description="How long an upload may wait for its next chunk.")
     max_queue_per_model: int = Field(8, gt=0, description="Calls queued or running per model before refusal.")
     load_at_start: bool = Field(
-        True, description="Load the newest version of every model in the repository before reporting SERVING."
+        True,
+        description="Load the newest version of every model in the repository at start (behind SERVING: health's "
+        "layerscope.models says when they are all loaded, layerscope.model.<name> each one).",
+    )
+    load_concurrency: int | None = Field(
+        None,
+        gt=0,
+        description="Models loaded at once at start and by repository polls; None: the CPUs this process may use "
+        "(with model workers, at most max_workers).",
     )
     repository_poll_seconds: float | None = Field(
         None, gt=0, description="Also load new newest versions found in the repository this often; None: only at start."
@@ -108,15 +116,27 @@ class Settings(BaseSettings):
     )
     model_workers: bool = Field(
         True,
-        description="Run each loaded model version in its own worker process (crash and memory isolation): a "
-        "model that segfaults, aborts or exhausts memory costs its worker, never the server. False runs inference "
-        "in the server's process (tests, a single trusted model).",
+        description="Run inference in worker processes (crash and memory isolation): a model that segfaults, "
+        "aborts or exhausts memory costs its worker, never the server. False runs inference in the server's "
+        "process (tests, a single trusted model). models_per_worker says how models share workers.",
+    )
+    models_per_worker: int = Field(
+        4,
+        gt=0,
+        description="Small model versions from the repository that share one worker process (one TensorFlow "
+        "runtime, about 0.5 GB, instead of one each); a crash restarts the shared worker, and the model whose "
+        "call crashed it moves to a worker of its own. 1: a process per model. Uploaded models and archives over "
+        "shared_worker_max_archive_bytes always get their own.",
+    )
+    shared_worker_max_archive_bytes: int = Field(
+        64 * 2**20, gt=0, description="Archives larger than this get a worker process of their own."
     )
     max_workers: int = Field(
         8,
         gt=0,
-        description="Worker processes running at once (each holds TensorFlow, about 0.7 GB): past it the least "
-        "recently used idle model's worker is parked, its model still loaded, and started again by its next call.",
+        description="Worker processes running at once (each holds TensorFlow, about 0.5 GB, and its models): past "
+        "it the least recently used idle worker is parked, its models still loaded, and started again by its next "
+        "call.",
     )
     worker_memory_limit_bytes: int | None = Field(
         None, gt=0, description="Memory a model worker may add after loading its model (RLIMIT_AS); None: no limit."

@@ -71,6 +71,13 @@ class Telemetry:
             registry=registry,
         )
         self.models_loaded = Gauge("layerscope_models_loaded", "Model versions loaded now.", registry=registry)
+        self.start_seconds = Gauge(
+            "layerscope_start_seconds",
+            "Seconds from the process's start to each start-up phase: serving (health SERVING: calls answered) "
+            "and models (every model found in the repository at start loaded or failed).",
+            ["phase"],
+            registry=registry,
+        )
         self.db_write_seconds = Histogram(
             "layerscope_db_write_duration_seconds",
             "Time to write one run into the database (behind the response, by the run writer).",
@@ -250,3 +257,20 @@ class MonitorCollector(Collector):
             if window.drifting:
                 first.add_metric([*key, window.drifting[0]], 1.0)
         yield from (samples, skipped, nonfinite, windows, rate, ready, score, drifting, first, reference_dead)
+
+
+class ModelLoadCollector(Collector):
+    """How long each loaded model version took to load, read at scrape time (an unloaded one's series goes)."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, int, float]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        seconds = GaugeMetricFamily(
+            "layerscope_model_load_seconds",
+            "Time the loaded version took to load: scan, Keras load and, with model workers, the worker's start.",
+            labels=["model", "version"],
+        )
+        for name, version, took in self._source():
+            seconds.add_metric([name, str(version)], took)
+        yield seconds

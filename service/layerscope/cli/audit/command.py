@@ -1,5 +1,8 @@
 """`layerscope audit`: audit model files here or through a server, and `layerscope audit merge` shard reports.
 
+This module parses the command line and renders; what an audit does (the files of a shard, the audit
+processes, the document) is the service's audit use case, `layerscope.service.audit`.
+
 Exit status: 0 nothing at or above --fail-on, 1 findings at or above it, 2 a model could not be audited or
 bad usage.
 """
@@ -19,7 +22,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from layerscope.cli.audit import batch, render, report
+from layerscope.cli.audit import render
+from layerscope.service.audit import batch, report
+from layerscope.service.audit.shards import ShardBy, select
 
 AUDIT = "models"
 """The hidden subcommand that audits: `layerscope audit PATH...` runs it."""
@@ -81,6 +86,7 @@ class AuditOptions:
     fail_on: FailOn = FailOn.error
     jobs: int = 1
     shard: str | None = None
+    shard_by: ShardBy | None = None
     server: str | None = None
     token: str | None = None
     custom_objects: Path | None = None
@@ -93,6 +99,8 @@ class AuditOptions:
             return "--targets are the labels of --inputs: pass --inputs x.npy with --targets y.npy"
         if self.probe_steps is not None and not self.targets:
             return "--probe-steps trains on --targets: pass --inputs x.npy --targets y.npy with it"
+        if self.shard_by is not None and self.shard is None:
+            return f"--shard-by {self.shard_by.value} says how --shard I/N splits the files: pass --shard with it"
         if self.custom_objects and self.server:
             return "--custom-objects runs local code: it cannot be combined with --server"
         if self.custom_objects and not self.custom_objects.is_file():
@@ -130,6 +138,13 @@ def audit(
         float, typer.Option(min=1, help="Seconds one model may take before it is stopped and marked unauditable.")
     ] = batch.MODEL_TIMEOUT_SECONDS,
     shard: Annotated[str | None, typer.Option(help="Audit only slice I of N (0-based), e.g. 0/4.")] = None,
+    shard_by: Annotated[
+        ShardBy | None,
+        typer.Option(
+            help="What --shard keeps equal: count (default; interleaved slices of the sorted files) or size "
+            "(total archive bytes; every machine must see the same files)."
+        ),
+    ] = None,
     server: Annotated[str | None, typer.Option(help="Audit through a running server at this target.")] = None,
     token: Annotated[str | None, typer.Option(envvar="LAYERSCOPE_TOKEN", help="Bearer token for --server.")] = None,
     custom_objects: Annotated[
@@ -159,6 +174,7 @@ def audit(
         fail_on=fail_on,
         jobs=jobs,
         shard=shard,
+        shard_by=shard_by,
         server=server,
         token=token,
         custom_objects=custom_objects,
@@ -191,12 +207,13 @@ def run(options: AuditOptions) -> int:
     if not options.server:  # a server audit runs no workers here
         _warn_about_jobs(options.jobs, console)
     try:
-        files = batch.shard(batch.model_files(options.paths), options.shard)
+        selection = select(batch.model_files(options.paths), options.shard, options.shard_by or ShardBy.COUNT)
         arrays = batch.load_inputs(options.inputs)
         labels = batch.load_inputs(options.targets)
     except (OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    files = selection.files
     if not files and options.shard is None:
         console.print(f"[red]expected .keras files; found none in {[str(p) for p in options.paths]}[/red]")
         return 2
@@ -206,7 +223,8 @@ def run(options: AuditOptions) -> int:
         return 2
     try:
         training = batch.Training(labels, options.probe_steps) if labels else None
-        doc = report.document(render.progress(_entries(options, files, arrays, training), len(files), console))
+        progress = render.progress(_entries(options, files, arrays, training), len(files), console)
+        doc = report.document(progress, selection.stamp)
     except batch.AuditAborted as exc:
         errors.print(f"error: {exc.message}", markup=False, highlight=False)
         return 2
@@ -243,9 +261,9 @@ def _entries(
         from layerscope.cli.audit import remote
 
         return remote.entries(files, arrays, options.server, options.token, training)
-    from layerscope.cli.audit import local  # TensorFlow loads here: not for --help, --explain or --server
+    from layerscope.service.audit import runner  # audit processes: not for --help, --explain or --server
 
-    return local.entries(files, arrays, options.jobs, options.custom_objects, training, options.model_timeout)
+    return runner.entries(files, arrays, options.jobs, options.custom_objects, training, options.model_timeout)
 
 
 def merge_reports(

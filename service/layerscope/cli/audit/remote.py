@@ -1,8 +1,10 @@
 """Audits through a running server: load each file transiently, diagnose it with the server's rules, unload it.
 
 A transient upload never enters the server's repository (no version, no tombstone, no folder is left), its
-runs are stored with kind "audit", and no metric, alert or live monitoring counts it. The entries are those a
-local audit writes; a failure's code is its gRPC status, as the local audit names it.
+runs are stored with kind "audit", and no metric, alert or live monitoring counts it. The server loads and
+diagnoses it with the code a local audit runs (`open_model`, `model_diagnosis.diagnose`), and the entry is
+built here by the same `report.described` from what the client received; a failure's code is its gRPC
+status, as the local audit names it. This adapter stays in the CLI: the service never imports the client.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from layerscope.cli.audit import report
-from layerscope.cli.audit.batch import Arrays, Training
 from layerscope.client import Client, LayerscopeError
+from layerscope.service.audit import report
+from layerscope.service.audit.batch import Arrays, Training
 
 
 def entries(
@@ -51,9 +53,6 @@ def audit_file(client: Client, path: Path, inputs: Arrays, training: Training | 
             client.unload_model(name, version=info.version)  # a transient model's file goes with it
     except LayerscopeError as exc:
         return report.failed(str(path), sha256, exc.code_name, exc.message, time.perf_counter() - started)
-    layers = (
-        report.layer(d.name, d.class_name, d.output_shape, run.summaries.get(d.name, {}).get("activation"))
-        for d in info.layer_details
-    )
+    activations = {name: kinds["activation"] for name, kinds in run.summaries.items() if "activation" in kinds}
     seconds = time.perf_counter() - started
-    return report.entry(str(path), sha256, info.parameters, diagnosis.findings, layers, seconds, diagnosis.probe)
+    return report.described(str(path), sha256, info, activations, diagnosis.findings, seconds, diagnosis.probe)

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
-from layerscope.cli.audit import report
 from layerscope.cli.audit.names import display_name, folded, plural, short_names
+from layerscope.service.audit import report
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 

@@ -170,8 +170,11 @@ def layer_summary(
     )
 
 
-def capture_stream(run: RunRecord, result: CaptureResult, chunk_bytes: int) -> Iterator[capture_pb2.CaptureResponse]:
-    """Header, then every summary, then each full tensor in chunks; built lazily as the stream drains."""
+def capture_stream(
+    run: RunRecord, result: CaptureResult, chunk_bytes: int, batch_summaries: bool = False
+) -> Iterator[capture_pb2.CaptureResponse]:
+    """Header, then every summary (several to a message when the caller reads them so), then each full tensor
+    in chunks; built lazily as the stream drains."""
     yield capture_pb2.CaptureResponse(
         header=capture_pb2.CaptureHeader(
             run_id=run.run_id,
@@ -181,13 +184,35 @@ def capture_stream(run: RunRecord, result: CaptureResult, chunk_bytes: int) -> I
             duration_seconds=run.duration_seconds,
         )
     )
-    for point, kinds in result.summaries.items():
-        layer_class = result.classes.get(point, "")
-        for kind, value in kinds.items():
-            yield capture_pb2.CaptureResponse(summary=layer_summary(point, layer_class, kind, value))
+    summaries = (
+        layer_summary(point, result.classes.get(point, ""), kind, value)
+        for point, kinds in result.summaries.items()
+        for kind, value in kinds.items()
+    )
+    if batch_summaries:
+        yield from _summary_batches(summaries, chunk_bytes)
+    else:
+        yield from (capture_pb2.CaptureResponse(summary=s) for s in summaries)
     for point, arrays in result.tensors.items():
         for kind, array in arrays.items():
             yield from tensor_chunks(point, kind, array, chunk_bytes)
+
+
+def _summary_batches(
+    summaries: Iterable[capture_pb2.LayerSummary], limit: int
+) -> Iterator[capture_pb2.CaptureResponse]:
+    """As many summaries to a message as fit in `limit` bytes (at least one each)."""
+    batch: list[capture_pb2.LayerSummary] = []
+    size = 0
+    for summary in summaries:
+        bytes_ = summary.ByteSize() + 8  # the field's tag and length
+        if batch and size + bytes_ > limit:
+            yield capture_pb2.CaptureResponse(summaries=capture_pb2.LayerSummaries(items=batch))
+            batch, size = [], 0
+        batch.append(summary)
+        size += bytes_
+    if batch:
+        yield capture_pb2.CaptureResponse(summaries=capture_pb2.LayerSummaries(items=batch))
 
 
 def tensor_chunks(layer: str, kind: str, array: np.ndarray, chunk_bytes: int) -> Iterator[capture_pb2.CaptureResponse]:

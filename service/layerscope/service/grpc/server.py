@@ -23,28 +23,68 @@ from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
 from layerscope.v1 import inspector_pb2_grpc
 
+MODELS_SERVICE = "layerscope.models"
+"""Health service name: SERVING once every model found in the repository at start has loaded (or failed)."""
+MODEL_SERVICE_PREFIX = "layerscope.model."
+"""Health service name of one model, `layerscope.model.<name>`: SERVING while a version of it is loaded."""
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Health:
+    """The server's grpc.health.v1 statuses, by service name:
+
+    - "", `layerscope.v1.Inspector`, `inference.GRPCInferenceService`: SERVING once the server answers calls
+      (database migrated, repository scanned), while the repository's models may still be loading; NOT_SERVING
+      before, and again while it drains on shutdown.
+    - `layerscope.models`: SERVING once the models found at start have loaded or failed (a readiness check
+      that must wait for every model); it stays SERVING as later loads come and go.
+    - `layerscope.model.<name>`: NOT_SERVING from the scan that found it until a version of it is loaded,
+      and again once none is; an unknown name answers NOT_FOUND, as the protocol says.
+    """
+
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()  # starts out SERVING: `starting` must come first
+
+    async def starting(self) -> None:
+        for name in ("", INSPECTOR, OIP, MODELS_SERVICE):
+            await self.servicer.set(name, _NOT_SERVING)
+
+    async def serving(self) -> None:
+        for name in ("", INSPECTOR, OIP):
+            await self.servicer.set(name, _SERVING)
+
+    async def models_loaded(self) -> None:
+        await self.servicer.set(MODELS_SERVICE, _SERVING)
+
+    async def model(self, name: str, serving: bool) -> None:
+        """`Readiness` of the model lifecycle."""
+        await self.servicer.set(MODEL_SERVICE_PREFIX + name, _SERVING if serving else _NOT_SERVING)
+
 
 @dataclass
 class Running:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Health
 
     async def serving(self) -> None:
-        for name in ("", INSPECTOR, OIP):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.serving()
 
     async def stop(self, grace: float) -> None:
-        await self.health.enter_graceful_shutdown()
+        await self.health.servicer.enter_graceful_shutdown()
         await self.server.stop(grace)
 
 
-async def start_server(settings: Settings, inspector: Inspector, telemetry: Telemetry) -> Running:
+async def start_server(
+    settings: Settings, inspector: Inspector, telemetry: Telemetry, status: Health | None = None
+) -> Running:
     """Bind and start the gRPC server: layerscope's Inspector and the Open Inference Protocol on one port,
     with health and reflection, every call through the service and auth interceptors (TLS when configured).
 
     Health answers NOT_SERVING until the caller's `Running.serving()`, so a load balancer sends no calls
-    before the models are loaded. The returned port is the bound one (settings' port 0: a free port).
+    before the server can answer them. The returned port is the bound one (settings' port 0: a free port).
     """
     server = grpc.aio.server(
         # Outermost first: metrics see every call, including those auth refuses.
@@ -62,8 +102,8 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         OpenInferenceServicer(inspector, version("layerscope")), server
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    status = status or Health()
+    health_pb2_grpc.add_HealthServicer_to_server(status.servicer, server)
     reflection.enable_server_reflection((INSPECTOR, OIP, HEALTH, REFLECTION_V1ALPHA), server)
     address = f"{settings.host}:{settings.port}"
     credentials = server_credentials(settings)
@@ -71,10 +111,9 @@ async def start_server(settings: Settings, inspector: Inspector, telemetry: Tele
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpcio's "Failed to bind to address"
         raise StartupError(ports.in_use("gRPC", settings.host, settings.port, "--port", "LAYERSCOPE_PORT")) from exc
-    for name in ("", INSPECTOR, OIP):  # not ready until the caller says so
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await status.starting()  # not ready until the caller says so
     await server.start()
-    return Running(server, port, health_servicer)
+    return Running(server, port, status)
 
 
 def admission_limits(settings: Settings) -> AdmissionLimits:

@@ -71,7 +71,8 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
             convert.statistics(request),
             convert.capture_training(request),
         )
-        for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes):
+        batched = request.batch_summaries
+        for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes, batched):
             yield message
 
     async def Diagnose(

@@ -3,6 +3,11 @@ A transient model (an audit through the server) is loaded from a temporary file 
 
 Every step that touches the file system runs in a worker thread: the repository may be a shared network
 volume (one per set of replicas), and reading it must never stall the event loop that answers calls.
+
+Models found in the repository load a few at once (`load_concurrency`): one load is mostly a worker process
+importing TensorFlow, or Keras rebuilding a model, so five models one after another took five times one. A
+found version is "loading" from its scan to the end of its load: calls for it are answered UNAVAILABLE
+(retry), not NOT_FOUND, and `Readiness` hears when each model name can answer calls.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from layerscope.service.domain.models import ModelInfo, ModelRef, check_version
-from layerscope.service.errors import AlreadyExists
+from layerscope.service.errors import AlreadyExists, ModelUnavailable, NotFound
 from layerscope.service.models.registry import LoadedModel, ModelRegistry
 from layerscope.service.models.repository import ModelRepository, Upload, check_name
 
@@ -34,6 +39,18 @@ class LoadObserver(Protocol):
     def loaded(self, seconds: float) -> None: ...
     def failed(self, error: Exception) -> None: ...
     def count(self, models: int) -> None: ...
+
+
+class Readiness(Protocol):
+    """Told, as it changes, whether a model name can answer calls: a version of it is loaded (the gRPC health
+    service's per-model status). Transient models are no one's and are never told."""
+
+    async def model(self, name: str, serving: bool) -> None: ...
+
+
+class _NoReadiness:
+    async def model(self, name: str, serving: bool) -> None:
+        pass
 
 
 @dataclass
@@ -52,10 +69,19 @@ class ModelLifecycle:
         observer: LoadObserver,
         transient_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
+        readiness: Readiness | None = None,
+        load_concurrency: int = 1,
     ) -> None:
+        if load_concurrency < 1:
+            raise ValueError(f"Expected load_concurrency of at least 1; received {load_concurrency!r}.")
         self._repository = repository
         self._registry = registry
         self._observer = observer
+        self._readiness = readiness or _NoReadiness()
+        self._load_slots = asyncio.Semaphore(load_concurrency)
+        self._loading: dict[Version, float] = {}
+        """Versions found by a scan whose load has not ended -> when the scan found them (the clock's time)."""
+        self._closing = False
         self._failed: set[Version] = set()
         self._transient: dict[Version, _Transient] = {}
         self._transient_seconds = transient_seconds
@@ -71,7 +97,13 @@ class ModelLifecycle:
         return self._registry.loaded()
 
     def get(self, ref: ModelRef) -> LoadedModel:
-        model = self._registry.get(ref)
+        """The loaded version asked for; ModelUnavailable (retry) while it is still loading, NotFound when no
+        load of it is under way either."""
+        try:
+            model = self._registry.get(ref)
+        except NotFound:
+            self._refuse_loading(ref)
+            raise
         transient = self._transient.get((model.info.name, model.info.version))
         if transient is not None:
             transient.used = self._clock()
@@ -106,22 +138,54 @@ class ModelLifecycle:
 
     async def load_new(self) -> list[ModelInfo]:
         """Load the newest version of every model in the repository, as TF Serving and Triton do; returns
-        what it loaded now. Run at start and, when polling is on, every few seconds after.
+        what it loaded now. Run at start and, when polling is on, every few seconds after."""
+        return await self.load_found(await self.scan_new())
+
+    async def scan_new(self) -> list[Version]:
+        """The newest version of each model in the repository that is neither loaded, nor failed, nor loading
+        already, nor unloaded by a caller; each is "loading" from now until `load_found` ends it, and the
+        readiness of names with no version loaded says NOT_SERVING (so a readiness check knows them at once)."""
+        skip = {(m.info.name, m.info.version) for m in self._registry.loaded()} | self._failed | set(self._loading)
+        transient = frozenset(n for n, _ in self._transient)  # a copy: the scan runs in another thread
+        found = await asyncio.to_thread(self._scan, skip, transient)
+        now = self._clock()
+        for key in found:
+            self._loading[key] = now
+        for name in sorted({name for name, _ in found}):
+            await self._publish(name)
+        return found
+
+    async def load_found(self, found: list[Version]) -> list[ModelInfo]:
+        """Load versions `scan_new` found, `load_concurrency` at a time; returns those loaded, in scan order.
 
         A model that fails to load is logged and told to the observer, and the others still load: one broken
         archive must not keep a replica from serving the rest. A version a caller unloaded stays unloaded,
-        across restarts, until a caller loads it.
+        across restarts, until a caller loads it. After `stop_loading`, versions not yet started are let go.
         """
-        present = {(m.info.name, m.info.version) for m in self._registry.loaded()}
-        loaded = []
-        transient = frozenset(n for n, _ in self._transient)  # a copy: the scan runs in another thread
-        for name, version in await asyncio.to_thread(self._scan, present | self._failed, transient):
-            try:
-                loaded.append((await self._load(name, version)).info)
-            except Exception as exc:
-                self._failed.add((name, version))  # retried when asked for or at the next start, not every poll
-                log.warning("model %s:%d did not load: %s", name, version, getattr(exc, "message", exc))
-        return loaded
+        results = await asyncio.gather(*(self._load_found(key) for key in found))
+        return [info for info in results if info is not None]
+
+    def stop_loading(self) -> None:
+        """The server stops: loads under way finish, found versions not yet started are not loaded."""
+        self._closing = True
+
+    async def _load_found(self, key: Version) -> ModelInfo | None:
+        name, version = key
+        try:
+            async with self._load_slots:
+                if self._closing:
+                    return None
+                began = time.perf_counter()
+                info = (await self._load(name, version)).info
+            log.info("model %s:%d loaded in %.2fs", name, version, time.perf_counter() - began)
+            return info
+        except Exception as exc:
+            self._failed.add(key)  # retried when asked for or at the next start, not every poll
+            log.warning("model %s:%d did not load: %s", name, version, getattr(exc, "message", exc))
+            return None
+        finally:
+            self._loading.pop(key, None)
+            await self._publish(name)
 
     async def load(self, ref: ModelRef) -> ModelInfo:
         """A caller's load: also one that failed before, or that a caller unloaded."""
@@ -130,6 +194,7 @@ class ModelLifecycle:
         key = (loaded.info.name, loaded.info.version)
         self._failed.discard(key)
         await asyncio.to_thread(self._repository.set_unloaded, *key, False)
+        await self._publish(key[0])
         return loaded.info
 
     async def unload(self, ref: ModelRef, remove: bool = False) -> ModelInfo:
@@ -144,6 +209,7 @@ class ModelLifecycle:
         else:
             await asyncio.to_thread(self._repository.set_unloaded, info.name, info.version, True)
         self._count()
+        await self._publish(info.name)
         return info
 
     # -- transient models -------------------------------------------------------------------------------
@@ -222,6 +288,23 @@ class ModelLifecycle:
                 "name, or unload it first."
             )
 
+    async def _publish(self, name: str) -> None:
+        """Tell readiness whether `name` can answer calls now: a version of it is loaded."""
+        if any(n == name for n, _ in self._transient):
+            return
+        await self._readiness.model(name, any(m.info.name == name for m in self._registry.loaded()))
+
+    def _refuse_loading(self, ref: ModelRef) -> None:
+        """UNAVAILABLE for a version still loading (the caller retries), where NOT_FOUND would say it is not
+        there at all: at start a server answers calls while its repository's models load."""
+        started = [t for (n, v), t in self._loading.items() if n == ref.name and ref.version in (None, v)]
+        if started:
+            raise ModelUnavailable(
+                f"Expected a loaded model {ref.name!r}{'' if ref.version is None else f' version {ref.version}'}; "
+                f"received a call while it is still loading ({self._clock() - min(started):.1f}s so far): retry "
+                "shortly, or wait until the server's health for this model says SERVING."
+            )
+
     def _is_loaded(self, key: Version) -> bool:
         return any((m.info.name, m.info.version) == key for m in self._registry.loaded())
 
@@ -258,6 +341,8 @@ class ModelLifecycle:
             raise
         if not load:
             await self.unload(ModelRef(name, version))
+        else:
+            await self._publish(name)
         return loaded.info
 
     async def _load(self, name: str, version: int | None, staged: Path | None = None) -> LoadedModel:

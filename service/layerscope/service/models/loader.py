@@ -7,6 +7,7 @@ to the diagnosis rules as plain JSON.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from layerscope.service.models.isolation import trial_load
 from layerscope.service.models.scanner import ScanLimits, scan_archive
 
 log = logging.getLogger(__name__)
+
+_SCOPE_NAME = re.compile(r"^[A-Za-z0-9_.\\/>-]*$")
+"""TensorFlow's pattern for a name scope, as its error message quotes it (a root scope may not begin with `_`
+either; the model's name is held to the looser one, so nothing that runs today is refused)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,33 @@ def load_archive(
         ) from exc
     if not isinstance(model, keras.Model):
         raise InvalidInput(f"Expected a keras.Model in the archive; received {type(model).__name__}.")
+    _check_scope_names(model, name)
     compile_config = report.compile_config
     description = describe(model, compile_config, name=name)
     return LoadedArchive(model, description, report.sha256, compile_config, declared)
+
+
+def _check_scope_names(model: keras.Model, name: str) -> None:
+    """Refuse a model TensorFlow cannot run: Keras opens a name scope per layer call (the model's own too), and
+    TensorFlow refuses a scope name outside `_SCOPE_NAME` (a non-ASCII letter, a space), so every call of such a
+    model failed as an internal error. Keras loads it all the same, so it is checked here."""
+    called = [layer for layer in _flatten(model) if not isinstance(layer, keras.layers.InputLayer)]  # inputs: any
+    for layer in (model, *called):
+        if not _SCOPE_NAME.match(layer.name):
+            raise InvalidInput(
+                f"Expected layer names TensorFlow accepts (matching {_SCOPE_NAME.pattern}) in model '{name}'; "
+                f"received {type(layer).__name__} {layer.name[:80]!r}, which no call could run. Rename it (its "
+                "`name`) and save the model again."
+            )
+
+
+def _flatten(model: keras.Model) -> list[keras.Layer]:
+    """Every layer inside, nested models' and wrappers' too (Bidirectional's inner layers take their names
+    from the config)."""
+    flatten = getattr(model, "_flatten_layers", None)  # Keras 3's own walk; not public, so guarded
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=True))
+    return list(model.layers)
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class LoadedModel:
     engine: Engine
     description: ModelDescription
     health: ModelHealth = field(init=False)
+    load_seconds: float | None = field(default=None, init=False)
+    """How long opening it took (scan, load, and with workers the worker's start), set by the registry."""
 
     def __post_init__(self) -> None:
         self.health = ModelHealth(self.info.name, self.info.version)
@@ -162,8 +165,10 @@ class ModelRegistry:
             with self._lock:
                 if self._is_usable(key):
                     return self._models[key]
+            began = time.perf_counter()
             try:
                 loaded = self._opener.open(path, name, chosen)
+                loaded.load_seconds = time.perf_counter() - began
             finally:
                 with self._lock:
                     self._loading.pop(key, None)

@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_MS = 10_000
+CLIENT_ENCODING = "utf8"
+SQL_ASCII = "SQL_ASCII"
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -19,6 +21,13 @@ def create_engine(url: str) -> sa.Engine:
     makes a connection that died while the database was away be replaced instead of failing the next
     write, so the spool drains as soon as the database returns. PostgreSQL connects with a timeout, so an
     unreachable server is reported (as StoreUnavailable, by the repository) in seconds, not minutes.
+
+    Every PostgreSQL connection speaks UTF-8 (`client_encoding`), whatever the database's encoding: libpq
+    otherwise takes the database's, and on a SQL_ASCII database (initdb's default under the C locale)
+    psycopg then returns bytes, not str, and SQLAlchemy's first query (the version check) fails with
+    "cannot use a string pattern on a bytes-like object". The server converts UTF-8 to any other encoding
+    itself; SQL_ASCII converts nothing, so the bytes stored are UTF-8 and read back as the same text (see
+    `server_encoding` for what that database cannot check).
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -37,7 +46,34 @@ def create_engine(url: str) -> sa.Engine:
         pool_size=5,
         max_overflow=5,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, "client_encoding": CLIENT_ENCODING},
+    )
+
+
+def server_encoding(engine: sa.Engine) -> str:
+    """How the database stores text, as PostgreSQL names it ('UTF8', 'SQL_ASCII', 'LATIN1', ...); SQLite
+    always stores UTF-8. One query: call it once, at start-up.
+
+    SQL_ASCII is no encoding: PostgreSQL stores the bytes it is sent without validating them, and its
+    length limits (VARCHAR(n)) count bytes, so a name of non-ASCII characters reaches a column's limit in
+    fewer characters (`SqlRunStore(..., lengths_in_bytes=True)` refuses those up front).
+    """
+    if engine.dialect.name != "postgresql":
+        return "UTF8"
+    with engine.connect() as connection:
+        return str(connection.exec_driver_sql("SHOW server_encoding").scalar_one())
+
+
+def encoding_warning(encoding: str, url: str) -> str | None:
+    """One log line for a database whose encoding checks nothing (SQL_ASCII), saying what it means and how to
+    change it; None for a real encoding."""
+    if encoding != SQL_ASCII:
+        return None
+    database = make_url(url).database or "layerscope"
+    return (
+        f"the run database {database!r} has encoding SQL_ASCII: PostgreSQL checks no text there, so layerscope "
+        "stores UTF-8 bytes and counts name limits in bytes; to have the database check them, create it with "
+        f"CREATE DATABASE \"{database}\" ENCODING 'UTF8' TEMPLATE template0 and copy the runs over with pg_dump"
     )
 
 

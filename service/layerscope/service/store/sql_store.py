@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -51,10 +52,14 @@ _SUPPORTED = ("sqlite", "postgresql")
 class SqlRunStore:
     """Runs in a SQL database (SQLite or PostgreSQL), migrated beforehand by `migrations.migrate`."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, lengths_in_bytes: bool = False) -> None:
+        """`lengths_in_bytes`: the database's length limits count bytes, not characters (a SQL_ASCII
+        PostgreSQL database, `engine.server_encoding`), so text is measured in UTF-8 bytes before it is
+        written, and a name too long for its column is refused with that unit named, not as a DataError."""
         if engine.dialect.name not in _SUPPORTED:
             raise ValueError(f"Expected a database of {_SUPPORTED}; received {engine.dialect.name!r}.")
         self._engine = engine
+        self._lengths_in_bytes = lengths_in_bytes
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> contextlib.AbstractContextManager[Session]:
@@ -64,7 +69,7 @@ class SqlRunStore:
 
     def validate(self, run: RunRecord) -> None:
         """Refuse a run whose values do not fit the schema (InvalidInput), without touching the database."""
-        _validate(run)
+        _validate(run, self._lengths_in_bytes)
 
     def save_run(self, run: RunRecord) -> bool:
         """Store a run with its summaries and findings in one transaction.
@@ -73,7 +78,7 @@ class SqlRunStore:
         by the spool after a write whose answer was lost); raises InvalidInput if another payload holds
         this run id, or if a value does not fit a column.
         """
-        _validate(run)
+        _validate(run, self._lengths_in_bytes)
         with self._session() as session:
             if (existing := session.get(RunRow, run.run_id)) is not None:
                 return _check_retry(session, existing, run)
@@ -141,40 +146,53 @@ class SqlRunStore:
 # -- writing helpers -------------------------------------------------------------------------------------
 
 
-def _validate(run: RunRecord) -> None:
+def _validate(run: RunRecord, in_bytes: bool = False) -> None:
     """Refuse what PostgreSQL would refuse, on SQLite too, with a message naming the field.
 
     Without this a too-long layer name fails only on PostgreSQL, as a DataError the transport cannot map.
+    `in_bytes`: limits count UTF-8 bytes (a SQL_ASCII database), not characters.
     """
-    _text("run_id", run.run_id, RunRow.run_id, empty=False)
-    _text("model_name", run.model_name, ModelRow.name, empty=False)
-    _text("model_sha256", run.model_sha256, ModelRow.sha256)
-    _text("kind", run.kind, RunRow.kind)
-    _text("device", run.device, RunRow.device)
-    _text("inputs", run.inputs, RunRow.inputs)
+    text = functools.partial(_text, in_bytes=in_bytes)
+    text("run_id", run.run_id, RunRow.run_id, empty=False)
+    text("model_name", run.model_name, ModelRow.name, empty=False)
+    text("model_sha256", run.model_sha256, ModelRow.sha256)
+    text("kind", run.kind, RunRow.kind)
+    text("device", run.device, RunRow.device)
+    text("inputs", run.inputs, RunRow.inputs)
     _integer("model_version", run.model_version, _INT32)
     _integer("batch_size", run.batch_size, _INT32)
     for s in run.summaries:
-        _text("summary layer", s.layer, LayerSummaryRow.layer)
-        _text("summary kind", s.kind, LayerSummaryRow.kind)
+        text("summary layer", s.layer, LayerSummaryRow.layer)
+        text("summary kind", s.kind, LayerSummaryRow.kind)
         for name in ("count", "nan", "posinf", "neginf"):
             _integer(f"summary {name} of {s.layer!r}", getattr(s.summary, name), _INT64)
     for f in run.findings:
-        _text("finding code", f.code, FindingRow.code, empty=False)
+        text("finding code", f.code, FindingRow.code, empty=False)
         if f.severity not in tuple(Severity):
             raise InvalidInput(f"Expected a finding severity of {[str(s) for s in Severity]}; received {f.severity!r}.")
-        for text in (*f.layers, f.message, f.suggestion):
-            _text(f"finding {f.code!r}", text, FindingRow.message)
+        for value in (*f.layers, f.message, f.suggestion):
+            text(f"finding {f.code!r}", value, FindingRow.message)
 
 
-def _text(label: str, value: str, column: Any, *, empty: bool = True) -> None:
+def _text(label: str, value: str, column: Any, *, empty: bool = True, in_bytes: bool = False) -> None:
     limit: int | None = column.type.length
     if not isinstance(value, str) or (not empty and not value):
         raise InvalidInput(f"Expected {label} as a non-empty string; received {value!r}.")
-    if limit is not None and len(value) > limit:
-        raise InvalidInput(f"Expected {label} of at most {limit} characters; received {len(value)}: {value[:40]!r}...")
+    if limit is not None:
+        _fits(label, value, limit, in_bytes)
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise InvalidInput(f"Expected {label} without NUL characters; received {value[:40]!r}.")
+
+
+def _fits(label: str, value: str, limit: int, in_bytes: bool) -> None:
+    if len(value) > limit:
+        raise InvalidInput(f"Expected {label} of at most {limit} characters; received {len(value)}: {value[:40]!r}...")
+    if in_bytes and (size := len(value.encode())) > limit:  # few enough characters, too many bytes: say why
+        raise InvalidInput(
+            f"Expected {label} of at most {limit} bytes in UTF-8 (the run database's encoding is SQL_ASCII, "
+            f"whose limits count bytes, not characters); received {len(value)} characters in {size} bytes: "
+            f"{value[:40]!r}..."
+        )
 
 
 def _integer(label: str, value: int, limit: int) -> None:

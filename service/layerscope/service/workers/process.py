@@ -21,7 +21,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from layerscope.service.errors import InvalidInput, LimitExceeded
-from layerscope.service.workers.protocol import Call, Done, Failed, Ready, WorkerSpec
+from layerscope.service.workers.protocol import (
+    Call,
+    Done,
+    Failed,
+    Load,
+    ModelKey,
+    ModelSpec,
+    Ready,
+    Started,
+    Unload,
+    WorkerSpec,
+)
 from layerscope.service.workers.transport import Inbox, Outbox, remove_blocks
 
 EXIT_WAIT_SECONDS = 5.0
@@ -85,7 +96,7 @@ def describe_exit(code: int, memory_limit: int | None) -> Cause:
 
 
 class WorkerProcess:
-    """A started worker with its model loaded. Not thread-safe: its owner sends one call at a time."""
+    """A started worker with its models loaded. Not thread-safe: its owner sends one message at a time."""
 
     def __init__(self, spec: WorkerSpec, popen: subprocess.Popen[bytes], connection: Connection) -> None:
         self.spec = spec
@@ -103,8 +114,8 @@ class WorkerProcess:
         return self._popen.pid
 
     @classmethod
-    def start(cls, spec: WorkerSpec, timeout: float) -> tuple[WorkerProcess, Ready]:
-        """Start a worker and wait until it has loaded its model; raise what refused the load, as the
+    def start(cls, spec: WorkerSpec, timeout: float) -> tuple[WorkerProcess, Started]:
+        """Start a worker and wait until it has loaded its models; raise what refused a load, as the
         in-process load would (InvalidInput, LimitExceeded when it takes longer than `timeout`)."""
         ours, theirs = socket.socketpair()
         with ours, theirs:
@@ -116,30 +127,45 @@ class WorkerProcess:
             )
             worker = cls(spec, popen, Connection(os.dup(ours.fileno())))
         try:
-            ready = worker._await_ready(timeout)
+            started = worker._await_loaded(spec.title, timeout)
         except BaseException:
             worker.kill()
             raise
-        return worker, ready
+        assert isinstance(started, Started), f"unexpected first message {type(started).__name__}"
+        return worker, started
 
-    def _await_ready(self, timeout: float) -> Ready:
-        name = f"'{self.spec.name}' version {self.spec.version}"
+    def load(self, model: ModelSpec, timeout: float) -> Ready:
+        """Load one more model into this (shared) worker. Raises what refused it, WorkerDied when loading it
+        killed the worker, LimitExceeded past `timeout` (the worker is left running: the owner decides)."""
+        try:
+            self._connection.send(Load(model))
+        except OSError:
+            raise WorkerDied(self.death_cause()) from None
+        ready = self._await_loaded(model.title, timeout)
+        assert isinstance(ready, Ready), f"unexpected reply {type(ready).__name__}"
+        return ready
+
+    def unload(self, model: ModelKey, timeout: float) -> None:
+        self._exchange(Unload(model), timeout)
+
+    def _await_loaded(self, title: str, timeout: float) -> Started | Ready:
         if not self._connection.poll(timeout):
-            raise LimitExceeded(f"Expected model {name} to load within {timeout:.0f} s; its worker did not finish.")
+            raise LimitExceeded(f"Expected {title} to load within {timeout:.0f} s; its worker did not finish.")
         try:
             message = self._connection.recv()
         except (EOFError, OSError):
             cause = self.death_cause()
-            raise InvalidInput(f"Expected a loadable archive for model {name}; loading it, {cause.text}.") from None
+            raise InvalidInput(f"Expected a loadable archive for {title}; loading it, {cause.text}.") from None
         if isinstance(message, Failed):
             if message.error is not None:
                 raise message.error
-            raise InvalidInput(f"Expected a loadable Keras 3 archive for model {name}; its worker: {message.summary}")
-        assert isinstance(message, Ready), f"unexpected first message {type(message).__name__}"
+            raise InvalidInput(f"Expected a loadable Keras 3 archive for {title}; its worker: {message.summary}")
+        assert isinstance(message, (Started, Ready)), f"unexpected message {type(message).__name__}"
         return message
 
     def call(
         self,
+        model: ModelKey,
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -147,14 +173,24 @@ class WorkerProcess:
         ended: threading.Event | None = None,
         grace: float = 0.0,
     ) -> tuple[Any, float]:
-        """The engine's answer and the seconds the engine itself took in the worker.
+        """`model`'s engine's answer and the seconds the engine itself took in the worker.
 
         Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout`, CallAbandoned
         when `ended` (the call's cancellation flag) has been set for `grace` seconds (the worker is left
         running either way: the owner decides), and the engine's own error when it raised one."""
         arguments = self._outbox.pack((args, kwargs))
+        reply = self._exchange(Call(method, arguments, model), timeout, ended, grace)
+        return self._inbox.unpack(reply.result), reply.seconds
+
+    def _exchange(
+        self,
+        message: Call | Unload,
+        timeout: float,
+        ended: threading.Event | None = None,
+        grace: float = 0.0,
+    ) -> Done:
         try:
-            self._connection.send(Call(method, arguments))
+            self._connection.send(message)
             self._await_reply(timeout, ended, grace)
             reply = self._connection.recv()
         except (EOFError, OSError):
@@ -162,9 +198,11 @@ class WorkerProcess:
         if isinstance(reply, Failed):
             if reply.error is not None:
                 raise reply.error
-            raise WorkerCallFailed(f"{reply.summary}\nin the worker of model '{self.spec.name}':\n{reply.traceback}")
+            name, version = message.model
+            where = f"model '{name}' version {version}"
+            raise WorkerCallFailed(f"{reply.summary}\nin the worker of {where}:\n{reply.traceback}")
         assert isinstance(reply, Done), f"unexpected reply {type(reply).__name__}"
-        return self._inbox.unpack(reply.result), reply.seconds
+        return reply
 
     def _await_reply(self, timeout: float, ended: threading.Event | None, grace: float) -> None:
         """Until the worker's socket is readable (an answer, or end of file: a death)."""

@@ -1,8 +1,12 @@
-"""The messages between the server and a model worker: small dataclasses, pickled over a socket pair.
+"""The messages between the server and a worker process: small dataclasses, pickled over a socket pair.
 
-server -> worker: `WorkerSpec` once (on the command line, as JSON), then `Call`s, one at a time.
-worker -> server: `Ready` or `Failed` once it has loaded the model, then one `Done` or `Failed` per call.
-Arrays inside a call's arguments or result travel in `transport.Packed`.
+server -> worker: `WorkerSpec` once (on the command line, as JSON), then `Call`s, `Load`s and `Unload`s, one
+at a time. worker -> server: `Started` (one `Ready` per model of the spec) or `Failed` once it has loaded its
+models, then one `Done`, `Ready` or `Failed` per message. Arrays inside a call's arguments or result travel in
+`transport.Packed`.
+
+A worker holds one model version (a dedicated worker) or several (a shared one): every call names the model
+it is for, and a shared worker loads and unloads models while it runs.
 """
 
 from __future__ import annotations
@@ -20,34 +24,63 @@ METHODS = frozenset({"predict", "run"})
 """The engine methods a worker runs: a plain forward pass, and `run`, which answers a whole Capture, Diagnose
 or sampled Predict (one `CaptureRequest` in, one `CaptureReply` out), so every RPC crosses once."""
 
+ModelKey = tuple[str, int]
+"""A model version: (name, version)."""
+
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    """What a worker loads and the limits it sets on itself."""
+class ModelSpec:
+    """One model version a worker loads: its archive (already scanned by the server) and its name."""
 
     path: str
     name: str
     version: int
+
+    @property
+    def key(self) -> ModelKey:
+        return (self.name, self.version)
+
+    @property
+    def title(self) -> str:
+        return f"model '{self.name}' version {self.version}"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker loads at start and the limits it sets on itself."""
+
+    models: tuple[ModelSpec, ...]
     block_prefix: str
     """Names of the shared-memory blocks this worker creates start with it, so a dead one's are found."""
     memory_limit_bytes: int | None = None
-    """Address space the worker may add once its model is loaded (RLIMIT_AS); None: no limit."""
+    """Address space the worker may add past what its models take once loaded (RLIMIT_AS); None: no limit."""
     gpu_memory_fraction: float | None = None
     fused_statistics: bool = True
     kernel_cache_dir: str | None = None
     budget: dict[str, Any] | None = None
     """The server's `ModelBudget`, which the worker's own load applies again (None: the defaults)."""
 
+    @property
+    def title(self) -> str:
+        """The models it holds, for messages: "model 'a' version 1", or "models 'a':1, 'b':2"."""
+        if len(self.models) == 1:
+            return self.models[0].title
+        return "models " + ", ".join(f"'{m.name}':{m.version}" for m in self.models) if self.models else "no model"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSpec:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        fields["models"] = tuple(ModelSpec(**m) for m in fields["models"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
 class Ready:
+    """One model loaded in a worker: what the server publishes of it (the server never holds the model)."""
+
     info: ModelInfo
     description: ModelDescription
     pid: int
@@ -55,10 +88,33 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The worker is up with every model of its spec loaded, in the spec's order."""
+
+    models: tuple[Ready, ...]
+    pid: int
+
+
+@dataclass(frozen=True)
 class Call:
     method: str
     arguments: Packed
     """(args, kwargs) of the engine method."""
+    model: ModelKey
+
+
+@dataclass(frozen=True)
+class Load:
+    """Load one more model into a running (shared) worker; answered by `Ready` or `Failed`."""
+
+    model: ModelSpec
+
+
+@dataclass(frozen=True)
+class Unload:
+    """Let a model go (answered by an empty `Done`): its memory returns to the worker, mostly to reuse."""
+
+    model: ModelKey
 
 
 @dataclass(frozen=True)
@@ -70,7 +126,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """A call (or the start) that raised. A domain error travels as itself and is raised again in the server,
+    """A call (or a load) that raised. A domain error travels as itself and is raised again in the server,
     so a bad input reads the same with or without workers; anything else travels as text."""
 
     error: ServiceError | None

@@ -2,8 +2,10 @@
 from shard reports, and scored into the exit status a CI gate reads.
 
 Its shape is a fixed contract (schema, models[source, sha256, parameters, error, findings, layers]); fields
-are only ever added (tool, totals), never renamed or removed. This module is the only place that spells it.
-Entries are plain JSON data, so worker processes can hand them back.
+are only ever added (tool, totals, shard), never renamed or removed. This module is the only place that spells
+it. Entries are plain JSON data, so audit processes can hand them back. It reads findings, summaries and
+model descriptions through protocols, so the service's own objects (a local audit) and the client's (an
+audit through a server) describe a model with the same code.
 """
 
 from __future__ import annotations
@@ -65,6 +67,26 @@ class StatsLike(Protocol):
     def histogram_range(self) -> tuple[float, float]: ...
     @property
     def histogram_sample(self) -> int | None: ...
+
+
+class LayerDetailLike(Protocol):
+    """A layer as loading describes it: the service's `LayerDetail` or the client's."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def class_name(self) -> str: ...
+    @property
+    def output_shape(self) -> Sequence[int | None]: ...
+
+
+class ModelInfoLike(Protocol):
+    """A loaded model as the service's registry or the client's `upload_model` describes it."""
+
+    @property
+    def parameters(self) -> int: ...
+    @property
+    def layer_details(self) -> Sequence[LayerDetailLike]: ...
 
 
 def finding(f: FindingLike) -> dict[str, Any]:
@@ -182,6 +204,21 @@ def entry(
     return result
 
 
+def described(
+    source: str,
+    sha256: str,
+    info: ModelInfoLike,
+    activations: Mapping[str, StatsLike],
+    findings: Iterable[FindingLike],
+    seconds: float,
+    training_probe: ProbeLike | None = None,
+) -> Entry:
+    """One audited model: every layer loading described, each with its activation summary from the diagnosis'
+    capture when it has one (keyed by layer name)."""
+    layers = (layer(d.name, d.class_name, d.output_shape, activations.get(d.name)) for d in info.layer_details)
+    return entry(source, sha256, info.parameters, findings, layers, seconds, training_probe)
+
+
 def failed(source: str, sha256: str, code: str, message: str, seconds: float) -> Entry:
     """One model that could not be audited: `code` is a gRPC status name (`invalid-argument`, `internal`),
     the same whether the audit ran here or through a server."""
@@ -196,10 +233,14 @@ def failed(source: str, sha256: str, code: str, message: str, seconds: float) ->
     }
 
 
-def document(entries: Iterable[Entry]) -> Document:
-    """The document: its schema, the tool that wrote it, totals over the models, and the models in order."""
+def document(entries: Iterable[Entry], shard: Mapping[str, Any] | None = None) -> Document:
+    """The document: its schema, the tool that wrote it, totals over the models, and the models in order; a
+    shard's report also carries its `shard` stamp (`shards.stamp`), which `merge` checks."""
     models = list(entries)
-    return {"schema": SCHEMA, "tool": tool(), "totals": totals(models), "models": models}
+    doc: Document = {"schema": SCHEMA, "tool": tool(), "totals": totals(models), "models": models}
+    if shard is not None:
+        doc["shard"] = dict(shard)
+    return doc
 
 
 def tool() -> dict[str, str]:
@@ -229,18 +270,59 @@ class MergeRefused(ValueError):
 
 
 def merge(reports: Iterable[tuple[str, Any]]) -> Document:
-    """Join shard reports (name, parsed JSON) into one document sorted by source; a model in two shards,
-    or a report of another schema, is refused."""
-    models: dict[str, Entry] = {}
-    for name, doc in reports:
+    """Join shard reports (name, parsed JSON) into one document sorted by source. Refused: a report of another
+    schema, shards that did not split one batch the same way or leave one out, and a model in two shards."""
+    docs = list(reports)
+    for name, doc in docs:
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema != SCHEMA:
             raise MergeRefused(f"expected schema {SCHEMA} in {name}; received {schema!r}")
+    _check_shards([(name, doc.get("shard")) for name, doc in docs])  # first: it names the cause of an overlap
+    models: dict[str, Entry] = {}
+    for _, doc in docs:
         for model in doc["models"]:
             if model["source"] in models:
                 raise MergeRefused(f"{model['source']} appears in two shard reports; expected each once")
             models[model["source"]] = model
     return document(models[source] for source in sorted(models))
+
+
+def _check_shards(stamps: Sequence[tuple[str, Mapping[str, Any] | None]]) -> None:
+    """Stamped shard reports must split one batch one way, each shard once; when every report is a stamped
+    shard, all N must be there: a missing shard's models would silently leave the gate. Reports without a
+    stamp (a whole audit, or one written before stamps) are joined as they are."""
+    stamped = [(name, stamp) for name, stamp in stamps if stamp is not None]
+    if not stamped:
+        return
+    first_name, first = stamped[0]
+    seen: dict[int, str] = {}
+    for name, stamp in stamped:
+        if _batch_of(stamp) != _batch_of(first):
+            raise MergeRefused(
+                f"expected shards of one batch split one way; {name} is {_described(stamp)} but {first_name} is "
+                f"{_described(first)} (every shard needs the same files, N and --shard-by)"
+            )
+        if stamp["index"] in seen:
+            raise MergeRefused(
+                f"{seen[stamp['index']]} and {name} are both shard {stamp['index']}/{stamp['count']}; expected each "
+                "shard once"
+            )
+        seen[stamp["index"]] = name
+    missing = sorted(set(range(first["count"])) - set(seen))
+    if missing and len(stamped) == len(stamps):
+        names = ", ".join(f"{i}/{first['count']}" for i in missing)
+        raise MergeRefused(
+            f"expected all {first['count']} shard reports of the batch of {first['of']} files; received "
+            f"{len(stamped)}, shard {names} missing (its models would be left out of the gate)"
+        )
+
+
+def _batch_of(stamp: Mapping[str, Any]) -> tuple[Any, ...]:
+    return stamp["count"], stamp["by"], stamp["of"], stamp["batch"]
+
+
+def _described(stamp: Mapping[str, Any]) -> str:
+    return f"shard {stamp['index']}/{stamp['count']} by {stamp['by']} of {stamp['of']} files ({stamp['batch'][:12]})"
 
 
 def exit_status(doc: Document, fail_on: str) -> int:

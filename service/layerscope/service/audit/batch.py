@@ -1,9 +1,8 @@
-"""What one audit covers: the model files (folders expanded, one shard of them), the arrays to run them on,
-and the error that stops the batch as a whole."""
+"""What one audit covers: the model files (folders expanded; `shards` picks one shard of them), the arrays to
+run them on, and the error that stops the batch as a whole. Plain data and files: no TensorFlow here."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +48,6 @@ def model_files(paths: Sequence[Path]) -> list[Path]:
         else:
             found.add(path)
     return sorted(found)
-
-
-def shard(files: Sequence[Path], spec: str | None) -> list[Path]:
-    """The I-th (0-based) of N interleaved slices of the sorted list: every file in exactly one shard."""
-    if spec is None:
-        return list(files)
-    match = re.fullmatch(r"(\d+)/(\d+)", spec)
-    if not match or int(match[2]) == 0 or int(match[1]) >= int(match[2]):
-        raise ValueError(f"Expected --shard I/N with 0 <= I < N (e.g. 0/4); received {spec!r}.")
-    index, count = int(match[1]), int(match[2])
-    return sorted(files)[index::count]
 
 
 def load_inputs(path: Path | None) -> Arrays:

@@ -1,10 +1,13 @@
-"""Audits in worker processes: open each file safely, diagnose it, describe it as an entry.
+"""Audits in audit processes: each file audited (`model_audit.audit_file`) where a crash costs that one model.
 
 Every model is audited in an audit process (spawned: TensorFlow does not survive fork), `--jobs` of them at
 a time, each auditing one file after another. A model that kills its process (a native crash, an abort, the
 kernel's out-of-memory killer, a custom layer that exits) or runs past `model_timeout` costs that one model:
 its entry says it could not be audited and why, a new process takes the next file, and the report still
 lists every other model. TensorFlow loads only in the audit processes, never in the parent.
+
+Custom objects: `custom_objects` names a trusted local file that each audit process imports before its first
+model (the CLI's explicit --custom-objects opt-in). The server never runs caller code and never passes one.
 """
 
 from __future__ import annotations
@@ -14,19 +17,16 @@ import multiprocessing
 import queue
 import signal
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from layerscope.cli.audit import report
-from layerscope.cli.audit.batch import MODEL_TIMEOUT_SECONDS, Arrays, AuditAborted, Training, one_line
-from layerscope.service.errors import InvalidInput, ModelUnavailable, ServiceError
-from layerscope.service.models.formats import legacy_format
+from layerscope.service.audit import report
+from layerscope.service.audit.batch import MODEL_TIMEOUT_SECONDS, Arrays, AuditAborted, Training, one_line
+from layerscope.service.audit.model_audit import audit_file
+from layerscope.service.errors import ModelUnavailable
 from layerscope.service.models.scanner import sha256_of
 from layerscope.service.workers.process import describe_exit
 
@@ -172,56 +172,6 @@ def _sha256_or_empty(path: Path) -> str:
         return sha256_of(path)
     except OSError:
         return ""
-
-
-def audit_file(
-    path: Path,
-    diagnoser: Diagnoser,
-    inputs: Mapping[str, np.ndarray] | None = None,
-    trusted: bool = False,
-    training: Training | None = None,
-) -> report.Entry:
-    """Audit one file; a file that cannot be audited becomes an entry with an `error`, never an exception.
-
-    The error code is a gRPC status name (`invalid-argument`, `internal`, ...), as a `--server` audit of the
-    same file reports it.
-    """
-    started = time.perf_counter()
-    source = str(path)
-    other_format = legacy_format(path)
-    if other_format:  # a SavedModel folder has no single file to hash
-        return report.failed(source, "", InvalidInput.status, other_format, time.perf_counter() - started)
-    try:
-        sha = sha256_of(path)
-    except OSError as exc:
-        message = f"Expected a readable .keras file; received {source!r}: {exc}"
-        return report.failed(source, "", InvalidInput.status, message, time.perf_counter() - started)
-    from layerscope.service.domain.training import TrainingOptions
-    from layerscope.service.model_diagnosis import activation_summaries, diagnose
-    from layerscope.service.models.registry import open_model
-
-    options = TrainingOptions(training.targets, probe_steps=training.probe_steps) if training else None
-
-    try:
-        with warnings.catch_warnings():
-            # Keras warns about some faults it notices while building (a softmax over one unit); the
-            # findings report them with layer names and remedies, so the warning would only repeat them.
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\.")
-            model = open_model(path, path.stem, 1, allow_custom=trusted)
-            diagnosis = diagnose(model, diagnoser, inputs, options)
-    except ServiceError as exc:
-        return report.failed(source, sha, exc.status, exc.message, time.perf_counter() - started)
-    except Exception as exc:  # a model that breaks at run time is a finding about that model, not a crash
-        message = f"{type(exc).__name__}: {str(exc)[:500]}"
-        return report.failed(source, sha, ServiceError.status, message, time.perf_counter() - started)
-    activations = activation_summaries(diagnosis.capture)
-    layers = (
-        report.layer(x.name, x.class_name, x.output_shapes[0] if x.output_shapes else (), activations.get(x.name))
-        for x in model.description.layers
-    )
-    parameters = model.description.parameters
-    seconds = time.perf_counter() - started
-    return report.entry(source, sha, parameters, diagnosis.findings, layers, seconds, diagnosis.probe)
 
 
 def _start_worker(custom_objects: Path | None) -> Diagnoser:

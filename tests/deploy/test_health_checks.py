@@ -91,8 +91,16 @@ def test_kubernetes_probes_ask_the_service_the_image_check_asks(server: dict[str
     port = int(image_environment()["LAYERSCOPE_PORT"])
     assert "os.environ.get('LAYERSCOPE_PORT', '50051')" in script and port == 50051
     for name in ("startupProbe", "readinessProbe", "livenessProbe"):
-        probe = server[name]
-        assert probe["grpc"]["port"] == port and probe["grpc"].get("service", "") == "", name
+        assert server[name]["grpc"]["port"] == port, name
+    for name in ("startupProbe", "livenessProbe"):
+        assert server[name]["grpc"].get("service", "") == "", f"{name}: the server answers, as the image asks"
+
+
+def test_readiness_waits_for_the_models_found_at_start(server: dict[str, Any]) -> None:
+    """SERVING comes before the models load; a pod that took calls then would answer "still loading"."""
+    from layerscope.service.grpc.server import MODELS_SERVICE
+
+    assert server["readinessProbe"]["grpc"]["service"] == MODELS_SERVICE
 
 
 def test_the_check_answers_before_its_timeout(image: dict[str, Any]) -> None:

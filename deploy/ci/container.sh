@@ -50,9 +50,9 @@ NAME=layerscope-ci
 # The stop grace period compose gives the server (stop_grace_period); the server's own LAYERSCOPE_GRACE_SECONDS
 # (10 s by default) for in-flight calls sits inside it.
 STOP_GRACE=30
-# How long after SERVING every model found at start may take to load (health's `layerscope.models`: 20 small
-# models took 17 s here), past which the check fails; the Kubernetes readiness probe waits for the same
-# (deployment.yaml).
+# How long after SERVING every model found at start may take to load (health's `layerscope.models`; 20 small
+# models had loaded 17 s after the start here), past which the check fails; the Kubernetes readiness probe
+# waits for the same (deployment.yaml).
 MODELS_BUDGET=120
 EXAMPLES=(examples/models/*.keras)
 STARTED=$SECONDS

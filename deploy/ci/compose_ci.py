@@ -1,6 +1,6 @@
 """deploy/compose.yaml as a CI machine can run it: what changes is said here, the rest comes unchanged.
 
-    python deploy/ci/compose_ci.py OUT.yaml SERVICE=IMAGE...
+    python deploy/ci/compose_ci.py OUT.yaml SERVICE=IMAGE... [SERVICE:VARIABLE=VALUE...]
 
 - Images: each SERVICE=IMAGE replaces that service's image (layerscope: the image built and checked before,
   its `build` dropped; postgres and prometheus: ours from Debian's packages, deploy/ci/images/, since Docker
@@ -10,6 +10,7 @@
 - Published ports go to 127.0.0.1 on free ports: compose publishes on every interface, on fixed ports, and the
   machine is shared. One line per port on stdout: `SERVICE CONTAINER_PORT HOST_PORT`.
 - Relative bind mounts become absolute, since OUT lies elsewhere.
+- SERVICE:VARIABLE=VALUE adds to a service's environment (the second pass on a database that is not UTF-8).
 
 Environment, health checks, dependencies and their conditions, commands, volumes, restart policies and grace
 periods are compose.yaml's own.
@@ -35,9 +36,12 @@ def free_port() -> int:
         return port
 
 
-def derive(compose: dict[str, Any], images: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def derive(
+    compose: dict[str, Any], images: dict[str, str], environment: dict[str, dict[str, str]] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The runnable compose document, and the published ports as `SERVICE CONTAINER_PORT HOST_PORT` lines."""
-    unknown = sorted(set(images) - set(compose["services"]))
+    environment = environment or {}
+    unknown = sorted((set(images) | set(environment)) - set(compose["services"]))
     if unknown:
         raise SystemExit(f"expected services among {sorted(compose['services'])}; received {unknown}")
     services = {name: dict(service) for name, service in compose["services"].items() if name not in LEFT_OUT}
@@ -46,6 +50,8 @@ def derive(compose: dict[str, Any], images: dict[str, str]) -> tuple[dict[str, A
         if name in images:
             service["image"] = images[name]
             service.pop("build", None)
+        if name in environment:
+            service["environment"] = {**service.get("environment", {}), **environment[name]}
         ports = []
         for spec in service.get("ports", []):
             container_port = str(spec).split(":")[-1]
@@ -75,9 +81,17 @@ def main(argv: list[str]) -> int:
     if len(argv) < 1 or not all("=" in pair for pair in argv[1:]):
         print(__doc__, file=sys.stderr)
         return 2
-    images = dict(pair.split("=", 1) for pair in argv[1:])
+    images: dict[str, str] = {}
+    environment: dict[str, dict[str, str]] = {}
+    for pair in argv[1:]:
+        key, _, value = pair.partition("=")
+        service, _, variable = key.partition(":")
+        if variable:
+            environment.setdefault(service, {})[variable] = value
+        else:
+            images[service] = value
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
-    derived, published = derive(compose, images)
+    derived, published = derive(compose, images, environment)
     Path(argv[0]).write_text(yaml.safe_dump(derived, sort_keys=False), encoding="utf-8")
     print("\n".join(published))
     return 0

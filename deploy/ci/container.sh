@@ -20,7 +20,8 @@
 # 7. with --startup "N ...": times start-up to SERVING with N models (copies of the examples) for each N;
 # 8. runs deploy/compose.yaml with podman-compose (deploy/ci/compose_ci.py says what differs: our images of
 #    Debian's PostgreSQL and Prometheus packages, no Grafana, loopback ports): the server migrates PostgreSQL
-#    and stores its runs there, Prometheus scrapes it and loads every rule; then `compose stop`.
+#    and stores its runs there, Prometheus scrapes it and loads every rule; then `compose stop`; and once
+#    more on an SQL_ASCII database.
 #
 # .ci/run runs it after the test suite when CI=true, with the suite's .venv (PYTHON= names another
 # interpreter with layerscope.client). --fresh makes the base images again even when they exist;
@@ -244,9 +245,13 @@ start() { # CONTAINER FOLDER: run the image on free loopback ports; sets GRPC an
   # podman.log), so the checks below run it themselves with `podman healthcheck run`.
 }
 
+start_period() { # the image's HEALTHCHECK start period, in seconds: the start-up budget
+  echo $(($(podman image inspect --format '{{json .Config.Healthcheck.StartPeriod}}' "$IMAGE") / 1000000000))
+}
+
 wait_serving() { # CONTAINER: until the image's own health check passes; prints the seconds it took
   local begun=$SECONDS budget
-  budget=$(($(podman image inspect --format '{{json .Config.Healthcheck.StartPeriod}}' "$IMAGE") / 1000000000))
+  budget=$(start_period)
   until podman healthcheck run "$1" >/dev/null 2>&1; do
     [ "$(podman inspect --format '{{.State.Running}}' "$1")" = true ] ||
       { podman logs --tail 30 "$1" >&2; fail "$1 exited while starting (log above)"; }
@@ -372,45 +377,68 @@ compose_healthy() { # SERVICE SECONDS: run its health check until it passes (no 
   echo $((SECONDS - begun))
 }
 
-check_compose() {
-  local line grpc="" metrics="" prometheus="" seconds runs server status begun
-  compose_images
+compose_up() { # [SERVICE:VARIABLE=VALUE...]: compose.yaml as run here, started in its order; sets GRPC, METRICS,
+  # PROMETHEUS (the published ports) and SERVER (the layerscope container)
+  local line seconds
+  GRPC="" METRICS="" PROMETHEUS=""
   while read -r line; do
     case $line in
-      "layerscope 50051 "*) grpc=${line##* } ;;
-      "layerscope 9464 "*) metrics=${line##* } ;;
-      "prometheus 9090 "*) prometheus=${line##* } ;;
+      "layerscope 50051 "*) GRPC=${line##* } ;;
+      "layerscope 9464 "*) METRICS=${line##* } ;;
+      "prometheus 9090 "*) PROMETHEUS=${line##* } ;;
     esac
   done < <("$PY" deploy/ci/compose_ci.py "$WORK/compose.yaml" "layerscope=$IMAGE" "postgres=$POSTGRES_IMAGE" \
-    "prometheus=$PROMETHEUS_IMAGE")
-  [ -n "$grpc" ] && [ -n "$metrics" ] && [ -n "$prometheus" ] ||
+    "prometheus=$PROMETHEUS_IMAGE" "$@")
+  [ -n "$GRPC" ] && [ -n "$METRICS" ] && [ -n "$PROMETHEUS" ] ||
     fail "expected deploy/ci/compose_ci.py to publish layerscope's and Prometheus's ports; it did not (above)"
-  say "compose.yaml as run here ($WORK/compose.yaml): our images, no Grafana, ports on 127.0.0.1"
   compose down --volumes >/dev/null 2>&1 || true
   # A network made before the dnsname plugin was installed has no DNS: made again, it has.
   podman network rm --force "${PROJECT}_default" >/dev/null 2>&1 || true
   # podman 4.3 has no "healthy" wait, so podman-compose skips depends_on's service_healthy (with a warning):
   # the order compose.yaml asks for is kept here, PostgreSQL healthy before the server starts.
-  compose up -d postgres >"$LOGS/compose.log" 2>&1 || fail "compose up postgres: see $LOGS/compose.log"
+  compose up -d postgres >>"$LOGS/compose.log" 2>&1 || fail "compose up postgres: see $LOGS/compose.log"
   seconds=$(compose_healthy postgres 60)
   say "postgres healthy after $seconds s"
   compose up -d >>"$LOGS/compose.log" 2>&1 || fail "compose up: see $LOGS/compose.log"
-  server=$(service_container layerscope)
-  seconds=$(compose_healthy layerscope 180)
-  say "layerscope SERVING after $seconds s on PostgreSQL: gRPC 127.0.0.1:$grpc, Prometheus 127.0.0.1:$prometheus"
-  "$PY" deploy/ci/check_container.py --target "127.0.0.1:$grpc" --metrics-url "http://127.0.0.1:$metrics/metrics" \
-    --upload examples/models --prometheus "http://127.0.0.1:$prometheus" ||
-    { podman logs "$server" >"$LOGS/compose-server.log" 2>&1; fail "a compose check failed; see $LOGS/compose-server.log"; }
+  SERVER=$(service_container layerscope)
+  seconds=$(compose_healthy layerscope "$(start_period)")
+  say "layerscope SERVING after $seconds s on PostgreSQL: gRPC 127.0.0.1:$GRPC, Prometheus 127.0.0.1:$PROMETHEUS"
+}
+
+compose_checks() { # [CHECK_CONTAINER_ARGUMENTS...]: the client's checks, the runs in PostgreSQL, then compose stop
+  local runs status begun
+  "$PY" deploy/ci/check_container.py --target "127.0.0.1:$GRPC" --metrics-url "http://127.0.0.1:$METRICS/metrics" \
+    --upload examples/models "$@" ||
+    { podman logs "$SERVER" >"$LOGS/compose-server.log" 2>&1; fail "a compose check failed; see $LOGS/compose-server.log"; }
   runs=$(podman exec "$(service_container postgres)" psql -U layerscope -d layerscope -tAc 'SELECT count(*) FROM run')
   [ "$runs" -ge 2 ] || fail "expected the capture's and the diagnoses' runs in PostgreSQL; received $runs rows"
   say "PostgreSQL holds $runs runs (table run, migrated by the server at start)"
   begun=$SECONDS
   compose stop >>"$LOGS/compose.log" 2>&1 || fail "compose stop: see $LOGS/compose.log"
-  status=$(podman inspect --format '{{.State.ExitCode}}' "$server")
-  podman logs "$server" >"$LOGS/compose-server.log" 2>&1
+  status=$(podman inspect --format '{{.State.ExitCode}}' "$SERVER")
+  podman logs "$SERVER" >"$LOGS/compose-server.log" 2>&1
   [ "$status" = 0 ] || fail "expected the server's exit status 0 after compose stop; received $status"
   say "compose stop: every service stopped after $((SECONDS - begun)) s, the server with exit status 0"
   compose down --volumes >>"$LOGS/compose.log" 2>&1
+}
+
+check_compose() {
+  local encoding
+  compose_images
+  : >"$LOGS/compose.log"
+  compose_up
+  say "compose.yaml as run here ($WORK/compose.yaml): our images, no Grafana, ports on 127.0.0.1"
+  compose_checks --prometheus "http://127.0.0.1:$PROMETHEUS"
+  # Again on a database that is not UTF-8, which once made the server crash-loop: SQL_ASCII, initdb's
+  # choice under the C locale, where PostgreSQL stores bytes unchecked.
+  compose_up "postgres:POSTGRES_INITDB_ARGS=--encoding=SQL_ASCII --locale=C"
+  encoding=$(podman exec "$(service_container postgres)" psql -U layerscope -d layerscope -tAc 'SHOW server_encoding')
+  [ "$encoding" = SQL_ASCII ] || fail "expected the second pass's database in SQL_ASCII; received $encoding"
+  say "the same on a $encoding database:"
+  compose_checks
+  grep -q "has encoding SQL_ASCII" "$LOGS/compose-server.log" ||
+    fail "expected the server's start-up log to say the database is SQL_ASCII; see $LOGS/compose-server.log"
+  say "the server's log: $(grep -o -m1 "the run database .* has encoding SQL_ASCII" "$LOGS/compose-server.log")"
 }
 
 main() {

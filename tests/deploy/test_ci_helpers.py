@@ -69,6 +69,16 @@ def test_ci_compose_publishes_on_loopback_and_mounts_absolute_paths(
     )
 
 
+def test_environment_is_added_to_what_compose_sets(yaml: ModuleType) -> None:
+    original = load_yaml(yaml, COMPOSE)
+    variables = {"postgres": {"POSTGRES_INITDB_ARGS": "--encoding=SQL_ASCII --locale=C"}}
+    document, _ = ci_module("compose_ci").derive(original, IMAGES, variables)
+    assert document["services"]["postgres"]["environment"] == {
+        **original["services"]["postgres"]["environment"],
+        "POSTGRES_INITDB_ARGS": "--encoding=SQL_ASCII --locale=C",
+    }
+
+
 def test_an_unknown_service_is_refused_by_name(yaml: ModuleType) -> None:
     with pytest.raises(SystemExit, match=r"expected services among \[.*'postgres'.*\]; received \['postgress'\]"):
         ci_module("compose_ci").derive(load_yaml(yaml, COMPOSE), {"postgress": "x"})

@@ -71,8 +71,15 @@ timed() { # LABEL COMMAND...: runs it, records how long it took
   TIMINGS+=("$(printf '%-34s %5d s' "$label" "$((SECONDS - begun))")")
 }
 
+remove_containers() {
+  # One name at a time: given several, podman 4.3 removes none when one is missing. Removing a container with
+  # a health check logs a systemd error here and may leave its storage behind, which --force also clears.
+  local name
+  for name in "$NAME" "$NAME-startup"; do podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true; done
+}
+
 cleanup() {
-  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
+  remove_containers
   [ ! -f "$WORK/compose.yaml" ] || compose down --volumes >/dev/null 2>&1 || true
   rm -rf "$WORK/rootfs" "$WORK/pip.conf"
 }
@@ -240,7 +247,7 @@ start() { # CONTAINER FOLDER: run the image on free loopback ports; sets GRPC an
   METRICS=$(free_port)
   podman run --detach --name "$1" --stop-timeout "$STOP_GRACE" \
     --publish "127.0.0.1:$GRPC:50051" --publish "127.0.0.1:$METRICS:9464" --volume "$2:/models" \
-    "$IMAGE" >/dev/null 2>>"$LOGS/podman.log"
+    "$IMAGE" >/dev/null 2>>"$LOGS/podman.log" || fail "podman run $1: $(tail -n 1 "$LOGS/podman.log")"
   # No systemd here: podman cannot schedule the image's HEALTHCHECK ("unable to get systemd connection", in
   # podman.log), so the checks below run it themselves with `podman healthcheck run`.
 }
@@ -249,17 +256,22 @@ start_period() { # the image's HEALTHCHECK start period, in seconds: the start-u
   echo $(($(podman image inspect --format '{{json .Config.Healthcheck.StartPeriod}}' "$IMAGE") / 1000000000))
 }
 
-wait_serving() { # CONTAINER: until the image's own health check passes; prints the seconds it took
-  local begun=$SECONDS budget
-  budget=$(start_period)
+healthy() { # CONTAINER SECONDS: run its health check until it passes (no systemd here schedules it); prints the
+  # seconds it took, or fails with its log when it stopped or took longer
+  local begun=$SECONDS
   until podman healthcheck run "$1" >/dev/null 2>&1; do
-    [ "$(podman inspect --format '{{.State.Running}}' "$1")" = true ] ||
-      { podman logs --tail 30 "$1" >&2; fail "$1 exited while starting (log above)"; }
-    [ $((SECONDS - begun)) -lt "$budget" ] ||
-      fail "expected SERVING within the HEALTHCHECK's start period of ${budget} s; still not after $((SECONDS - begun)) s"
+    if [ "$(podman inspect --format '{{.State.Running}}' "$1")" != true ] || [ $((SECONDS - begun)) -ge "$2" ]; then
+      podman logs "$1" >"$LOGS/$1.log" 2>&1
+      fail "expected $1 healthy within $2 s; $(podman inspect --format '{{.State.Status}}' "$1") after" \
+        "$((SECONDS - begun)) s (its log: $LOGS/$1.log)"
+    fi
     sleep 1
   done
   echo $((SECONDS - begun))
+}
+
+wait_serving() { # CONTAINER: SERVING within the HEALTHCHECK's start period; prints the seconds it took
+  healthy "$1" "$(start_period)"
 }
 
 stop() { # CONTAINER: SIGTERM, then the exit status and how long it took, within the grace period
@@ -364,18 +376,6 @@ compose_images() {
   } >"$LOGS/compose-install.log" 2>&1 || fail "installing podman-compose: see $LOGS/compose-install.log"
 }
 
-compose_healthy() { # SERVICE SECONDS: run its health check until it passes (no systemd here to schedule it)
-  local container begun=$SECONDS
-  container=$(service_container "$1")
-  until podman healthcheck run "$container" >/dev/null 2>&1; do
-    [ $((SECONDS - begun)) -lt "$2" ] || {
-      podman logs "$container" >"$LOGS/compose-$1.log" 2>&1
-      fail "expected $1 healthy within $2 s; its log: $LOGS/compose-$1.log"
-    }
-    sleep 1
-  done
-  echo $((SECONDS - begun))
-}
 
 compose_up() { # [SERVICE:VARIABLE=VALUE...]: compose.yaml as run here, started in its order; sets GRPC, METRICS,
   # PROMETHEUS (the published ports) and SERVER (the layerscope container)
@@ -397,11 +397,11 @@ compose_up() { # [SERVICE:VARIABLE=VALUE...]: compose.yaml as run here, started 
   # podman 4.3 has no "healthy" wait, so podman-compose skips depends_on's service_healthy (with a warning):
   # the order compose.yaml asks for is kept here, PostgreSQL healthy before the server starts.
   compose up -d postgres >>"$LOGS/compose.log" 2>&1 || fail "compose up postgres: see $LOGS/compose.log"
-  seconds=$(compose_healthy postgres 60)
+  seconds=$(healthy "$(service_container postgres)" 60)
   say "postgres healthy after $seconds s"
   compose up -d >>"$LOGS/compose.log" 2>&1 || fail "compose up: see $LOGS/compose.log"
   SERVER=$(service_container layerscope)
-  seconds=$(compose_healthy layerscope "$(start_period)")
+  seconds=$(wait_serving "$SERVER")
   say "layerscope SERVING after $seconds s on PostgreSQL: gRPC 127.0.0.1:$GRPC, Prometheus 127.0.0.1:$PROMETHEUS"
 }
 
@@ -446,8 +446,7 @@ main() {
   say "layerscope container check: $(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'), $(nproc) CPUs"
   timed "install podman, debootstrap" install_tools
   configure_podman
-  # A stale container of an interrupted run would hold the name.
-  podman rm --force --ignore --time 0 "$NAME" "$NAME-startup" >/dev/null 2>&1 || true
+  remove_containers # a stale container of an interrupted run would hold the name
   timed "base images (debootstrap)" make_bases
   probe_runtime
   if [ "$ONLY" != compose-only ]; then

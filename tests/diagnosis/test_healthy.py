@@ -1,6 +1,7 @@
 """Healthy models stay free of error and warning findings, statically and on probe inputs.
 
-Every keras.applications model is built with weights=None, once per module, at the smallest input size at
+Every keras.applications model (its larger twins, `LARGER_TWINS`, with LAYERSCOPE_ALL_APPLICATIONS=1) is built
+with weights=None, once per module, at the smallest input size at
 which its deepest maps still hold its kernels (see test_minimum_input_size_is_reported for 32x32), and
 diagnosed on probe inputs drawn where its own preprocessing reads them (MobileNetV3 and EfficientNetV2 start
 with a Rescaling, ConvNeXt with a Normalization by ImageNet's pixel statistics).
@@ -30,6 +31,19 @@ from tests.diagnosis.harness import evidence_for, training_evidence_for
 
 APPLICATIONS = sorted(name for name in dir(keras.applications) if name[:1].isupper())
 """Every model keras.applications offers (40 in Keras 3.15): a new one is covered as soon as Keras adds it."""
+
+LARGER_TWINS = {
+    "ConvNeXtSmall": "ConvNeXtTiny",
+    "ConvNeXtBase": "ConvNeXtTiny",
+    "ConvNeXtLarge": "ConvNeXtTiny",
+    "ConvNeXtXLarge": "ConvNeXtTiny",
+    "EfficientNetB7": "EfficientNetB6",
+    "EfficientNetV2L": "EfficientNetV2M",
+    "NASNetLarge": "NASNetMobile",
+}
+"""Wider or deeper copies of a smaller application, built of the same layers in the same arrangement: they
+cost 2.5 of the suite's 20 minutes on 2 cores and run with LAYERSCOPE_ALL_APPLICATIONS=1 (as every model's
+gradients do)."""
 
 SIDES: tuple[tuple[str, int], ...] = (
     # The input side by family, first match wins; 64 for the rest. 64 keeps ResNet/DenseNet/MobileNetV2's last
@@ -85,6 +99,8 @@ def loud(findings: list[Finding]) -> list[str]:
 @pytest.fixture(scope="module", params=APPLICATIONS)
 def application(request: pytest.FixtureRequest) -> Iterator[tuple[str, keras.Model, ModelDescription]]:
     name = request.param
+    if name in LARGER_TWINS and not os.environ.get("LAYERSCOPE_ALL_APPLICATIONS"):
+        pytest.skip(f"{name}: its layers are {LARGER_TWINS[name]}'s; run with LAYERSCOPE_ALL_APPLICATIONS=1")
     side, classes = family(name, SIDES, 64), family(name, CLASSES, 1000)
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=(side, side, 3), classes=classes)
@@ -96,6 +112,8 @@ def application(request: pytest.FixtureRequest) -> Iterator[tuple[str, keras.Mod
 def test_every_application_is_covered() -> None:
     assert len(APPLICATIONS) >= 40 and {"MobileNetV3Small", "EfficientNetV2L", "NASNetLarge"} <= set(APPLICATIONS)
     assert set(EXPECTED_INFO) <= set(APPLICATIONS)
+    assert set(LARGER_TWINS) | set(LARGER_TWINS.values()) <= set(APPLICATIONS)
+    assert not set(LARGER_TWINS.values()) & set(LARGER_TWINS), "every twin left out has its smaller one run"
 
 
 def test_applications_are_clean_statically_and_on_probes(

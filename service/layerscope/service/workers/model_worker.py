@@ -38,7 +38,7 @@ from layerscope.service.workers.process import (
     WorkerProcess,
     describe_exit,
 )
-from layerscope.service.workers.protocol import ModelKey, ModelSpec, Ready, Started
+from layerscope.service.workers.protocol import ModelKey, ModelSpec, Ready, Started, describe_models
 
 log = logging.getLogger(__name__)
 
@@ -448,10 +448,7 @@ class ModelWorker:
             self._observer.resident(engine.name, engine.version, size)
 
     def _title(self) -> str:
-        specs = self._specs()
-        if len(specs) == 1:
-            return _title(specs[0]).lower()
-        return "models " + ", ".join(f"'{s.name}':{s.version}" for s in specs) if specs else "no model"
+        return describe_models(self._specs())
 
     def _describe_last(self) -> str:
         return self._last_cause.text if self._last_cause else "a crash"

@@ -45,6 +45,13 @@ class ModelSpec:
         return f"model '{self.name}' version {self.version}"
 
 
+def describe_models(models: tuple[ModelSpec, ...]) -> str:
+    """The models a worker holds, for messages: "model 'a' version 1", or "models 'a':1, 'b':2"."""
+    if len(models) == 1:
+        return models[0].title
+    return "models " + ", ".join(f"'{m.name}':{m.version}" for m in models) if models else "no model"
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a worker loads at start and the limits it sets on itself."""
@@ -62,10 +69,7 @@ class WorkerSpec:
 
     @property
     def title(self) -> str:
-        """The models it holds, for messages: "model 'a' version 1", or "models 'a':1, 'b':2"."""
-        if len(self.models) == 1:
-            return self.models[0].title
-        return "models " + ", ".join(f"'{m.name}':{m.version}" for m in self.models) if self.models else "no model"
+        return describe_models(self.models)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

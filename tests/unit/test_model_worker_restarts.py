@@ -474,3 +474,13 @@ def test_an_evicted_model_is_adopted_by_a_new_worker_and_started_by_its_next_cal
     assert rig.engine.worker is own and own.state is State.PARKED
     assert rig.engine.predict()[0] == 7, "its next call starts its own worker"
     own.close(wait=WAIT)
+
+
+def test_an_evicted_model_not_yet_adopted_says_its_worker_is_being_replaced(make: Callable[..., Rig]) -> None:
+    rig = make(shared=True)
+    rig.worker.add(OTHER)
+    rig.first.on_call = lambda p: p.die_during_call(-signal.SIGKILL)
+    with pytest.raises(ModelUnavailable):
+        rig.engine.predict()
+    with pytest.raises(ModelUnavailable, match=r"Model 'm' version 1 is unavailable: its worker is being replaced"):
+        rig.engine.predict()  # no pool adopted it (the rig's on_evict only records it)

@@ -60,7 +60,7 @@ class WorkerPool:
         check_budget(report.config, self._budget)  # a weightless bomb never gets a process
         spec = ModelSpec(str(path), name, version)
         if self._dedicated(path):
-            worker = self._new_worker(shared=False)
+            worker = self._dedicated_worker()
             try:
                 engine = worker.add(spec)
             except BaseException:
@@ -99,9 +99,9 @@ class WorkerPool:
         self._shared[worker] = 0
         return worker
 
-    def _new_worker(self, shared: bool) -> ModelWorker:
+    def _dedicated_worker(self) -> ModelWorker:
         with self._lock:
-            return self._make_worker(shared)
+            return self._make_worker(shared=False)
 
     def _make_worker(self, shared: bool) -> ModelWorker:
         """A worker without a process (the caller holds the lock): its first load starts one."""
@@ -127,7 +127,7 @@ class WorkerPool:
 
     def _evicted(self, engine: WorkerEngine) -> None:
         """A model that killed its shared worker: a worker of its own, started by its next call."""
-        self._new_worker(shared=False).adopt(engine)
+        self._dedicated_worker().adopt(engine)
 
     def _forget(self, worker: ModelWorker) -> None:
         worker.close()

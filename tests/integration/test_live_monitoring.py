@@ -68,6 +68,19 @@ def serve_for(client: Client, seconds: float, make: Callable[[], np.ndarray]) ->
     return sent
 
 
+def serve_until(
+    client: Client, condition: Callable[[], Any], make: Callable[[], np.ndarray], seconds: float = 90
+) -> Any:
+    """Predict traffic until `condition` holds: how many requests a reference needs depends on how many the
+    monitor could sample (none while the live capture is still being traced), not on a fixed time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        serve_for(client, 0.2, make)
+        if value := condition():
+            return value
+    raise AssertionError(f"not within {seconds}s of traffic")
+
+
 def next_window(client: Client, after: set[str]) -> Any:
     def closed() -> Any:
         return next((w for w in client.monitor("cnn").windows if w.window_id not in after), None)
@@ -78,8 +91,9 @@ def next_window(client: Client, after: set[str]) -> Any:
 def test_predict_traffic_alone_gives_windows_drift_and_the_first_drifting_layer(live: ServerHandle) -> None:
     rng = np.random.default_rng(0)
     with Client(live.target, timeout=60) as client:
-        serve_for(client, 1.5, lambda: images(rng))
-        status: MonitorStatus = wait_for(lambda: (s := client.monitor("cnn")).reference and s)
+        status: MonitorStatus = serve_until(
+            client, lambda: (s := client.monitor("cnn")).reference and s, lambda: images(rng)
+        )
         assert status.reference is not None and status.reference.source == "traffic"
         assert status.reference.requests == REFERENCE and status.sample_rate == 1.0
         seen = {w.window_id for w in client.monitor("cnn").windows}
@@ -172,8 +186,7 @@ def test_the_reference_outlives_a_restart(tmp_path: Path) -> None:
     try:
         with Client(first.target) as client:
             client.load_model("cnn")
-            serve_for(client, 0.8, lambda: images(rng))
-            reference = wait_for(lambda: client.monitor("cnn").reference).reference_id
+            reference = serve_until(client, lambda: client.monitor("cnn").reference, lambda: images(rng)).reference_id
             serve_for(client, WINDOW + 0.2, lambda: images(rng))
     finally:
         first.stop()  # the open window is closed and stored on the way out
@@ -244,8 +257,7 @@ def test_replicas_share_one_reference_and_read_as_one_model(tmp_path: Path) -> N
         with Client(a.target) as first, Client(b.target) as second:
             first.load_model("cnn")
             second.load_model("cnn")
-            serve_for(first, 0.8, lambda: images(rng))
-            reference = wait_for(lambda: first.monitor("cnn").reference).reference_id
+            reference = serve_until(first, lambda: first.monitor("cnn").reference, lambda: images(rng)).reference_id
             serve_for(second, WINDOW + 0.3, lambda: images(rng))
             assert wait_for(lambda: (r := second.monitor("cnn").reference) and r.reference_id == reference)
             serve_for(first, WINDOW + 0.3, lambda: images(rng))

@@ -62,10 +62,22 @@ def own_process(folder: Path, chunk_bytes: int) -> Iterator[str]:
         assert process.stdout is not None
         match = re.search(r"serving on [^:]+:(\d+)", process.stdout.readline())
         assert match, "the server did not say where it listens"
-        yield f"127.0.0.1:{match[1]}"
+        address = f"127.0.0.1:{match[1]}"
+        wait_until_models_loaded(address)
+        yield address
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def wait_until_models_loaded(address: str, seconds: float = 600) -> None:
+    """The server says SERVING once it can answer; its repository's models load behind that."""
+    deadline = time.monotonic() + seconds
+    with Client(address, timeout=30) as client:
+        while client.health("layerscope.models") != "SERVING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the repository's models did not load within {seconds:.0f} s")
+            time.sleep(0.2)
 
 
 def measure(target: str, archive: Path, batch: int, repeats: int) -> dict[str, float]:

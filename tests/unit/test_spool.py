@@ -3,6 +3,8 @@ run writer moves them into the database exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +43,28 @@ def run(i: int, run_id: str | None = None, model: str = "m") -> RunRecord:
 
 def test_a_run_survives_the_trip_through_json_exactly() -> None:
     assert run_from_json(run_to_json(run(1))) == run(1)
+
+
+@pytest.mark.parametrize("odd", [0.25, 1e308, 5e-324, math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("where", ["std", "unit_activity", "duration_seconds"])
+def test_a_capture_run_keeps_every_float_exactly_finite_or_not(odd: float, where: str) -> None:
+    """Runs without findings are written by orjson, which would write NaN and Infinity as null: those go
+    through json instead, and both read back the same floats, bit for bit."""
+    summary = summarize(np.array([[0.5, 1.0], [3.0, 0.0]]))
+    if where == "std":
+        summary = dataclasses.replace(summary, std=odd)
+    if where == "unit_activity":
+        summary = dataclasses.replace(summary, unit_activity=(0.1, odd, 1 / 3))
+    original = dataclasses.replace(
+        run(1),
+        findings=(),
+        summaries=(LayerSummaryRecord("dense", "activation", summary),),
+        duration_seconds=odd if where == "duration_seconds" else 0.5,
+    )
+    back = run_from_json(run_to_json(original))
+    assert repr(back) == repr(original)  # repr: NaN equals itself there, and 0.1 must stay 0.1
+    written = run_to_json(original)
+    assert ("NaN" in written or "Infinity" in written) == (not math.isfinite(odd))
 
 
 class Outage:

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from layerscope.service.store import json_text
+
 SQLITE_BUSY_MS = 10_000
 CLIENT_ENCODING = "utf8"
 SQL_ASCII = "SQL_ASCII"
@@ -28,6 +30,9 @@ def create_engine(url: str) -> sa.Engine:
     "cannot use a string pattern on a bytes-like object". The server converts UTF-8 to any other encoding
     itself; SQL_ASCII converts nothing, so the bytes stored are UTF-8 and read back as the same text (see
     `server_encoding` for what that database cannot check).
+
+    JSON columns are written by orjson (`json_text.dumps`), which writes a non-finite float as null: the
+    store hands them finite values only (a broken unit activity is None, evidence goes through `jsonable`).
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -36,7 +41,10 @@ def create_engine(url: str) -> sa.Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}, pool_pre_ping=True
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
+            pool_pre_ping=True,
+            json_serializer=json_text.dumps,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -47,6 +55,7 @@ def create_engine(url: str) -> sa.Engine:
         max_overflow=5,
         pool_timeout=10,
         connect_args={"connect_timeout": 5, "client_encoding": CLIENT_ENCODING},
+        json_serializer=json_text.dumps,
     )
 
 

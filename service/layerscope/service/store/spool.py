@@ -14,8 +14,8 @@ stored, so runs and windows share the mechanism in folders of their own.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -29,6 +29,7 @@ from layerscope.service.domain.runs import LayerSummaryRecord, RunRecord
 from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.training import probe_from_data, probe_to_data
 from layerscope.service.errors import ServiceError, StoreUnavailable
+from layerscope.service.store import json_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,18 +38,31 @@ T = TypeVar("T")
 def run_to_json(run: RunRecord) -> str:
     """The run as JSON, built field by field: `dataclasses.asdict` deep-copies every value first, which
     took 2.2 ms of a small capture's 3 (on the request's path, as the spool file is written before the
-    answer); this takes a tenth of it."""
+    answer); this takes a tenth of it, and orjson a tenth of what json took to write it."""
     data = dict(vars(run))
     data["created_at"] = run.created_at.isoformat()
     data["summaries"] = [{"layer": s.layer, "kind": s.kind, "summary": vars(s.summary)} for s in run.summaries]
     data["findings"] = [{**vars(f), "severity": str(f.severity)} for f in run.findings]
     data["probe"] = probe_to_data(run.probe) if run.probe else None
-    return json.dumps(data, allow_nan=True)
+    return json_text.dumps(data, finite=_finite(run))
+
+
+def _finite(run: RunRecord) -> bool:
+    """Whether every float of the run is finite, so that orjson may write it. Findings' evidence and the
+    probe's steps (a diverged loss) are not looked into: a run with either is written by json."""
+    if run.findings or run.probe or not math.isfinite(run.duration_seconds):
+        return False
+    for record in run.summaries:
+        s = record.summary
+        scalars = (s.mean, s.std, s.min, s.max, s.zero_fraction, *s.histogram_range)
+        if not (all(map(math.isfinite, scalars)) and all(map(math.isfinite, s.unit_activity))):
+            return False
+    return True
 
 
 def run_from_json(text: str) -> RunRecord:
     """The inverse of `run_to_json`: the same run, with tuples, enums, times and the probe restored."""
-    data: dict[str, Any] = json.loads(text)
+    data: dict[str, Any] = json_text.loads(text)
     summaries = tuple(
         LayerSummaryRecord(
             s["layer"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,6 +133,23 @@ def test_a_listing_waits_for_the_runs_accepted_before_it(store: SqlRunStore, tmp
         assert len(writer.list_runs(RunQuery(limit=10)).runs) == 5  # read-your-writes, behind the response
     finally:
         assert writer.stop() == 0
+
+
+def test_the_writer_waits_its_delay_but_readers_and_a_stop_never_do(store: SqlRunStore, tmp_path: Path) -> None:
+    """A delay longer than a listing's catch-up wait (5 s): were the listing to wait out the delay, it would
+    answer without the runs."""
+    writer = RunWriter(store, Spool(tmp_path / "spool", max_runs=10), retry_seconds=60, delay=60)
+    writer.start()
+    try:
+        writer.save_run(run(0), fresh=True)
+        time.sleep(0.3)
+        assert not store.list_runs(RunQuery(limit=10)).runs  # the database has not got it yet...
+        assert writer.get_run("run-0") == run(0)  # ...and a reader finds it in the spool
+        assert [r.run_id for r in writer.list_runs(RunQuery(limit=10)).runs] == ["run-0"]
+        writer.save_run(run(1), fresh=True)
+    finally:
+        assert writer.stop() == 0  # written on the way out, not after the delay
+    assert len(store.list_runs(RunQuery(limit=10)).runs) == 2
 
 
 def test_a_retry_is_accepted_once_and_another_run_under_its_id_is_refused(store: SqlRunStore, tmp_path: Path) -> None:

@@ -150,7 +150,12 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
     runs = SqlRunStore(engine, lengths_in_bytes=lengths_in_bytes)
     store = RunWriter(
-        runs, spool, telemetry.spool_depth.set, settings.spool_replay_seconds, telemetry.db_write_seconds.observe
+        runs,
+        spool,
+        telemetry.spool_depth.set,
+        settings.spool_replay_seconds,
+        telemetry.db_write_seconds.observe,
+        settings.run_write_delay_seconds,
     )
     monitor, windows = _monitor(settings, engine, telemetry)
     inspector = Inspector(settings, models, store, Diagnoser(), telemetry, monitor)

@@ -340,16 +340,22 @@ class Inspector:
         self._check_work(model, inputs)
         limit = min(max_bytes or self._settings.max_tensor_bytes, self._settings.max_tensor_bytes)
         outputs = _check_selection(model, selection, inputs, limit)
-        started = time.perf_counter()
         with self._queue.admit(model):
-            # Sized from the traced shapes before the model runs, so a refusal costs no device memory.
             targets, loss = (training.targets, training.loss) if training else (None, None)
             if targets:
                 self._check_batch(targets)
             # One engine call (one crossing with workers): the engine sizes the full tensors from the traced
             # shapes and refuses before the model runs, so a refusal costs no device memory.
             request = CaptureRequest(inputs, selection, statistics, targets, loss, limit, outputs)
-            result = (await asyncio.to_thread(model.engine.run, request)).result
+            return await asyncio.to_thread(self._capture_and_store, model, request, run_id, limit)
+
+    def _capture_and_store(
+        self, model: LoadedModel, request: CaptureRequest, run_id: str, limit: int
+    ) -> CaptureOutcome:
+        """The capture and its run on disk in one hop off the event loop: a second hop (to store the run)
+        cost a small model's capture about as much as the spool write itself."""
+        started = time.perf_counter()
+        result = model.engine.run(request).result
         elapsed = time.perf_counter() - started
         if not model.info.transient:
             self._telemetry.capture_seconds.labels(model.info.name).observe(elapsed)
@@ -359,8 +365,9 @@ class Inspector:
         check_full_size(size, limit, sum(a.nbytes for a in result.outputs.values()))
         self._telemetry.streamed_bytes.inc(size)
         kind = "audit" if model.info.transient else "capture"
-        run = self._record(model, kind, run_id, result, [], model_diagnosis.describe_inputs(inputs), elapsed)
-        await self._save(run, fresh=not run_id)
+        inputs = model_diagnosis.describe_inputs(request.inputs)
+        run = self._record(model, kind, run_id, result, [], inputs, elapsed)
+        self._store.save_run(run, not run_id)
         return CaptureOutcome(run, result)
 
     async def diagnose(

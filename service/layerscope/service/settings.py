@@ -169,6 +169,15 @@ class Settings(BaseSettings):
     spool_dir: Path = Field(Path("layerscope-spool"), description="Where finished runs wait while the DB is down.")
     spool_max_runs: int = Field(1000, gt=0, description="Runs the spool holds before captures are refused.")
     spool_replay_seconds: float = Field(5.0, gt=0, description="How often spooled runs are retried.")
+    run_write_delay_seconds: float = Field(
+        0.02,
+        ge=0,
+        le=5,
+        description="How long the run writer waits, once a run is accepted, before writing it to the database: the "
+        "answer goes out first, without the writer competing for the server's interpreter, and runs accepted "
+        "meanwhile are written in the same turn. Readers never see the delay (a run is found in the spool, a "
+        "listing waits for the writer).",
+    )
     retention_days: float | None = Field(None, gt=0, description="Prune runs older than this; None keeps all.")
     monitor_sample_rate: float = Field(
         0.05,

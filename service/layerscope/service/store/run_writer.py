@@ -8,6 +8,11 @@ accepted is lost: the spool is the queue, bounded by `spool_max_runs` (full: UNA
 and the store's writes are idempotent by run id, so a run replayed after a crash between "written" and
 "removed" is stored once. What callers read stays consistent with what they were told: a run is found (from
 the spool while it waits), and a listing waits for the writer to catch up first.
+
+The writer starts `delay` seconds after the first run it is woken for: the answer that run belongs to is
+still being written to its caller then, and the writer's Python (SQLAlchemy) would take the interpreter's
+lock from it, which cost a small capture about a fifth of its time. Runs accepted meanwhile are written in
+the same turn. A listing or a stop does not wait for the delay.
 """
 
 from __future__ import annotations
@@ -46,16 +51,20 @@ class RunWriter:
         on_depth: Callable[[int], None] = lambda depth: None,
         retry_seconds: float = 5.0,
         on_written: Callable[[float], None] = lambda seconds: None,
+        delay: float = 0.0,
     ) -> None:
         self._store = store
         self._timed = _Timed(store, on_written)
         self._spool = spool
         self._on_depth = on_depth
         self._retry_seconds = retry_seconds
+        self._delay = delay
         self._pending: dict[str, dict[str, Any]] = {}
         """Run id -> what the run asked for (its retry key), for runs accepted and not yet in the database."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._now = threading.Event()
+        """Set by those who wait for the writer (a listing, a stop): no delay this turn."""
         self._caught_up = threading.Condition(self._lock)
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -109,6 +118,7 @@ class RunWriter:
     def list_runs(self, query: RunQuery) -> RunPage:
         """The database's runs, once the writer has caught up with the runs accepted before this call."""
         with self._lock:
+            self._now.set()
             self._wake.set()
             self._caught_up.wait_for(lambda: not self._pending or self._stopping, timeout=CATCH_UP_SECONDS)
         return self._store.list_runs(query)
@@ -144,6 +154,7 @@ class RunWriter:
         with self._lock:
             self._stopping = True
             self._caught_up.notify_all()
+        self._now.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -153,6 +164,9 @@ class RunWriter:
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(self._retry_seconds)
+            if self._delay:
+                self._now.wait(self._delay)
+            self._now.clear()
             self._wake.clear()
             if self._stopping:
                 return

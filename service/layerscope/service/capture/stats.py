@@ -211,12 +211,14 @@ def unpack(packed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], activi
     part of variable length. Counts stay exact integers; a histogram binned from every value says so with
     `histogram_sample=None`, one binned from a strided sample gives the sample's size.
     """
-    counts, floats, histograms, activities = packed
+    # One `tolist` per vector converts in C: a Python call per value (1,650 unit activities on the small CNN)
+    # was a sixth of its all-layer capture.
+    counts, floats, histograms, activities = (np.asarray(v).tolist() for v in packed)
     summaries = []
     offset = 0
     for i, size in enumerate(activity_sizes):
-        c = [int(v) for v in counts[i * COUNTS : (i + 1) * COUNTS]]
-        f = [float(v) for v in floats[i * FLOATS : (i + 1) * FLOATS]]
+        c = counts[i * COUNTS : (i + 1) * COUNTS]
+        f = floats[i * FLOATS : (i + 1) * FLOATS]
         summaries.append(
             Summary(
                 count=c[0],
@@ -228,9 +230,9 @@ def unpack(packed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], activi
                 nan=c[2],
                 posinf=c[3],
                 neginf=c[4],
-                histogram=tuple(int(h) for h in histograms[i * HISTOGRAM_BINS : (i + 1) * HISTOGRAM_BINS]),
+                histogram=tuple(histograms[i * HISTOGRAM_BINS : (i + 1) * HISTOGRAM_BINS]),
                 histogram_range=(f[2], f[4]),
-                unit_activity=tuple(float(a) for a in activities[offset : offset + size]),
+                unit_activity=tuple(activities[offset : offset + size]),
                 histogram_sample=None if c[6] == EVERY_VALUE else c[6],
             )
         )

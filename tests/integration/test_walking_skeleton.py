@@ -253,33 +253,42 @@ def test_a_lambda_layer_is_refused_and_never_executed(client: Client, cnn: keras
     still_serving(client)
 
 
-def test_summaries_come_several_to_a_message_for_clients_that_ask_and_one_each_for_older_ones(
+def test_summaries_come_in_the_header_for_clients_that_ask_and_as_before_for_older_ones(
     server: ServerHandle, cnn: keras.Model
 ) -> None:
-    """A stream message per summary cost a small capture a transport round per layer; the client asks for
-    batches (`batch_summaries`), while a request without it (an older client) still reads one per message."""
+    """Each stream message costs a small capture a round of the transport: today's client reads a summaries-only
+    capture as one message (summaries in the header); the previous client (`batch_summaries` alone) reads a
+    header and one message of summaries; older clients one message per summary. All read the same run."""
     from layerscope.client import _core
     from layerscope.v1 import inspector_pb2_grpc
 
     x = np.random.default_rng(3).random((4, 8, 8, 1)).astype("float32")
     request = _core.capture_request("cnn", x, "*", ("activation",), (), None, None, 0)
-    assert request.batch_summaries, "the client asks for batches"
+    assert request.summaries_in_header and request.batch_summaries, "the client asks for both"
+    generations = {"today": (True, True), "previous": (True, False), "oldest": (False, False)}
+    streams = {}
     with grpc.insecure_channel(server.target) as channel:
         stub = inspector_pb2_grpc.InspectorStub(channel)
-        batched = [m.WhichOneof("item") for m in stub.Capture(request, timeout=60)]
-        request.batch_summaries = False
-        older = list(stub.Capture(request, timeout=60))
+        for generation, (batch, in_header) in generations.items():
+            request.batch_summaries, request.summaries_in_header = batch, in_header
+            streams[generation] = list(stub.Capture(request, timeout=60))
     points = len(cnn.layers) - 1  # every layer but the input
-    assert batched == ["header", "summaries"], "all of a small model's summaries fit one message"
-    assert [m.WhichOneof("item") for m in older] == ["header"] + ["summary"] * points
-    assembled = [_core.CaptureAssembler(), _core.CaptureAssembler()]
-    with grpc.insecure_channel(server.target) as channel:
-        request.batch_summaries = True
-        for message in inspector_pb2_grpc.InspectorStub(channel).Capture(request, timeout=60):
-            assembled[0].add(message)
-    for message in older:
-        assembled[1].add(message)
-    new, old = (a.result() for a in assembled)
-    assert new.summaries.keys() == old.summaries.keys() and len(new.summaries) == points
-    for layer in new.summaries:  # the same statistics either way (the model and inputs are the same)
-        assert new.summaries[layer]["activation"].mean == pytest.approx(old.summaries[layer]["activation"].mean)
+    kinds = {g: [m.WhichOneof("item") for m in stream] for g, stream in streams.items()}
+    assert kinds == {
+        "today": ["header"],
+        "previous": ["header", "summaries"],
+        "oldest": ["header"] + ["summary"] * points,
+    }
+    assert not streams["previous"][0].header.summaries.items, "a client that did not ask finds none in the header"
+    captures = {}
+    for generation, stream in streams.items():
+        assembler = _core.CaptureAssembler()
+        for message in stream:
+            assembler.add(message)
+        captures[generation] = assembler.result()
+    today = captures["today"]
+    assert len(today.summaries) == points
+    for other in (captures["previous"], captures["oldest"]):
+        assert other.summaries.keys() == today.summaries.keys()
+        for layer in today.summaries:  # the same statistics every way (the model and inputs are the same)
+            assert today.summaries[layer]["activation"].mean == pytest.approx(other.summaries[layer]["activation"].mean)

@@ -219,6 +219,7 @@ def capture_request(
         run_id=run_id or "",
         max_tensor_bytes=max_tensor_bytes,
         batch_summaries=True,
+        summaries_in_header=True,
     )
 
 
@@ -443,6 +444,8 @@ class CaptureAssembler:
         item = message.WhichOneof("item")
         if item == "header":
             self._header = message.header
+            for one in message.header.summaries.items:
+                self._add_summary(one)
         elif item == "summary":
             self._add_summary(message.summary)
         elif item == "summaries":

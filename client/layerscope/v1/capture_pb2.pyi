@@ -64,7 +64,7 @@ class LayerSummary(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., layer_class: _Optional[str] = ..., kind: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
-    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics", "targets", "loss", "batch_summaries")
+    __slots__ = ("model", "inputs", "layers", "kinds", "full", "run_id", "max_tensor_bytes", "statistics", "targets", "loss", "batch_summaries", "summaries_in_header")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class CaptureRequest(_message.Message):
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_IN_HEADER_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.ModelRef
     inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -87,21 +88,24 @@ class CaptureRequest(_message.Message):
     targets: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     loss: str
     batch_summaries: bool
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ..., targets: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., batch_summaries: _Optional[bool] = ...) -> None: ...
+    summaries_in_header: bool
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.ModelRef, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., layers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., full: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., max_tensor_bytes: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, str]] = ..., targets: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., batch_summaries: _Optional[bool] = ..., summaries_in_header: _Optional[bool] = ...) -> None: ...
 
 class CaptureHeader(_message.Message):
-    __slots__ = ("run_id", "device", "batch_size", "outputs", "duration_seconds")
+    __slots__ = ("run_id", "device", "batch_size", "outputs", "duration_seconds", "summaries")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     device: str
     batch_size: int
     outputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     duration_seconds: float
-    def __init__(self, run_id: _Optional[str] = ..., device: _Optional[str] = ..., batch_size: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    summaries: LayerSummaries
+    def __init__(self, run_id: _Optional[str] = ..., device: _Optional[str] = ..., batch_size: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., summaries: _Optional[_Union[LayerSummaries, _Mapping]] = ...) -> None: ...
 
 class TensorChunk(_message.Message):
     __slots__ = ("layer", "kind", "dtype", "shape", "total_bytes", "data", "last")

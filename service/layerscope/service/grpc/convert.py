@@ -171,27 +171,37 @@ def layer_summary(
 
 
 def capture_stream(
-    run: RunRecord, result: CaptureResult, chunk_bytes: int, batch_summaries: bool = False
+    run: RunRecord, result: CaptureResult, chunk_bytes: int, batch_summaries: bool = False, in_header: bool = False
 ) -> Iterator[capture_pb2.CaptureResponse]:
-    """Header, then every summary (several to a message when the caller reads them so), then each full tensor
-    in chunks; built lazily as the stream drains."""
-    yield capture_pb2.CaptureResponse(
-        header=capture_pb2.CaptureHeader(
-            run_id=run.run_id,
-            device=run.device,
-            batch_size=run.batch_size,
-            outputs=tensors(result.outputs),
-            duration_seconds=run.duration_seconds,
-        )
+    """Header, then every summary (several to a message when the caller reads them so; in the header itself
+    when they fit there and the caller reads them there), then each full tensor in chunks."""
+    header = capture_pb2.CaptureHeader(
+        run_id=run.run_id,
+        device=run.device,
+        batch_size=run.batch_size,
+        outputs=tensors(result.outputs),
+        duration_seconds=run.duration_seconds,
     )
     summaries = (
         layer_summary(point, result.classes.get(point, ""), kind, value)
         for point, kinds in result.summaries.items()
         for kind, value in kinds.items()
     )
-    if batch_summaries:
+    if in_header:
+        batches = _summary_batches(summaries, chunk_bytes)
+        first = next(batches, None)
+        if first is not None and header.ByteSize() + first.ByteSize() <= chunk_bytes:
+            header.summaries.CopyFrom(first.summaries)
+            first = None
+        yield capture_pb2.CaptureResponse(header=header)
+        if first is not None:
+            yield first
+        yield from batches
+    elif batch_summaries:
+        yield capture_pb2.CaptureResponse(header=header)
         yield from _summary_batches(summaries, chunk_bytes)
     else:
+        yield capture_pb2.CaptureResponse(header=header)
         yield from (capture_pb2.CaptureResponse(summary=s) for s in summaries)
     for point, arrays in result.tensors.items():
         for kind, array in arrays.items():

@@ -71,8 +71,8 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):  # type: ignore[m
             convert.statistics(request),
             convert.capture_training(request),
         )
-        batched = request.batch_summaries
-        for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes, batched):
+        batched, in_header = request.batch_summaries, request.summaries_in_header
+        for message in convert.capture_stream(outcome.run, outcome.result, self._chunk_bytes, batched, in_header):
             yield message
 
     async def Diagnose(

@@ -28,7 +28,7 @@ from layerscope.service.domain.runs import RunPage, RunQuery, RunRecord
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import summarize
 from layerscope.service.domain.training import ProbeResult, ProbeStep, TrainingOptions
-from layerscope.service.errors import InvalidInput, LimitExceeded, NotFound, Overloaded, ServiceError
+from layerscope.service.errors import Cancelled, InvalidInput, LimitExceeded, NotFound, Overloaded, ServiceError
 from layerscope.service.settings import Settings
 from layerscope.service.telemetry import Telemetry
 
@@ -226,6 +226,24 @@ async def test_an_engine_that_raises_stores_nothing_changes_no_health_and_frees_
     rig.engine.fail = None
     await call()  # the queue (one place per model here) was released
     assert len(rig.store.runs) == 1
+
+
+async def test_a_capture_whose_caller_left_while_it_ran_stores_no_run(rig: Rig) -> None:
+    """The run is stored in the capture's own thread: a caller told CANCELLED or DEADLINE_EXCEEDED while the
+    engine ran (the transport sets the call's flag) gets no run stored in its name."""
+    from layerscope.service import cancellation
+
+    flag = cancellation.start_call()
+    rig.engine.gate.clear()
+    call = asyncio.ensure_future(capture(rig, run_id="gone"))
+    await asyncio.to_thread(rig.engine.entered.wait, 5)
+    flag.set()  # the deadline passes while the engine runs
+    rig.engine.gate.set()
+    with pytest.raises(Cancelled):
+        await call
+    assert rig.store.runs == {}
+    cancellation.start_call()  # a new call: the same use case stores its run
+    assert (await capture(rig, run_id="next")).run.run_id in rig.store.runs
 
 
 # -- admission: refused before the engine runs -------------------------------------------------------------------

@@ -367,6 +367,7 @@ class Inspector:
         kind = "audit" if model.info.transient else "capture"
         inputs = model_diagnosis.describe_inputs(request.inputs)
         run = self._record(model, kind, run_id, result, [], inputs, elapsed)
+        cancellation.check()  # a caller told CANCELLED or DEADLINE_EXCEEDED gets no run stored in its name
         self._store.save_run(run, not run_id)
         return CaptureOutcome(run, result)
 

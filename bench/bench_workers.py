@@ -9,7 +9,8 @@ statistics kernel loaded as the server loads it) and through a model worker (`Mo
 results cross a socket pair and shared memory). Both answer the same calls with the same arrays; the
 ratio is worker over in-process, "added ms" their difference, and "crossing ms" the median time a call
 spent outside the worker's engine (what the layerscope_worker_crossing_seconds histogram records).
-Not through gRPC: what is measured is the process boundary alone.
+Not through gRPC: what is measured is the process boundary alone. Each row is measured twice: back to back
+(`busy`) and with a pause before each call (`spaced`); see REGIMES.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ from layerscope.service.runtime.native import SummaryOpLoader  # noqa: E402
 from layerscope.service.settings import Settings  # noqa: E402
 from layerscope.service.workers.pool import WorkerPool  # noqa: E402
 
-BLOCK = 8
-"""Calls of a Predict or a capture in a row, per case and round."""
 SUMMARIES = Selection(layers=("*",), kinds=frozenset({"activation"}))
 DIAGNOSER = Diagnoser()
 
@@ -75,7 +74,20 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def measure(local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch: int, rounds: int) -> dict[str, Any]:
+REGIMES = {"busy": (8, 0.0), "spaced": (1, 0.005)}
+"""Regime -> (calls of one case in a row, pause before each timed call in seconds).
+
+TensorFlow's threads run a call about twice as fast right after another call as after a pause of a few
+milliseconds (the small CNN's Predict: 1.3 ms back to back, 2.6 ms after 3 ms idle, on this VM). So the
+comparison depends on the load. `busy`: runs of 8 calls per case, back to back, as a loaded server sees them
+(in-process calls run hot; each worker call follows its crossing). `spaced`: every call after a 5 ms pause,
+as a lightly loaded server sees them (both cool); what is left between the two is the crossing itself."""
+
+
+def measure(
+    local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch: int, rounds: int, regime: str
+) -> dict[str, Any]:
+    run_length, pause = REGIMES[regime]
     spec = local.engine.inputs[0]
     shape = (batch, *(d or 1 for d in spec.shape[1:]))
     x = {spec.name: np.random.default_rng(0).normal(size=shape).astype("float32")}
@@ -98,14 +110,14 @@ def measure(local: LoadedModel, worker: LoadedModel, crossings: Crossings, batch
     crossed: dict[str, list[float]] = {"predict": [], "capture": [], "diagnose": []}
     for _ in range(repeats):  # interleaved, so drift on a shared machine hits every case alike
         for key, fn in cases.items():
-            # Predict and capture take milliseconds, a Diagnose tens to thousands: the quick ones run a block
-            # of calls per round, so their medians rest on as many samples as the time allows.
-            for _ in range(1 if key.startswith("diagnose") else BLOCK):
+            # A Diagnose takes tens to thousands of milliseconds: once per round is enough samples.
+            for _ in range(1 if key.startswith("diagnose") else run_length):
+                time.sleep(pause)
                 seconds[key].append(timed(fn))
                 if key.endswith("_worker"):
                     crossed[key.split("_")[0]].append(crossings.seconds[-1])
     ms = {k: statistics.median(v) * 1000 for k, v in seconds.items()}
-    row: dict[str, Any] = {"model": local.info.name, "batch": batch, "repeats": repeats, "block": BLOCK}
+    row: dict[str, Any] = {"model": local.info.name, "batch": batch, "regime": regime, "repeats": repeats}
     for op in ("predict", "capture", "diagnose"):
         inside, through = ms[f"{op}_in_process"], ms[f"{op}_worker"]
         row[op] = {
@@ -139,18 +151,19 @@ def main() -> None:
             local = open_model(path, model.name, 1, summary_op=summary_op)
             worker = pool.open(path, model.name, 1)
             try:
-                rows += [measure(local, worker, crossings, b, rounds) for b in batches]
+                rows += [measure(local, worker, crossings, b, rounds, r) for b in batches for r in REGIMES]
             finally:
                 pool.close_all()  # waits until the worker is gone and its memory removed
     doc = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "rows": rows}
     print(json.dumps(doc, indent=1))
     header = ("in-proc ms", "worker ms", "ratio", "added ms", "crossing")
-    print(f"\n{'model':10} {'batch':>5} {'op':8} " + " ".join(f"{h:>10}" for h in header))
+    print(f"\n{'model':10} {'batch':>5} {'regime':6} {'op':8} " + " ".join(f"{h:>10}" for h in header))
     for r in rows:
         for op in ("predict", "capture", "diagnose"):
             c = r[op]
             print(
-                f"{r['model']:10} {r['batch']:>5} {op:8} {c['in_process_ms']:>10.3f} {c['worker_ms']:>10.3f} "
+                f"{r['model']:10} {r['batch']:>5} {r['regime']:6} {op:8} {c['in_process_ms']:>10.3f} "
+                f"{c['worker_ms']:>10.3f} "
                 f"{c['ratio']:>9.2f}x {c['added_ms']:>10.3f} {c['crossing_ms']:>10.3f}"
             )
     if args.json:

@@ -88,6 +88,20 @@ def test_a_retried_write_stores_exactly_once(store: SqlRunStore, engine: sa.Engi
     assert (count(engine, "run"), count(engine, "layer_summary"), count(engine, "finding")) == (1, 6, 1)
 
 
+def test_runs_are_stored_after_the_tables_were_emptied_under_a_running_store(
+    store: SqlRunStore, engine: sa.Engine
+) -> None:
+    """The store keeps each model's row id after its first run; an operator emptying the tables must not
+    leave it pointing at a row that is gone (every later run of that model would fail its foreign key)."""
+    assert store.save_run(make_run(1)) is True
+    with engine.begin() as conn:
+        for table in ("finding", "layer_summary", "probe", "run", "model"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    assert store.save_run(make_run(2)) is True
+    assert store.get_run("digits-2") == make_run(2)
+    assert count(engine, "model") == 1
+
+
 def test_a_recomputed_retry_is_a_retry_and_the_first_write_wins(store: SqlRunStore) -> None:
     first = make_run(1)
     again = make_run(1, seed=7, created_at=T0 + timedelta(hours=1), codes=())

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
@@ -90,6 +91,14 @@ class SqlRunStore:
         this run id, or if a value does not fit a column.
         """
         _validate(run, self._lengths_in_bytes)
+        try:
+            return self._save(run)
+        except sa_exc.IntegrityError:
+            if self._model_ids.pop((run.model_name, run.model_version, run.model_sha256), None) is None:
+                raise
+            return self._save(run)  # the model row it kept the id of is gone (the tables were emptied)
+
+    def _save(self, run: RunRecord) -> bool:
         model = (run.model_name, run.model_version, run.model_sha256)
         with self._session() as session:
             model_id = self._model_ids.get(model) or _model_id(session, run)

@@ -187,22 +187,18 @@ def capture_stream(
         for point, kinds in result.summaries.items()
         for kind, value in kinds.items()
     )
-    if in_header:
-        batches = _summary_batches(summaries, chunk_bytes)
-        first = next(batches, None)
-        if first is not None and header.ByteSize() + first.ByteSize() <= chunk_bytes:
-            header.summaries.CopyFrom(first.summaries)
-            first = None
-        yield capture_pb2.CaptureResponse(header=header)
-        if first is not None:
-            yield first
-        yield from batches
-    elif batch_summaries:
-        yield capture_pb2.CaptureResponse(header=header)
-        yield from _summary_batches(summaries, chunk_bytes)
+    if batch_summaries or in_header:
+        messages = _summary_batches(summaries, chunk_bytes)
     else:
-        yield capture_pb2.CaptureResponse(header=header)
-        yield from (capture_pb2.CaptureResponse(summary=s) for s in summaries)
+        messages = (capture_pb2.CaptureResponse(summary=s) for s in summaries)
+    first = next(messages, None) if in_header else None
+    if first is not None and header.ByteSize() + first.ByteSize() <= chunk_bytes:
+        header.summaries.CopyFrom(first.summaries)
+        first = None
+    yield capture_pb2.CaptureResponse(header=header)
+    if first is not None:
+        yield first
+    yield from messages
     for point, arrays in result.tensors.items():
         for kind, array in arrays.items():
             yield from tensor_chunks(point, kind, array, chunk_bytes)

@@ -24,7 +24,7 @@ def dumps(value: Any, *, finite: bool = True) -> str:
             return orjson.dumps(value).decode()
         except orjson.JSONEncodeError:
             pass
-    return json.dumps(value, allow_nan=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> Any:

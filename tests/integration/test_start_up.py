@@ -20,6 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layerscope.client import Client, NotFoundError, UnavailableError
+from layerscope.oip import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from tests.conftest import ServerHandle, start_server
 from tests.support import models
 from tests.support.metrics import scrape
@@ -75,6 +76,13 @@ def timed_start(tmp: Path, **settings: object) -> tuple[ServerHandle, float]:
     began = time.perf_counter()
     server = start_server(tmp, wait_for_models=False, **settings)
     return server, time.perf_counter() - began
+
+
+def server_ready(target: str) -> bool:
+    """The Open Inference Protocol's ServerReady, as KServe and Triton clients ask it."""
+    with grpc.insecure_channel(target) as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        return bool(stub.ServerReady(grpc_predict_v2_pb2.ServerReadyRequest(), timeout=30).ready)
 
 
 def wait_for_models(server: ServerHandle) -> list[str]:
@@ -142,7 +150,9 @@ def test_with_model_workers_the_models_load_into_workers_behind_serving(
         ):
             assert c.health() == "SERVING"
             assert c.health("layerscope.models") == "NOT_SERVING", "a worker's start takes seconds"
+            assert not server_ready(server.target), "OIP ServerReady waits for the models, as Triton's does"
             assert wait_for_models(server) == names
+            assert server_ready(server.target)
             to_models = time.perf_counter() - began
             assert all(f.result(timeout=60)[-1] == SERVING for f in seen.values())
             for name in names:

@@ -8,7 +8,7 @@ Tensors go through the one dtype table (`layerscope.client.codec`); KServe's nam
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -225,15 +225,17 @@ def chosen(loaded: Iterable[ModelInfo], ref: ModelRef) -> tuple[ModelInfo | None
 class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # generated, untyped
     """Domain errors propagate; the service interceptor maps them to status codes."""
 
-    def __init__(self, inspector: Inspector, version: str) -> None:
+    def __init__(self, inspector: Inspector, version: str, ready: Callable[[], bool] = lambda: True) -> None:
+        """`ready`: whether the server is ready for inference (ServerReady), as the server's health knows it."""
         self._inspector = inspector
         self._version = version
+        self._ready = ready
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=self._ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=self._version, extensions=[])

@@ -42,21 +42,39 @@ class Health:
       that must wait for every model); it stays SERVING as later loads come and go.
     - `layerscope.model.<name>`: NOT_SERVING from the scan that found it until a version of it is loaded,
       and again once none is; an unknown name answers NOT_FOUND, as the protocol says.
+
+    The Open Inference Protocol's ServerReady says what `layerscope.models` says, and false while draining
+    (`ready`); ServerLive is true while the server answers at all.
     """
 
     def __init__(self) -> None:
         self.servicer = health.aio.HealthServicer()  # starts out SERVING: `starting` must come first
+        self._answering = False
+        self._models_loaded = False
+
+    @property
+    def ready(self) -> bool:
+        """The Open Inference Protocol's ServerReady: answering calls and the models found at start loaded (or
+        failed), as Triton's strict readiness has it; not while draining on shutdown."""
+        return self._answering and self._models_loaded
 
     async def starting(self) -> None:
+        self._answering = self._models_loaded = False
         for name in ("", INSPECTOR, OIP, MODELS_SERVICE):
             await self.servicer.set(name, _NOT_SERVING)
 
     async def serving(self) -> None:
+        self._answering = True
         for name in ("", INSPECTOR, OIP):
             await self.servicer.set(name, _SERVING)
 
     async def models_loaded(self) -> None:
+        self._models_loaded = True
         await self.servicer.set(MODELS_SERVICE, _SERVING)
+
+    async def draining(self) -> None:
+        self._answering = False
+        await self.servicer.enter_graceful_shutdown()
 
     async def model(self, name: str, serving: bool) -> None:
         """`Readiness` of the model lifecycle."""
@@ -73,7 +91,7 @@ class Running:
         await self.health.serving()
 
     async def stop(self, grace: float) -> None:
-        await self.health.servicer.enter_graceful_shutdown()
+        await self.health.draining()
         await self.server.stop(grace)
 
 
@@ -98,11 +116,11 @@ async def start_server(
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it (ports.py)
         ],
     )
+    status = status or Health()
     inspector_pb2_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector, settings.chunk_bytes), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        OpenInferenceServicer(inspector, version("layerscope")), server
+        OpenInferenceServicer(inspector, version("layerscope"), lambda: status.ready), server
     )
-    status = status or Health()
     health_pb2_grpc.add_HealthServicer_to_server(status.servicer, server)
     reflection.enable_server_reflection((INSPECTOR, OIP, HEALTH, REFLECTION_V1ALPHA), server)
     address = f"{settings.host}:{settings.port}"

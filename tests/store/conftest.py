@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from layerscope.service.store.engine import SQL_ASCII, create_engine, server_encoding
+from layerscope.service.store.engine import create_engine, server_encoding
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.sql_store import SqlRunStore
 from tests.support.postgres import sql_ascii_database
@@ -85,4 +85,4 @@ def engine(bare_engine: sa.Engine) -> sa.Engine:
 @pytest.fixture()
 def store(engine: sa.Engine) -> SqlRunStore:
     """The run store as the server builds it: lengths in bytes where the database counts bytes."""
-    return SqlRunStore(engine, lengths_in_bytes=server_encoding(engine) == SQL_ASCII)
+    return SqlRunStore(engine, encoding=server_encoding(engine))

@@ -38,7 +38,7 @@ from layerscope.service.ports import check_free
 from layerscope.service.runtime.native import SummaryOpLoader
 from layerscope.service.runtime.quiet_start import start_tensorflow
 from layerscope.service.settings import Settings
-from layerscope.service.store.engine import SQL_ASCII, create_engine, encoding_warning, server_encoding
+from layerscope.service.store.engine import create_engine, encoding_warning, server_encoding
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.monitor_store import WINDOWS, SpoolingMonitorStore, SqlMonitorStore
 from layerscope.service.store.run_writer import RunWriter
@@ -108,7 +108,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
     gpus = start_tensorflow()
     log.info("devices: %s", ", ".join(gpus) or "CPU only")
     telemetry = Telemetry(registry)
-    engine, lengths_in_bytes = await asyncio.to_thread(_database, settings.database_url)
+    engine, encoding = await asyncio.to_thread(_database, settings.database_url)
     trial = settings.load_timeout_seconds if settings.isolated_loading else None
     summary_op = SummaryOpLoader(settings.kernel_cache_dir, enabled=settings.fused_statistics)
     if not gpus:  # built (or found) now, so the first capture does not wait for the compiler
@@ -148,7 +148,7 @@ async def start(settings: Settings, registry: CollectorRegistry | None = None) -
         load_concurrency=load_concurrency(settings),
     )
     spool: Spool[RunRecord] = Spool(settings.spool_dir, settings.spool_max_runs)
-    runs = SqlRunStore(engine, lengths_in_bytes=lengths_in_bytes)
+    runs = SqlRunStore(engine, encoding=encoding)
     store = RunWriter(
         runs,
         spool,
@@ -259,15 +259,15 @@ def _since_start(began: float) -> float:
         return time.monotonic() - began
 
 
-def _database(url: str) -> tuple[Any, bool]:
-    """The run database's engine, migrated, and whether its length limits count bytes (a SQL_ASCII database,
-    which the log warns about in one line, with the fix)."""
+def _database(url: str) -> tuple[Any, str]:
+    """The run database's engine, migrated, and its encoding (a SQL_ASCII database, whose length limits count
+    bytes, is warned about in one line, with the fix)."""
     engine = create_engine(url)
     migrate(engine)
     encoding = server_encoding(engine)
     if (warning := encoding_warning(encoding, url)) is not None:
         log.warning("%s", warning)
-    return engine, encoding == SQL_ASCII
+    return engine, encoding
 
 
 async def _poll_repository(inspector: Inspector, every: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,28 @@ def server_encoding(engine: sa.Engine) -> str:
 
     SQL_ASCII is no encoding: PostgreSQL stores the bytes it is sent without validating them, and its
     length limits (VARCHAR(n)) count bytes, so a name of non-ASCII characters reaches a column's limit in
-    fewer characters (`SqlRunStore(..., lengths_in_bytes=True)` refuses those up front).
+    fewer characters (`SqlRunStore(..., encoding=SQL_ASCII)` refuses those up front).
     """
     if engine.dialect.name != "postgresql":
         return "UTF8"
     with engine.connect() as connection:
         return str(connection.exec_driver_sql("SHOW server_encoding").scalar_one())
+
+
+_PYTHON_CODECS = {"UHC": "cp949", "EUC_CN": "gb2312", "KOI8R": "koi8_r", "KOI8U": "koi8_u", "SJIS": "shift_jis"}
+
+
+def text_codec(encoding: str) -> str | None:
+    """Python's codec for a PostgreSQL server encoding that holds only some characters (LATIN1, WIN1252,
+    EUC_JP, ...), so text can be checked before it is written; None where any text goes (UTF8, and SQL_ASCII,
+    which checks nothing) and for an encoding Python does not know (the database then refuses by itself)."""
+    if encoding in ("UTF8", SQL_ASCII):
+        return None
+    name = _PYTHON_CODECS.get(encoding) or ("cp" + encoding[3:] if encoding.startswith("WIN") else encoding)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
 
 
 def encoding_warning(encoding: str, url: str) -> str | None:

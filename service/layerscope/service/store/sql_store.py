@@ -39,8 +39,9 @@ from layerscope.service.domain.summary import Summary
 from layerscope.service.domain.text import quoted
 from layerscope.service.domain.training import ProbeResult, probe_from_data, probe_to_data
 from layerscope.service.errors import InvalidInput, NotFound
+from layerscope.service.store.engine import SQL_ASCII, text_codec
 from layerscope.service.store.schema import Base, FindingRow, LayerSummaryRow, ModelRow, ProbeRow, RunRow
-from layerscope.service.store.sessions import transaction
+from layerscope.service.store.sessions import first_line, transaction
 
 MAX_PAGE = 1000
 """The most runs one `list_runs` page may ask for; the transport may allow fewer."""
@@ -61,14 +62,15 @@ _SUPPORTED = ("sqlite", "postgresql")
 class SqlRunStore:
     """Runs in a SQL database (SQLite or PostgreSQL), migrated beforehand by `migrations.migrate`."""
 
-    def __init__(self, engine: sa.Engine, *, lengths_in_bytes: bool = False) -> None:
-        """`lengths_in_bytes`: the database's length limits count bytes, not characters (a SQL_ASCII
-        PostgreSQL database, `engine.server_encoding`), so text is measured in UTF-8 bytes before it is
-        written, and a name too long for its column is refused with that unit named, not as a DataError."""
+    def __init__(self, engine: sa.Engine, *, encoding: str = "UTF8") -> None:
+        """`encoding`: the database's server encoding (`engine.server_encoding`). On SQL_ASCII its length
+        limits count bytes, not characters, so text is measured in UTF-8 bytes before it is written; an
+        encoding that holds only some characters (LATIN1, WIN1252, ...) has text checked against it. Either way
+        a name the database would refuse is refused up front, saying why, not as a DataError."""
         if engine.dialect.name not in _SUPPORTED:
             raise ValueError(f"Expected a database of {_SUPPORTED}; received {engine.dialect.name!r}.")
         self._engine = engine
-        self._lengths_in_bytes = lengths_in_bytes
+        self._text_rules = _TextRules(encoding == SQL_ASCII, text_codec(encoding), encoding)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._run_insert = _run_insert(engine.dialect.name)
         self._model_ids: dict[tuple[str, int, str], int] = {}
@@ -81,7 +83,7 @@ class SqlRunStore:
 
     def validate(self, run: RunRecord) -> None:
         """Refuse a run whose values do not fit the schema (InvalidInput), without touching the database."""
-        _validate(run, self._lengths_in_bytes)
+        _validate(run, self._text_rules)
 
     def save_run(self, run: RunRecord) -> bool:
         """Store a run with its summaries and findings in one transaction.
@@ -90,13 +92,18 @@ class SqlRunStore:
         by the spool after a write whose answer was lost); raises InvalidInput if another payload holds
         this run id, or if a value does not fit a column.
         """
-        _validate(run, self._lengths_in_bytes)
+        _validate(run, self._text_rules)
         try:
-            return self._save(run)
-        except sa_exc.IntegrityError:
-            if self._model_ids.pop((run.model_name, run.model_version, run.model_sha256), None) is None:
-                raise
-            return self._save(run)  # the model row it kept the id of is gone (the tables were emptied)
+            try:
+                return self._save(run)
+            except sa_exc.IntegrityError:
+                if self._model_ids.pop((run.model_name, run.model_version, run.model_sha256), None) is None:
+                    raise
+                return self._save(run)  # the model row it kept the id of is gone (the tables were emptied)
+        except sa_exc.DataError as exc:  # a value this database cannot hold: the run never will be stored
+            raise InvalidInput(
+                f"Expected values the run database can hold; it refused run '{run.run_id}': {first_line(exc)}"
+            ) from exc
 
     def _save(self, run: RunRecord) -> bool:
         model = (run.model_name, run.model_version, run.model_sha256)
@@ -168,13 +175,21 @@ class SqlRunStore:
 # -- writing helpers -------------------------------------------------------------------------------------
 
 
-def _validate(run: RunRecord, in_bytes: bool = False) -> None:
+@dataclasses.dataclass(frozen=True)
+class _TextRules:
+    in_bytes: bool = False
+    """Length limits count UTF-8 bytes (a SQL_ASCII database), not characters."""
+    codec: str | None = None
+    """The Python codec of a database encoding that holds only some characters; None: any text."""
+    encoding: str = "UTF8"
+
+
+def _validate(run: RunRecord, rules: _TextRules = _TextRules()) -> None:
     """Refuse what PostgreSQL would refuse, on SQLite too, with a message naming the field.
 
     Without this a too-long layer name fails only on PostgreSQL, as a DataError the transport cannot map.
-    `in_bytes`: limits count UTF-8 bytes (a SQL_ASCII database), not characters.
     """
-    text = functools.partial(_text, in_bytes=in_bytes)
+    text = functools.partial(_text, rules=rules)
     text("run_id", run.run_id, _RUN.run_id, empty=False)
     text("model_name", run.model_name, _MODEL.name, empty=False)
     text("model_sha256", run.model_sha256, _MODEL.sha256)
@@ -196,12 +211,14 @@ def _validate(run: RunRecord, in_bytes: bool = False) -> None:
             text(f"finding {f.code!r}", value, _FINDING.message)
 
 
-def _text(label: str, value: str, column: Any, *, empty: bool = True, in_bytes: bool = False) -> None:
+def _text(label: str, value: str, column: Any, *, empty: bool = True, rules: _TextRules = _TextRules()) -> None:
     limit: int | None = column.type.length
     if not isinstance(value, str) or (not empty and not value):
         raise InvalidInput(f"Expected {label} as a non-empty string; received {value!r}.")
     if limit is not None:
-        _fits(label, value, limit, in_bytes)
+        _fits(label, value, limit, rules.in_bytes)
+    if rules.codec is not None:
+        _encodable(label, value, rules)
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise InvalidInput(f"Expected {label} without NUL characters; received {value[:40]!r}.")
 
@@ -215,6 +232,18 @@ def _fits(label: str, value: str, limit: int, in_bytes: bool) -> None:
             f"whose limits count bytes, not characters); received {len(value)} characters in {size} bytes: "
             f"{value[:40]!r}..."
         )
+
+
+def _encodable(label: str, value: str, rules: _TextRules) -> None:
+    assert rules.codec is not None
+    try:
+        value.encode(rules.codec)
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"Expected {label} in characters the run database's encoding {rules.encoding} can hold; received "
+            f"{value[:40]!r}, whose {value[exc.start]!r} it cannot (a database created with ENCODING 'UTF8' "
+            "holds any name)."
+        ) from None
 
 
 def _integer(label: str, value: int, limit: int) -> None:

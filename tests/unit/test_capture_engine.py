@@ -224,3 +224,37 @@ def test_a_constant_tensor_has_a_histogram_in_one_bin_on_device_and_in_numpy(val
     assert device.histogram == host.histogram and device.histogram[0] == 6
     assert device.histogram_range[0] == host.histogram_range[0] == np.float32(value)
     assert device.histogram_range[1] > device.histogram_range[0]
+
+
+def test_the_flat_call_answers_what_the_public_call_answers_with_and_without_targets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine calls its traced functions through `_call` (flat tensors, no signature binding per call);
+    the public call on the same arrays must give the same outputs, summaries and gradients, and a function
+    without the private method takes the public path."""
+    from layerscope.service.capture import engine as engine_module
+
+    rng = np.random.default_rng(9)
+    model = shared_and_multi_io()
+    engine = CaptureEngine(model)
+    x = {"a": rng.normal(size=(3, 4)).astype("float32"), "b": rng.normal(size=(3, 4)).astype("float32")}
+    y = {"score": rng.normal(size=(3, 1)).astype("float32"), "aux": rng.normal(size=(3, 2)).astype("float32")}
+    gradients = Selection(kinds=frozenset({"activation", "gradient"}), full=("*",))
+    flat = (engine.predict(x), engine.capture(x, gradients, targets=y, loss="mse"))
+
+    class PublicOnly:  # what a TensorFlow without `_call_flat` would hand the engine
+        def __init__(self, function: object) -> None:
+            self.function = function
+
+        def __call__(self, *groups: object) -> object:
+            return self.function(*groups)  # type: ignore[operator]
+
+    original = engine_module._call
+    monkeypatch.setattr(engine_module, "_call", lambda function, *groups: original(PublicOnly(function), *groups))
+    public = (engine.predict(x), engine.capture(x, gradients, targets=y, loss="mse"))
+    for name in flat[0]:
+        np.testing.assert_array_equal(flat[0][name], public[0][name])
+    assert flat[1].summaries == public[1].summaries
+    for layer, kinds in flat[1].tensors.items():
+        for kind, tensor in kinds.items():
+            np.testing.assert_array_equal(tensor, public[1].tensors[layer][kind])

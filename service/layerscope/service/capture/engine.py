@@ -266,7 +266,7 @@ class CaptureEngine:
         arrays = self.prepare(inputs)
         function = self._predictor(arrays)
         with tf.device(self.device):
-            outputs = function(arrays)
+            outputs = _call(function, arrays)
         return dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True))
 
     def _predictor(self, arrays: list[np.ndarray]) -> Any:
@@ -321,10 +321,10 @@ class CaptureEngine:
         args = [arrays, ys] if ys else [arrays]
         compiled = self._compile(arrays, selection, statistics, masked=False, ys=ys, losses=losses, edges=edges)
         with tf.device(self.device):
-            outputs, packed, fulls, frozen, all_finite = compiled.function(*args)
+            outputs, packed, fulls, frozen, all_finite = _call(compiled.function, *args)
             if not bool(all_finite):
                 compiled = self._compile(arrays, selection, statistics, masked=True, ys=ys, losses=losses, edges=edges)
-                outputs, packed, fulls, frozen, _ = compiled.function(*args)
+                outputs, packed, fulls, frozen, _ = _call(compiled.function, *args)
         return compiled, (outputs, packed, fulls, frozen)
 
     def _training_arguments(
@@ -772,6 +772,19 @@ def _model_args(model: keras.Model, xs: list[tf.Tensor]) -> Any:
     if isinstance(model, keras.Sequential) or len(xs) == 1:
         return xs[0]
     return tf.nest.pack_sequence_as(model.input, xs)
+
+
+def _call(function: Any, *groups: list[np.ndarray]) -> Any:
+    """A concrete function traced with `[_specs(g) for g in groups]`, called on those arrays.
+
+    Its own call binds the arguments to its signature again every time (0.13 ms of the small CNN's 1.37 ms
+    Predict on the CPU); the arrays already match it, since the function was traced for their signature, so
+    they go in flat, as tensors. A TensorFlow without `_call_flat` (a private method) takes the public call.
+    """
+    call_flat = getattr(function, "_call_flat", None)
+    if call_flat is None:
+        return function(*groups)
+    return call_flat([tf.convert_to_tensor(a) for group in groups for a in group], function.captured_inputs)
 
 
 def _specs(arrays: list[np.ndarray]) -> list[tf.TensorSpec]:

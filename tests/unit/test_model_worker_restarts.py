@@ -462,12 +462,18 @@ def test_unloading_one_model_of_a_shared_worker_keeps_the_process_and_the_last_o
     assert rig.first.stopped and rig.worker.state is State.CLOSED
 
 
-def test_an_evicted_model_is_adopted_by_a_new_worker_and_started_by_its_next_call(make: Callable[..., Rig]) -> None:
+def evicted_by_a_crash(make: Callable[..., Rig]) -> Rig:
+    """A shared worker whose call on the rig's model was killed: the model is evicted (and recorded)."""
     rig = make(shared=True)
     rig.worker.add(OTHER)
     rig.first.on_call = lambda p: p.die_during_call(-signal.SIGKILL)
     with pytest.raises(ModelUnavailable):
         rig.engine.predict()
+    return rig
+
+
+def test_an_evicted_model_is_adopted_by_a_new_worker_and_started_by_its_next_call(make: Callable[..., Rig]) -> None:
+    rig = evicted_by_a_crash(make)
     home = Starter(FakeProcess(pid=7))
     own = ModelWorker(home, rig.policy, 2.0, WAIT, rig.observer)  # type: ignore[arg-type]
     own.adopt(rig.evicted[0])
@@ -477,10 +483,6 @@ def test_an_evicted_model_is_adopted_by_a_new_worker_and_started_by_its_next_cal
 
 
 def test_an_evicted_model_not_yet_adopted_says_its_worker_is_being_replaced(make: Callable[..., Rig]) -> None:
-    rig = make(shared=True)
-    rig.worker.add(OTHER)
-    rig.first.on_call = lambda p: p.die_during_call(-signal.SIGKILL)
-    with pytest.raises(ModelUnavailable):
-        rig.engine.predict()
+    rig = evicted_by_a_crash(make)
     with pytest.raises(ModelUnavailable, match=r"Model 'm' version 1 is unavailable: its worker is being replaced"):
         rig.engine.predict()  # no pool adopted it (the rig's on_evict only records it)

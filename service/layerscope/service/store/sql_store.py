@@ -251,9 +251,12 @@ def _integer(label: str, value: int, limit: int) -> None:
         raise InvalidInput(f"Expected {label} as an integer between 0 and {limit}; received {value!r}.")
 
 
-def insert_statement(session: Session, table: type[Any]) -> Any:
+def insert_statement(session: Session, table: Any) -> Any:
     """INSERT with ON CONFLICT support: both dialects spell it alike, through different constructs."""
-    dialect = session.get_bind().dialect.name
+    return _dialect_insert(session.get_bind().dialect.name, table)
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
@@ -270,9 +273,8 @@ def _model_id(session: Session, run: RunRecord) -> int:
 def _run_insert(dialect: str) -> Any:
     """INSERT of a run row unless its id is taken, built once per store (building it took as long as running
     it). RETURNING, not rowcount: SQLAlchemy reports -1 rows for an INSERT through psycopg 3."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = _TABLES["run"]
-    return insert(table).on_conflict_do_nothing(index_elements=["run_id"]).returning(table.c.run_id)
+    return _dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=["run_id"]).returning(table.c.run_id)
 
 
 def _run_values(run: RunRecord, model_id: int) -> dict[str, Any]:

@@ -22,7 +22,13 @@ import tensorflow as tf
 from layerscope.service.capture.engine import CaptureEngine
 from layerscope.service.capture.stats import activity_size, summarize_tensors, unpack
 from layerscope.service.domain.selection import Selection
-from layerscope.service.domain.summary import HISTOGRAM_SAMPLE, Summary, histogram_error_bound, summarize
+from layerscope.service.domain.summary import (
+    HISTOGRAM_BINS,
+    HISTOGRAM_SAMPLE,
+    Summary,
+    histogram_error_bound,
+    summarize,
+)
 from layerscope.service.runtime.native import SummaryOpLoader
 
 
@@ -120,6 +126,48 @@ def test_exact_statistics_equal_numpy(
     assert got.histogram == want.histogram
     assert got.histogram_range == pytest.approx(want.histogram_range, rel=1e-6)
     assert got.histogram_sample is None and not got.estimated
+
+
+def on_and_beside_every_edge(low: float, high: float) -> np.ndarray:
+    """Float32 values on each of NumPy's bin edges for this range and one float either side of it: where a
+    binner that rounds its index differently from NumPy's puts a value in the neighbouring bin."""
+    low32, high32 = np.float32(low), np.float32(high)
+    top = float(high32) if high32 > low32 else float(low32) + max(1.0, abs(float(low32)) * 1e-6)
+    edges = np.histogram_bin_edges([], bins=HISTOGRAM_BINS, range=(float(low32), top)).astype(np.float32)
+    around = np.concatenate([edges, np.nextafter(edges, np.float32(np.inf)), np.nextafter(edges, -np.float32(np.inf))])
+    values = np.concatenate([[low32, high32], np.clip(around, low32, high32)]).astype(np.float32)
+    # TensorFlow's CPU kernels read a subnormal as zero (NumPy does not): an edge at 0 is probed by 0 alone.
+    values[np.abs(values) < np.finfo(np.float32).tiny] = 0.0
+    return np.resize(values, (-(-values.size // 4) * 4,)).reshape(-1, 4)
+
+
+EDGE_RANGES = {
+    "unit": (0.0, 1.0),
+    "uneven": (-3.7, 12.1),
+    "far_from_zero": (999.96, 1000.04),
+    "tiny": (1e-30, 3e-30),
+    "wider_than_float": (-3e38, 3e38),  # binned in double: low - high overflows a float
+    "huge_constant": (1e30, 1e30),
+}
+
+
+@pytest.mark.parametrize("bounds", EDGE_RANGES.values(), ids=EDGE_RANGES.keys())
+@pytest.mark.parametrize("name", BACKENDS)
+def test_values_on_and_beside_bin_edges_fall_in_numpys_bins(
+    bounds: tuple[float, float], name: str, kernel: object
+) -> None:
+    x = on_and_beside_every_edge(*bounds)
+    got, want = on_device(x, backend(name, kernel), exact=True), summarize(x)
+    assert got.histogram == want.histogram
+    assert sum(got.histogram) == x.size
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_kernel_bins_random_tensors_exactly_as_numpy_does(seed: int, kernel: object) -> None:
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.uniform(-20, 20)
+    x = ((rng.standard_normal((64, 300)) ** 3) * scale + rng.normal() * scale * 10).astype(np.float32)
+    assert on_device(x, kernel, exact=True).histogram == summarize(x).histogram
 
 
 @pytest.mark.parametrize("make", TENSORS, ids=lambda f: f.__name__)

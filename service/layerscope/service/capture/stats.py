@@ -170,15 +170,24 @@ def _coprime_floor(units: int, size: int) -> tf.Tensor:
 
 
 def _histogram(values: tf.Tensor, low: tf.Tensor, top: tf.Tensor) -> tf.Tensor:
-    """Counts in HISTOGRAM_BINS equal bins over [low, top], the top edge in the last bin, as NumPy does.
+    """Counts in HISTOGRAM_BINS equal bins over [low, top], the top edge in the last bin, as NumPy counts them.
 
-    Unlike tf.histogram_fixed_width this never raises on NaN (those results are discarded anyway), and
-    bincount is the faster of the two on CPU.
+    As NumPy does, the index is estimated in float64 and corrected against the float64 edges (a value within
+    an ulp of an edge would otherwise fall in the neighbouring bin, and a range wider than the largest float
+    would overflow). Unlike tf.histogram_fixed_width this never raises on NaN (those results are discarded
+    anyway), and bincount is the faster of the two on CPU.
     """
-    # Every value is >= low here, so truncating toward zero is the floor; NaN casts to a negative the clip
-    # drops (bincount would raise on it, and the short path meets NaN before it knows to discard the result).
-    bins = tf.clip_by_value(tf.cast((values - low) * (HISTOGRAM_BINS / (top - low)), tf.int32), 0, HISTOGRAM_BINS - 1)
-    return tf.math.bincount(bins, minlength=HISTOGRAM_BINS, maxlength=HISTOGRAM_BINS, dtype=tf.int64)
+    x, low, top = tf.cast(values, tf.float64), tf.cast(low, tf.float64), tf.cast(top, tf.float64)
+    step = (top - low) / HISTOGRAM_BINS
+    edges = tf.concat([tf.range(HISTOGRAM_BINS, dtype=tf.float64) * step + low, tf.stack([top, top])], 0)
+    # Every finite value is >= low here, so truncating toward zero is the floor. The short path meets NaN and
+    # Inf before it knows to discard the result: the clips keep them in range (bincount would raise).
+    last = HISTOGRAM_BINS - 1
+    index = tf.clip_by_value(tf.cast((x - low) * (HISTOGRAM_BINS / (top - low)), tf.int32), 0, last)
+    index -= tf.cast(x < tf.gather(edges, index), tf.int32)
+    index += tf.cast((x >= tf.gather(edges, index + 1)) & (index != last), tf.int32)
+    index = tf.clip_by_value(index, 0, last)
+    return tf.math.bincount(index, minlength=HISTOGRAM_BINS, maxlength=HISTOGRAM_BINS, dtype=tf.int64)
 
 
 def _past(low: tf.Tensor) -> tf.Tensor:

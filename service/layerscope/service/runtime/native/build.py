@@ -32,6 +32,8 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("summary_op.cc")
+SOURCES = (SOURCE, SOURCE.with_name("binner.h"))
+"""The kernel's source and the header it includes: a change to either is another kernel."""
 FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off", "-w")
 """-march=native: the cache key includes the CPU's flags, so a binary never meets another CPU (a prebuilt kernel,
 which may, names a portable target instead: prebuilt.py); -ffp-contract=off: bin edges computed as NumPy
@@ -148,6 +150,14 @@ def trusted(library: Path) -> bool:
     return record.read_text().strip() == digest(library)
 
 
+def source_digest() -> str:
+    """One SHA-256 over SOURCES, in order."""
+    sha = hashlib.sha256()
+    for path in SOURCES:
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
 def digest(path: Path) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as f:
@@ -192,7 +202,7 @@ def _either(owners: Collection[int]) -> str:
 
 def _key(compiler: str, compile_flags: list[str], link_flags: list[str]) -> str:
     sha = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__.encode(), compiler.encode(), sys.version.encode()):
+    for part in (source_digest().encode(), tf.__version__.encode(), compiler.encode(), sys.version.encode()):
         sha.update(part)
     for flag in (*FLAGS, *compile_flags, *link_flags):
         sha.update(flag.encode())

@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from layerscope.service.runtime.native.build import (
     FLAGS,
-    SOURCE,
     BuildError,
     UntrustedCache,
     check_folder,
@@ -38,6 +37,7 @@ from layerscope.service.runtime.native.build import (
     cpu_flags,
     digest,
     private_file,
+    source_digest,
 )
 
 SCHEMA = "layerscope.kernel/v1"
@@ -101,7 +101,7 @@ def _prebuild_one(folder: Path, cxx: str, target: Target) -> Path:
     record = {
         "schema": SCHEMA,
         "library_sha256": digest(built),
-        "source_sha256": digest(SOURCE),
+        "source_sha256": source_digest(),
         "tensorflow": tf.__version__,
         "machine": platform.machine(),
         "target": target.name,
@@ -178,7 +178,7 @@ def _mismatches(record: dict[str, Any], library: Path) -> list[str]:
             f"built for TensorFlow {record.get('tensorflow')}; expected {tf.__version__}, the installed one "
             f"(rebuild it: `{REBUILD}`)"
         )
-    if record.get("source_sha256") != digest(SOURCE):
+    if record.get("source_sha256") != source_digest():
         problems.append(f"built from another summary_op.cc than this layerscope's (rebuild it: `{REBUILD}`)")
     if record.get("machine") != platform.machine():
         problems.append(f"built for {record.get('machine')}; expected {platform.machine()}, this machine")

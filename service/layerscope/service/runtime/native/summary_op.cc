@@ -17,6 +17,7 @@
 #include <numeric>
 #include <vector>
 
+#include "binner.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -31,7 +32,8 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
-constexpr int kLanes = 16;
+using layerscope::Binner;
+using layerscope::kLanes;
 constexpr int64_t kBlock = 4096;      // floats per block: 16 KiB, read twice from L1 (moments, activity)
 constexpr int64_t kSerialBelow = 1 << 16;  // smaller tensors are not worth waking the thread pool for
 
@@ -152,52 +154,6 @@ void Range(const float* x, int64_t begin, int64_t end, int64_t units, float pivo
   }
 }
 
-// Bins as numpy.histogram does with range=(low, top): the same float64 edges, the same index after the
-// same correction within an ulp of an edge, the top edge inside the last bin. Values outside [low, top]
-// (NaN, Inf) go to a spare bin past the end. Sixteen values at a time: the index arithmetic vectorises,
-// and four interleaved tables keep runs of one bin from waiting on their own increments.
-class Binner {
- public:
-  Binner(int bins, double low, double top)
-      : bins_(bins), low_(low), top_(top), scale_(bins / (top - low)), edges_(bins + 2) {
-    const double step = (top - low) / bins;
-    for (int i = 0; i <= bins; ++i) edges_[i] = i * step + low;
-    edges_[bins] = top;
-    edges_[bins + 1] = top;
-  }
-
-  int bins() const { return bins_; }
-
-  // Adds n <= 16 values to tables (4 x (bins + 1) counts).
-  void Add16(const float* x, int n, int64_t* tables) const {
-    if (n < kLanes) {
-      float padded[kLanes];
-      std::fill(padded, padded + kLanes, std::numeric_limits<float>::quiet_NaN());
-      std::copy(x, x + n, padded);
-      Add16(padded, kLanes, tables);
-      return;
-    }
-    int32_t index[kLanes];
-    const double* edges = edges_.data();
-    for (int j = 0; j < kLanes; ++j) {
-      const double v = x[j];
-      const bool inside = v >= low_ && v <= top_;
-      const double f = inside ? (v - low_) * scale_ : 0.0;  // a product, not NumPy's quotient: the edges fix it
-      int32_t i = static_cast<int32_t>(f);
-      i = i < bins_ ? i : bins_ - 1;
-      i -= v < edges[i];
-      i += (v >= edges[i + 1]) & (i != bins_ - 1);
-      index[j] = inside ? i : bins_;
-    }
-    for (int j = 0; j < kLanes; ++j) ++tables[(j & 3) * (bins_ + 1) + index[j]];
-  }
-
- private:
-  int bins_;
-  double low_, top_, scale_;
-  std::vector<double> edges_;
-};
-
 // Folds the four tables into histogram; returns how many values were binned.
 int64_t Fold(const std::vector<int64_t>& tables, int bins, int64_t* histogram) {
   int64_t binned = 0;
@@ -221,11 +177,20 @@ int64_t SampledHistogram(const float* x, int64_t n, int64_t sample, const Binner
   int64_t stride = std::max<int64_t>(1, static_cast<int64_t>(slots * 0.6180339887498949));
   while (Gcd(stride, slots) != 1) ++stride;
   std::vector<int64_t> tables(4 * (binner.bins() + 1), 0);
-  int64_t slot = 0;
+  // The blocks are scattered over the tensor, so each is a cache miss: fetch the one kAhead visits on early.
+  constexpr int64_t kAhead = 8;
+  int64_t slot = 0, ahead = 0;
+  for (int64_t k = 0; k < std::min(kAhead, picks); ++k) {
+    ahead += stride;
+    if (ahead >= slots) ahead -= slots;
+  }
   for (int64_t k = 0; k < picks; ++k) {
+    __builtin_prefetch(x + ahead * kLanes);
     binner.Add16(x + slot * kLanes, kLanes, tables.data());
     slot += stride;
     if (slot >= slots) slot -= slots;
+    ahead += stride;
+    if (ahead >= slots) ahead -= slots;
   }
   return Fold(tables, binner.bins(), histogram);
 }

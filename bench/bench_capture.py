@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from layerscope.service.capture.engine import CaptureEngine
+from layerscope.service.capture.engine import CaptureEngine, _call
 from layerscope.service.domain.selection import Selection
 from layerscope.service.domain.summary import summarize
 
@@ -122,7 +122,7 @@ def measure(model: keras.Model, batch: int, rounds: int, bandwidth: float) -> di
     forward_fn = engine._predictor(arrays)
 
     cases: dict[str, Callable[[], Any]] = {
-        "forward": lambda: sync(forward_fn(arrays)),
+        "forward": lambda: sync(_call(forward_fn, arrays)),  # as the engine calls it: on flat tensors
         "summaries": lambda: sync(engine.run_on_device(x, summaries)[2]),
         "exact": lambda: sync(engine.run_on_device(x, summaries, "exact")[2]),
         "full_on_device": lambda: sync(engine.run_on_device(x, full, "none")[2]),

@@ -88,6 +88,23 @@ def test_a_retried_write_stores_exactly_once(store: SqlRunStore, engine: sa.Engi
     assert (count(engine, "run"), count(engine, "layer_summary"), count(engine, "finding")) == (1, 6, 1)
 
 
+def test_runs_saved_together_are_stored_as_each_would_be_alone(store: SqlRunStore, engine: sa.Engine) -> None:
+    store.save_run(make_run(1))
+    other_model = replace(make_run(3, codes=("dead-units",)), model_name="other")
+    answers = store.save_runs([make_run(1), make_run(2), other_model, make_run(4)])
+    assert answers == [False, True, True, True]  # the first is a retry of a stored run
+    for run in (make_run(1), make_run(2), other_model, make_run(4)):
+        assert store.get_run(run.run_id) == run
+    assert (count(engine, "run"), count(engine, "layer_summary"), count(engine, "model")) == (4, 24, 2)
+
+
+def test_runs_saved_together_are_all_refused_when_one_is(store: SqlRunStore, engine: sa.Engine) -> None:
+    store.save_run(make_run(1))
+    with pytest.raises(InvalidInput, match="'digits-1' is already stored"):
+        store.save_runs([make_run(2), replace(make_run(1), batch_size=64), make_run(3)])
+    assert count(engine, "run") == 1  # nothing of the batch: the caller stores them one at a time to learn which
+
+
 def test_runs_are_stored_after_the_tables_were_emptied_under_a_running_store(
     store: SqlRunStore, engine: sa.Engine
 ) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
@@ -19,7 +21,7 @@ from layerscope.service.errors import InvalidInput, StoreUnavailable
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.run_writer import RunWriter
-from layerscope.service.store.spool import Spool, run_from_json, run_to_json
+from layerscope.service.store.spool import REPLAY_BATCH, Spool, run_from_json, run_to_json
 from layerscope.service.store.sql_store import SqlRunStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,9 +80,12 @@ class Outage:
         self.store.validate(r)
 
     def save_run(self, r: RunRecord) -> bool:
+        return self.save_runs([r])[0]
+
+    def save_runs(self, runs: Sequence[RunRecord]) -> list[bool]:
         if self.down:
             raise StoreUnavailable("database down")
-        return self.store.save_run(r)
+        return self.store.save_runs(runs)
 
     def retried(self, r: RunRecord) -> bool:
         if self.down:
@@ -195,6 +200,20 @@ def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_r
     (kept,) = spool.rejected()
     assert run_from_json(kept.read_text()) == run(2, run_id="taken", model="other")
     assert "already stored" in kept.with_name(kept.stem + ".reason.txt").read_text()
+
+
+def test_a_backlog_is_written_in_one_transaction_per_batch(store: SqlRunStore, tmp_path: Path) -> None:
+    commits: list[int] = []
+    sa.event.listen(store._engine, "commit", lambda connection: commits.append(1))
+    writer = RunWriter(store, Spool(tmp_path / "spool", max_runs=200))
+    for i in range(REPLAY_BATCH + 6):
+        writer.save_run(run(i), fresh=True)
+    commits.clear()
+    assert writer.replay() == REPLAY_BATCH + 6
+    assert len(commits) == 2  # a full batch, then the rest
+    stored = store.list_runs(RunQuery(limit=200)).runs
+    assert sorted(r.run_id for r in stored) == sorted(f"run-{i}" for i in range(REPLAY_BATCH + 6))
+    assert all(store.get_run(r.run_id) == run(int(r.run_id.split("-")[1])) for r in stored[:5])
 
 
 @pytest.mark.parametrize("run_id", ["a/b", "../../escape", "x" * 120, "tab\there", "ünïcode-id"])

@@ -21,8 +21,8 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for a run database URL: `sqlite:///path` (the default) or `postgresql://...`.
 
     A bare `postgresql://` would pick psycopg2, which is not installed; psycopg 3 is. `pool_pre_ping`
-    makes a connection that died while the database was away be replaced instead of failing the next
-    write, so the spool drains as soon as the database returns. PostgreSQL connects with a timeout, so an
+    makes a PostgreSQL connection that died while the database was away be replaced instead of failing the
+    next write, so the spool drains as soon as the database returns. PostgreSQL connects with a timeout, so an
     unreachable server is reported (as StoreUnavailable, by the repository) in seconds, not minutes.
 
     Every PostgreSQL connection speaks UTF-8 (`client_encoding`), whatever the database's encoding: libpq
@@ -44,8 +44,7 @@ def create_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
-            pool_pre_ping=True,
-            json_serializer=json_text.dumps,
+            json_serializer=json_text.dumps,  # no pre-ping: a file has no connection to lose (it cost a query a write)
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -98,11 +98,21 @@ class Codec(Generic[T]):
     save: Callable[[Any, T], object]
     """Stores the item in the store given to `Spool.replay`."""
     noun: str
+    save_many: Callable[[Any, list[T]], object] | None = None
+    """Stores several in one go, all or none (None: one at a time). A refusal of any makes the spool store
+    that batch one at a time, to learn which item to set aside."""
 
 
 RUNS: Codec[RunRecord] = Codec(
-    run_to_json, run_from_json, lambda run: run.run_id, lambda store, run: store.save_run(run), "runs"
+    run_to_json,
+    run_from_json,
+    lambda run: run.run_id,
+    lambda store, run: store.save_run(run),
+    "runs",
+    lambda store, runs: store.save_runs(runs),
 )
+REPLAY_BATCH = 64
+"""Items replayed in one store call (one transaction), when the codec can save several."""
 
 
 class Spool(Generic[T]):
@@ -177,21 +187,56 @@ class Spool(Generic[T]):
         One replay at a time; `put` is not held up meanwhile (new items queue behind those being written)."""
         stored = 0
         with self._replaying:
-            for path in self.pending():
-                try:
-                    self.codec.save(store, self.codec.decode(path.read_text()))
-                except StoreUnavailable:
+            pending = self.pending()
+            for start in range(0, len(pending), REPLAY_BATCH):
+                written, reachable = self._replay_batch(store, pending[start : start + REPLAY_BATCH])
+                stored += written
+                if not reachable:
                     break
-                except (ServiceError, ValueError, KeyError, TypeError) as exc:
-                    with self._lock:
-                        self._reject(path, exc)
-                        self._count -= 1
-                    continue
-                with self._lock:
-                    path.unlink()
-                    self._count -= 1
-                stored += 1
         return stored
+
+    def _replay_batch(self, store: Any, paths: list[Path]) -> tuple[int, bool]:
+        """Store these items, together when the codec can; how many were stored and whether the store was
+        reachable throughout. An item that cannot be read or is refused is set aside, the rest are stored."""
+        items: list[tuple[Path, T]] = []
+        for path in paths:
+            try:
+                items.append((path, self.codec.decode(path.read_text())))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._set_aside(path, exc)
+        if self.codec.save_many is not None and len(items) > 1:
+            try:
+                self.codec.save_many(store, [item for _, item in items])
+            except StoreUnavailable:
+                return 0, False
+            except _REFUSALS:
+                pass  # one of them is refused: one at a time, to set only that one aside
+            else:
+                self._remove([path for path, _ in items])
+                return len(items), True
+        stored = 0
+        for path, item in items:
+            try:
+                self.codec.save(store, item)
+            except StoreUnavailable:
+                return stored, False
+            except _REFUSALS as exc:
+                self._set_aside(path, exc)
+                continue
+            self._remove([path])
+            stored += 1
+        return stored, True
+
+    def _remove(self, paths: list[Path]) -> None:
+        with self._lock:
+            for path in paths:
+                path.unlink()
+            self._count -= len(paths)
+
+    def _set_aside(self, path: Path, exc: BaseException) -> None:
+        with self._lock:
+            self._reject(path, exc)
+            self._count -= 1
 
     def rejected(self) -> list[Path]:
         return sorted((self.folder / "rejected").glob("*.json"))
@@ -204,6 +249,10 @@ class Spool(Generic[T]):
         (folder / f"{path.stem}.reason.txt").write_text(reason + "\n")
         os.replace(path, folder / path.name)
         log.error("spooled run %s refused by the store and kept in %s: %s", path.name, folder, reason)
+
+
+_REFUSALS = (ServiceError, ValueError, KeyError, TypeError)
+"""What a store raises for an item it will never take (any other error is the writer's to retry)."""
 
 
 def _digest(run_id: str) -> str:

@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,35 +92,56 @@ class SqlRunStore:
         by the spool after a write whose answer was lost); raises InvalidInput if another payload holds
         this run id, or if a value does not fit a column.
         """
-        _validate(run, self._text_rules)
+        return self.save_runs([run])[0]
+
+    def save_runs(self, runs: Sequence[RunRecord]) -> list[bool]:
+        """Store several runs in one transaction, each answered as `save_run` answers it (the spool's writer
+        replaying what accumulated). A transaction's own cost (a connection's checkout, the session, the
+        commit: about 0.3 ms on SQLite, half of a small run's write) is paid once for all of them.
+
+        All or nothing: when one run is refused (InvalidInput) none is stored, and the caller stores them one
+        at a time to learn which."""
+        for run in runs:
+            _validate(run, self._text_rules)
         try:
             try:
-                return self._save(run)
+                return self._save(runs)
             except sa_exc.IntegrityError:
-                if self._model_ids.pop((run.model_name, run.model_version, run.model_sha256), None) is None:
+                dropped = [self._model_ids.pop(_model_key(run), None) for run in runs]
+                if all(model_id is None for model_id in dropped):
                     raise
-                return self._save(run)  # the model row it kept the id of is gone (the tables were emptied)
+                return self._save(runs)  # a model row it kept the id of is gone (the tables were emptied)
         except sa_exc.DataError as exc:  # a value this database cannot hold: the run never will be stored
+            named = f"run '{runs[0].run_id}'" if len(runs) == 1 else f"one of runs {', '.join(r.run_id for r in runs)}"
             raise InvalidInput(
-                f"Expected values the run database can hold; it refused run '{run.run_id}': {first_line(exc)}"
+                f"Expected values the run database can hold; it refused {named}: {first_line(exc)}"
             ) from exc
 
-    def _save(self, run: RunRecord) -> bool:
-        model = (run.model_name, run.model_version, run.model_sha256)
+    def _save(self, runs: Sequence[RunRecord]) -> list[bool]:
+        stored: list[bool] = []
+        model_ids: dict[tuple[str, int, str], int] = {}
+        summaries: list[dict[str, Any]] = []
+        findings: list[dict[str, Any]] = []
+        probes: list[dict[str, Any]] = []
         with self._session() as session:
-            model_id = self._model_ids.get(model) or _model_id(session, run)
             connection = session.connection()  # Core statements: the ORM's bulk path cost more than the rows
-            inserted = connection.execute(self._run_insert, _run_values(run, model_id)).scalar_one_or_none()
-            if inserted is None:  # stored before: a retry, or another run under this id
-                return _check_retry(session, _run_row(session, run.run_id), run)
-            if run.summaries:
-                connection.execute(_SUMMARY_INSERT, _summary_rows(run))
-            if run.findings:
-                connection.execute(_FINDING_INSERT, _finding_rows(run))
-            if run.probe:
-                connection.execute(_PROBE_INSERT, [_probe_row(run)])
-        self._model_ids[model] = model_id  # only once committed: a rolled-back model row must not be cached
-        return True
+            for run in runs:
+                model = _model_key(run)
+                model_id = self._model_ids.get(model) or model_ids.get(model) or _model_id(session, run)
+                model_ids[model] = model_id
+                inserted = connection.execute(self._run_insert, _run_values(run, model_id)).scalar_one_or_none()
+                if inserted is None:  # stored before: a retry, or another run under this id
+                    stored.append(_check_retry(session, _run_row(session, run.run_id), run))
+                    continue
+                stored.append(True)
+                summaries += _summary_rows(run)
+                findings += _finding_rows(run)
+                probes += [_probe_row(run)] if run.probe else []
+            for statement, rows in ((_SUMMARY_INSERT, summaries), (_FINDING_INSERT, findings), (_PROBE_INSERT, probes)):
+                if rows:
+                    connection.execute(statement, rows)
+        self._model_ids.update(model_ids)  # only once committed: a rolled-back model row must not be cached
+        return stored
 
     def retried(self, run: RunRecord) -> bool:
         """Whether a run with this id is stored and asks for what `run` asks for (a retry: nothing to write).
@@ -258,6 +279,10 @@ def insert_statement(session: Session, table: Any) -> Any:
 
 def _dialect_insert(dialect: str, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _model_key(run: RunRecord) -> tuple[str, int, str]:
+    return run.model_name, run.model_version, run.model_sha256
 
 
 def _model_id(session: Session, run: RunRecord) -> int:

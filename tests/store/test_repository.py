@@ -16,7 +16,7 @@ from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
 from layerscope.service.domain.training import ProbeResult, ProbeStep
 from layerscope.service.errors import InvalidInput, NotFound
-from layerscope.service.store.spool import run_from_json, run_to_json
+from layerscope.service.store.run_json import run_from_json, run_to_json
 from layerscope.service.store.sql_store import MAX_PAGE, SqlRunStore
 from tests.store.factory import T0, make_run
 

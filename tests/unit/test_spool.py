@@ -20,8 +20,9 @@ from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput, StoreUnavailable
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
+from layerscope.service.store.run_json import run_from_json, run_to_json
 from layerscope.service.store.run_writer import RunWriter
-from layerscope.service.store.spool import REPLAY_BATCH, Spool, run_from_json, run_to_json
+from layerscope.service.store.spool import REPLAY_BATCH, Spool
 from layerscope.service.store.sql_store import SqlRunStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -4,7 +4,9 @@ run writer moves them into the database exactly once."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from layerscope.service.domain.findings import Finding, Severity
 from layerscope.service.domain.runs import LayerSummaryRecord, RunQuery, RunRecord
 from layerscope.service.domain.summary import summarize
 from layerscope.service.errors import InvalidInput, StoreUnavailable
+from layerscope.service.store import spool as spool_module
 from layerscope.service.store.engine import create_engine
 from layerscope.service.store.migrations import migrate
 from layerscope.service.store.run_json import run_from_json, run_to_json
@@ -171,15 +174,76 @@ def test_a_retry_is_accepted_once_and_another_run_under_its_id_is_refused(store:
     assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["mine"]
 
 
-def test_a_restart_finds_spooled_runs_and_ignores_half_written_files(store: SqlRunStore, tmp_path: Path) -> None:
+def test_a_restart_finds_spooled_runs_and_cuts_off_a_half_written_one(store: SqlRunStore, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", max_runs=10)
     spool.put(run(1))
-    (tmp_path / "spool" / ".tmp-000000000009-run-9.json").write_text("{half")
+    (journal,) = (tmp_path / "spool").glob("*.journal")
+    with journal.open("ab") as f:
+        f.write(b'0123abcd {"run_id": "run-9", "half')  # the process died in the middle of an append
     reopened = Spool(tmp_path / "spool", max_runs=10)
     assert reopened.depth == 1
-    assert not list((tmp_path / "spool").glob(".tmp-*"))
-    assert reopened.replay(store) == 1 and store.get_run("run-1") == run(1)
-    assert reopened.replay(store) == 0
+    reopened.put(run(2))  # appended after the cut, not glued to the half line
+    assert reopened.replay(store) == 2 and store.get_run("run-1") == run(1) and store.get_run("run-2") == run(2)
+    assert reopened.replay(store) == 0 and Spool(tmp_path / "spool", max_runs=10).depth == 0
+
+
+def test_a_restart_replays_only_what_was_not_stored(store: SqlRunStore, tmp_path: Path) -> None:
+    outage = Outage(store)
+    spool = Spool(tmp_path / "spool", max_runs=10)
+    for i in range(3):
+        spool.put(run(i))
+    assert spool.replay(outage) == 3
+    outage.down = True
+    for i in range(3, 5):
+        spool.put(run(i))
+    assert spool.replay(outage) == 0
+    reopened = Spool(tmp_path / "spool", max_runs=10)
+    assert reopened.depth == 2 and reopened.waiting({"run-1", "run-3", "run-4"}) == {"run-3", "run-4"}
+    assert reopened.find("run-4") == run(4) and reopened.find("run-1") is None
+
+
+def test_a_crash_between_storing_and_marking_stores_each_run_once(store: SqlRunStore, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_runs=10)
+    for i in range(3):
+        spool.put(run(i))
+    assert spool.replay(store) == 3
+    for done in (tmp_path / "spool").glob("*.done"):
+        done.write_text("garbage")  # the mark was lost or torn: everything is replayed, as retries
+    reopened = Spool(tmp_path / "spool", max_runs=10)
+    assert reopened.depth == 3
+    assert reopened.replay(store) == 3 and reopened.depth == 0
+    assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["run-2", "run-1", "run-0"]
+
+
+def test_runs_spooled_one_file_each_by_an_earlier_version_are_taken_in(store: SqlRunStore, tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    for i in range(3):  # as the spool wrote them before the journal: sequence-digest.json
+        digest = hashlib.sha256(f"run-{i}".encode()).hexdigest()[:24]
+        (folder / f"{i + 1:012d}-{digest}.json").write_text(run_to_json(run(i)))
+    (folder / ".tmp-000000000004-abc.json").write_text("{half")
+    spool = Spool(folder, max_runs=2)  # a smaller limit than what waits: nothing is dropped
+    assert spool.depth == 3 and not list(folder.glob("*.json")) and not list(folder.glob(".tmp-*"))
+    assert spool.find("run-2") == run(2)
+    assert spool.replay(store) == 3
+    assert [r.run_id for r in store.list_runs(RunQuery(limit=10)).runs] == ["run-2", "run-1", "run-0"]
+
+
+def test_a_drained_journal_starts_again_once_it_has_grown(
+    store: SqlRunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 5_000)
+    spool = Spool(tmp_path / "spool", max_runs=100)
+    for i in range(10):
+        spool.put(run(i))
+    (first,) = (tmp_path / "spool").glob("*.journal")
+    assert first.stat().st_size > 5_000
+    assert spool.replay(store) == 10
+    (second,) = (tmp_path / "spool").glob("*.journal")
+    assert second != first and second.stat().st_size == 0 and not list((tmp_path / "spool").glob(f"{first.stem}.*"))
+    spool.put(run(10))
+    assert Spool(tmp_path / "spool", max_runs=100).find("run-10") == run(10)
+    assert spool.replay(store) == 1 and store.get_run("run-10") == run(10)
 
 
 def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_rest(
@@ -223,7 +287,8 @@ def test_client_chosen_ids_never_become_paths(store: SqlRunStore, tmp_path: Path
     writer = RunWriter(outage, Spool(tmp_path / "spool", max_runs=10))
     outage.down = True
     writer.save_run(run(1, run_id=run_id))
-    assert [p.parent for p in (tmp_path / "spool").rglob("*.json")] == [tmp_path / "spool"]
+    names = [p.relative_to(tmp_path / "spool").as_posix() for p in (tmp_path / "spool").rglob("*")]
+    assert names and all(re.fullmatch(r"\d{12}\.(journal|done)", name) for name in names)
     assert writer.get_run(run_id).run_id == run_id
     outage.down = False
     assert writer.replay() == 1 and store.get_run(run_id).run_id == run_id

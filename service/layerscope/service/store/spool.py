@@ -1,19 +1,29 @@
-"""A bounded, durable spool: finished runs (and closed monitoring windows) wait here, in order, while the
-database is unreachable.
+"""A bounded, durable spool: finished runs (and closed monitoring windows) wait here, in order, until the
+database takes them.
 
-Runs are written as one JSON file each (atomically: temp file, fsync, rename) named by a sequence number
-and a digest of the run id (never the id itself, which the client chose), replayed oldest first when the
-database answers again, and removed only after the store accepted them. The store's writes are
-idempotent by run id, so a crash between "stored" and "removed" replays harmlessly. A run the store
-refuses for good (its id was meanwhile taken by another run) is moved to `rejected/` with the reason,
-kept for an operator, and never blocks the runs behind it. When the spool is full a new run is refused
-with `StoreUnavailable`, never silently dropped. A `Codec` says how one kind of item is written, named and
-stored, so runs and windows share the mechanism in folders of their own.
+Items are appended to a journal, one line each: the digest of the item's key (never the key itself, which
+the client chose), a space and the item's JSON. An append is one `write` to a file already open, so a run
+is on disk (in the page cache: it survives a crash of this process; `sync` also survives one of the machine)
+in about 5 us, where a file per run cost 0.14-0.35 ms to create, write and rename on the request's path.
+A crash in the middle of an append leaves a line without its newline, which was never acknowledged: it is
+cut off at the next start. Beside the journal a `.done` file holds the offset up to which items have
+been stored (or set aside), written after each batch; a crash between "stored" and "marked" replays a few
+items, harmlessly, since the store's writes are idempotent by key. Once everything is stored the journal
+starts again empty (a new segment) when it has grown past ROTATE_BYTES.
+
+An item the store refuses for good (its id was meanwhile taken by another run) is written to `rejected/`
+with the reason, kept for an operator, and never blocks the items behind it. When the spool is full a new
+item is refused with `StoreUnavailable`, never silently dropped. A `Codec` says how one kind of item is
+written, named and stored, so runs and windows share the mechanism in folders of their own. A folder
+holding one file per run (the earlier layout) is taken into the journal at start.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -58,70 +68,97 @@ REPLAY_BATCH = 64
 """Items replayed in one store call (one transaction), when the codec can save several."""
 
 
+ROTATE_BYTES = 8 * 2**20
+"""A drained journal larger than this starts again as a new, empty segment."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A pending item: where its line lies in which segment, and its key's digest."""
+
+    segment: int
+    offset: int
+    length: int
+    digest: str
+
+
 class Spool(Generic[T]):
     def __init__(self, folder: Path, max_runs: int, codec: Codec[T] = RUNS) -> None:  # type: ignore[assignment]
         self.folder = folder
         self.max_runs = max_runs
         self.codec = codec
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".tmp-*"):  # a write interrupted by a crash never became a spooled run
-            stale.unlink()
         self._lock = threading.Lock()
-        """Held to add or remove a file (and to read one by name): never while the database is written."""
+        """Held to append or consume an item (and to read one by key): never while the database is written."""
         self._replaying = threading.Lock()
-        waiting = self.pending()
-        self._next = max((self._sequence(p) for p in waiting), default=0) + 1
-        self._count = len(waiting)
-        """Items pending, kept as they come and go: `depth` is asked on every write, a listing costs O(n)."""
+        self._entries: collections.deque[_Entry] = collections.deque()
+        self._waiting: collections.Counter[str] = collections.Counter()
+        self._opening = threading.Lock()
+        self._readers: dict[int, int] = {}
+        """Segment -> a descriptor it is read through (pending items are read back with `pread`)."""
+        segments = sorted(self._sequence(path) for path in folder.glob("*.journal"))
+        for segment in segments:
+            self._scan(segment)
+        self._segment = segments[-1] if segments else 1
+        self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._append).st_size
+        self._adopt_files()
 
     @staticmethod
     def _sequence(path: Path) -> int:
-        return int(path.name.split("-", 1)[0])
+        return int(path.name.split(".", 1)[0])
 
-    def pending(self) -> list[Path]:
-        return sorted(self.folder.glob("[0-9]*-*.json"), key=self._sequence)
+    def _path(self, segment: int, suffix: str = "journal") -> Path:
+        return self.folder / f"{segment:012d}.{suffix}"
 
     @property
     def depth(self) -> int:
-        return self._count
+        return len(self._entries)
 
     def put(self, item: T, sync: bool = True) -> None:
-        """Keep an item until the database takes it: written in full before it appears under its final name,
-        so a crash leaves it whole or absent. `sync` also flushes it to the disk (fsync) first, which a crash
-        of the machine needs; without it the item survives a crash of this process (it is in the kernel's
-        page cache), at a fraction of the cost. StoreUnavailable when the spool is full."""
+        """Keep an item until the database takes it: one appended line, whole or (after a crash in the middle
+        of it) cut off at the next start. `sync` also flushes it to the disk (fsync), which a crash of the
+        machine needs; without it the item survives a crash of this process (it is in the kernel's page
+        cache). StoreUnavailable when the spool is full."""
+        digest, text = _digest(self.codec.key(item)), self.codec.encode(item)
         with self._lock:
-            if self._count >= self.max_runs:
+            if len(self._entries) >= self.max_runs:
                 raise StoreUnavailable(
                     f"The database is unreachable or behind, and the spool holds its limit of {self.max_runs} "
                     f"{self.codec.noun}; expected the database to take them before more are accepted. Retry later."
                 )
-            target = self.folder / f"{self._next:012d}-{_digest(self.codec.key(item))}.json"
-            self._next += 1
-            tmp = self.folder / f".tmp-{target.name}"
-            with tmp.open("w") as f:
-                f.write(self.codec.encode(item))
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, target)
-            self._count += 1
+            self._append_line(digest, text, sync)
+
+    def _append_line(self, digest: str, text: str, sync: bool) -> None:
+        # JSON never needs a raw newline (one inside a string is escaped): the line stays one line.
+        line = f"{digest} {text.replace(chr(10), ' ')}\n".encode()
+        offset = self._size
+        try:
+            written = os.write(self._append, line)
+            if written != len(line):
+                raise OSError(f"wrote {written} of {len(line)} bytes (is the disk full?)")
+            if sync:
+                os.fsync(self._append)
+        except OSError:
+            os.ftruncate(self._append, offset)  # no half line for the next append to follow
+            raise
+        self._size += len(line)
+        self._entries.append(_Entry(self._segment, offset, len(line), digest))
+        self._waiting[digest] += 1
 
     def waiting(self, keys: Iterable[str]) -> set[str]:
-        """Those of `keys` (run ids, window ids) whose item is still in the spool, by file name alone."""
+        """Those of `keys` (run ids, window ids) whose item is still in the spool."""
         with self._lock:
-            names = {path.name.split("-", 1)[1] for path in self.pending()}
-        return {key for key in keys if f"{_digest(key)}.json" in names}
+            return {key for key in keys if self._waiting[_digest(key)]}
 
     def find(self, key: str) -> T | None:
         """An item waiting in the spool, by its key (run id, window id); None when none is."""
-        name = f"{_digest(key)}.json"
-        with self._lock:  # replay removes files; under the lock a listed file is still there
-            for path in self.pending():
-                if path.name.split("-", 1)[1] == name:
-                    item = self.codec.decode(path.read_text())
-                    if self.codec.key(item) == key:
-                        return item
+        digest = _digest(key)
+        with self._lock:  # replay consumes items; under the lock a listed one is still there
+            for entry in (e for e in self._entries if e.digest == digest) if self._waiting[digest] else ():
+                item = self.codec.decode(self._read(entry).decode())
+                if self.codec.key(item) == key:
+                    return item
         return None
 
     def replay(self, store: Any) -> int:
@@ -130,72 +167,180 @@ class Spool(Generic[T]):
         One replay at a time; `put` is not held up meanwhile (new items queue behind those being written)."""
         stored = 0
         with self._replaying:
-            pending = self.pending()
-            for start in range(0, len(pending), REPLAY_BATCH):
-                written, reachable = self._replay_batch(store, pending[start : start + REPLAY_BATCH])
+            with self._lock:
+                due = len(self._entries)
+            while due > 0:
+                with self._lock:
+                    batch = list(itertools.islice(self._entries, min(REPLAY_BATCH, due)))
+                written, reachable = self._replay_batch(store, batch)
                 stored += written
+                due -= len(batch)
                 if not reachable:
                     break
+            with self._lock:
+                self._rotate_if_drained()
         return stored
 
-    def _replay_batch(self, store: Any, paths: list[Path]) -> tuple[int, bool]:
+    def _replay_batch(self, store: Any, entries: list[_Entry]) -> tuple[int, bool]:
         """Store these items, together when the codec can; how many were stored and whether the store was
         reachable throughout. An item that cannot be read or is refused is set aside, the rest are stored."""
-        items: list[tuple[Path, T]] = []
-        for path in paths:
+        items: list[tuple[_Entry, str, T | None]] = []
+        for entry in entries:
+            raw = self._read(entry)
             try:
-                items.append((path, self.codec.decode(path.read_text())))
-            except (ValueError, KeyError, TypeError) as exc:
-                self._set_aside(path, exc)
-        if self.codec.save_many is not None and len(items) > 1:
+                text = raw.decode()
+                items.append((entry, text, self.codec.decode(text)))
+            except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+                items.append((entry, raw.decode(errors="replace"), None))
+                log.error("a spooled line is no readable %s item: %s", self.codec.noun, exc)
+        readable = [item for _, _, item in items if item is not None]
+        if self.codec.save_many is not None and len(readable) > 1 and len(readable) == len(items):
             try:
-                self.codec.save_many(store, [item for _, item in items])
+                self.codec.save_many(store, readable)
             except StoreUnavailable:
                 return 0, False
             except _REFUSALS:
                 pass  # one of them is refused: one at a time, to set only that one aside
             else:
-                self._remove([path for path, _ in items])
-                return len(items), True
+                self._consume(entries)
+                return len(entries), True
         stored = 0
-        for path, item in items:
+        for entry, text, item in items:
+            if item is None:
+                self._set_aside(entry, text, "the spooled text is not a readable item")
+                continue
             try:
                 self.codec.save(store, item)
             except StoreUnavailable:
                 return stored, False
             except _REFUSALS as exc:
-                self._set_aside(path, exc)
+                self._set_aside(entry, text, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                 continue
-            self._remove([path])
+            self._consume([entry])
             stored += 1
         return stored, True
 
-    def _remove(self, paths: list[Path]) -> None:
-        with self._lock:
-            for path in paths:
-                path.unlink()
-            self._count -= len(paths)
+    def _read(self, entry: _Entry) -> bytes:
+        """The item's JSON as it was appended (without its digest and newline)."""
+        with self._opening:  # `find` reads under the spool's lock, the writer without it
+            reader = self._readers.get(entry.segment)
+            if reader is None:
+                reader = self._readers[entry.segment] = os.open(self._path(entry.segment), os.O_RDONLY)
+        line = os.pread(reader, entry.length, entry.offset)
+        return line[len(entry.digest) + 1 : -1]
 
-    def _set_aside(self, path: Path, exc: BaseException) -> None:
+    def _consume(self, entries: list[_Entry]) -> None:
+        """Mark these items, the oldest pending ones, as taken: dropped from memory, their end recorded."""
         with self._lock:
-            self._reject(path, exc)
-            self._count -= 1
+            for entry in entries:
+                first = self._entries.popleft()
+                assert first == entry, "items are consumed in the order they were spooled"
+                self._waiting[entry.digest] -= 1
+                if not self._waiting[entry.digest]:
+                    del self._waiting[entry.digest]
+            last = entries[-1]
+            _write_offset(self._path(last.segment, "done"), last.offset + last.length)
+
+    def _rotate_if_drained(self) -> None:
+        """With nothing pending: remove every segment but the one appended to, and start that one again
+        once it has grown past ROTATE_BYTES."""
+        if self._entries:
+            return
+        for segment in [s for s in self._readers if s != self._segment]:
+            os.close(self._readers.pop(segment))
+        for path in self.folder.glob("*.journal"):
+            if self._sequence(path) != self._segment:
+                _remove_segment(path)
+        if self._size > ROTATE_BYTES:
+            os.close(self._append)
+            if self._segment in self._readers:
+                os.close(self._readers.pop(self._segment))
+            _remove_segment(self._path(self._segment))
+            self._segment += 1
+            self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = 0
+
+    def _scan(self, segment: int) -> None:
+        """The pending items of a segment left by an earlier process; a line cut short by a crash is cut off."""
+        path = self._path(segment)
+        data = path.read_bytes()
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            os.truncate(path, whole)
+            log.warning(
+                "cut off %d bytes of an item half-written to %s when its process stopped", len(data) - whole, path
+            )
+        offset = _read_offset(self._path(segment, "done"), data[:whole])
+        while offset < whole:
+            end = data.index(b"\n", offset) + 1
+            space = data.find(b" ", offset, end)  # a line without one is set aside when it is replayed
+            digest = data[offset:space].decode(errors="replace") if space >= 0 else ""
+            self._entries.append(_Entry(segment, offset, end - offset, digest))
+            self._waiting[digest] += 1
+            offset = end
+
+    def _adopt_files(self) -> None:
+        """Items spooled one file each (the layout before the journal) are appended to it, then removed: a
+        crash in between replays them twice, which the idempotent store takes as a retry."""
+        for stale in self.folder.glob(".tmp-*"):  # a write interrupted by a crash never became a spooled item
+            stale.unlink()
+        files = sorted(self.folder.glob("[0-9]*-*.json"), key=lambda path: int(path.name.split("-", 1)[0]))
+        for path in files:  # named sequence-digest.json: taken as they are, whatever the limit, never lost
+            self._append_line(path.stem.split("-", 1)[1], path.read_text(), sync=False)
+        if files:
+            os.fsync(self._append)
+        for path in files:
+            path.unlink()
+
+    def close(self) -> None:
+        """Close the journal's descriptors (a spool is otherwise used for the life of its process)."""
+        with self._lock:
+            for reader in self._readers.values():
+                os.close(reader)
+            self._readers.clear()
+            os.close(self._append)
 
     def rejected(self) -> list[Path]:
         return sorted((self.folder / "rejected").glob("*.json"))
 
-    def _reject(self, path: Path, exc: BaseException) -> None:
-        """Keep a run the store will never take where an operator finds it, with the reason beside it."""
+    def _set_aside(self, entry: _Entry, text: str, reason: str) -> None:
+        """Keep an item the store will never take where an operator finds it, with the reason beside it."""
         folder = self.folder / "rejected"
         folder.mkdir(exist_ok=True)
-        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        (folder / f"{path.stem}.reason.txt").write_text(reason + "\n")
-        os.replace(path, folder / path.name)
-        log.error("spooled run %s refused by the store and kept in %s: %s", path.name, folder, reason)
+        name = f"{entry.segment:012d}-{entry.offset:012d}"
+        (folder / f"{name}.reason.txt").write_text(reason + "\n")
+        (folder / f"{name}.json").write_text(text)
+        log.error("spooled %s refused by the store and kept as %s: %s", self.codec.noun, folder / name, reason)
+        self._consume([entry])
 
 
 _REFUSALS = (ServiceError, ValueError, KeyError, TypeError)
 """What a store raises for an item it will never take (any other error is the writer's to retry)."""
+
+
+def _read_offset(path: Path, data: bytes) -> int:
+    """Where the pending items of a segment start: the recorded offset, if it ends a line of `data`
+    (anything else, say a torn write, means from the start: a replay the store takes as retries)."""
+    try:
+        offset = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+    return offset if 0 <= offset <= len(data) and (offset == 0 or data[offset - 1 : offset] == b"\n") else 0
+
+
+def _write_offset(path: Path, offset: int) -> None:
+    """One small write in place: the offset is fixed width, so a rewrite never leaves old digits behind."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(descriptor, f"{offset:020d}\n".encode(), 0)
+    finally:
+        os.close(descriptor)
+
+
+def _remove_segment(path: Path) -> None:
+    for each in (path, path.with_suffix(".done")):
+        with contextlib.suppress(FileNotFoundError):
+            each.unlink()
 
 
 def _digest(run_id: str) -> str:

@@ -238,8 +238,9 @@ class Spool(Generic[T]):
                 self._waiting[entry.digest] -= 1
                 if not self._waiting[entry.digest]:
                     del self._waiting[entry.digest]
-            last = entries[-1]
-            _write_offset(self._path(last.segment, "done"), last.offset + last.length)
+            ends = {entry.segment: entry.offset + entry.length for entry in entries}  # the last of each segment
+            for segment, end in ends.items():
+                _write_offset(self._path(segment, "done"), end)
 
     def _rotate_if_drained(self) -> None:
         """With nothing pending: remove every segment but the one appended to, and start that one again

@@ -232,15 +232,15 @@ def test_runs_spooled_one_file_each_by_an_earlier_version_are_taken_in(store: Sq
 def test_a_drained_journal_starts_again_once_it_has_grown(
     store: SqlRunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 5_000)
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 1_500)
     spool = Spool(tmp_path / "spool", max_runs=100)
     for i in range(10):
         spool.put(run(i))
-    (first,) = (tmp_path / "spool").glob("*.journal")
-    assert first.stat().st_size > 5_000
+    written = sorted((tmp_path / "spool").glob("*.journal"))
+    assert len(written) > 2 and all(path.stat().st_size > 0 for path in written)
     assert spool.replay(store) == 10
-    (second,) = (tmp_path / "spool").glob("*.journal")
-    assert second != first and second.stat().st_size == 0 and not list((tmp_path / "spool").glob(f"{first.stem}.*"))
+    (fresh,) = (tmp_path / "spool").glob("*.journal")  # every segment taken: only a new, empty one is left
+    assert fresh not in written and fresh.stat().st_size == 0
     spool.put(run(10))
     assert Spool(tmp_path / "spool", max_runs=100).find("run-10") == run(10)
     assert spool.replay(store) == 1 and store.get_run("run-10") == run(10)
@@ -267,6 +267,19 @@ def test_a_run_the_database_refuses_for_good_is_set_aside_and_never_blocks_the_r
     assert "already stored" in kept.with_name(kept.stem + ".reason.txt").read_text()
 
 
+def test_every_run_set_aside_is_kept_even_when_the_journal_starts_over(store: SqlRunStore, tmp_path: Path) -> None:
+    store.save_run(run(1, run_id="taken"))
+    for model in ("other", "third"):
+        spool = Spool(tmp_path / "spool", max_runs=10)
+        spool.put(run(2, run_id="taken", model=model))
+        assert spool.replay(store) == 0
+        spool.close()
+        for path in (tmp_path / "spool").glob("*.journal"):
+            path.unlink()  # the next spool starts at the first segment's first byte again
+    kept = sorted(run_from_json(path.read_text()).model_name for path in Spool(tmp_path / "spool", 10).rejected())
+    assert kept == ["other", "third"]
+
+
 def test_a_backlog_is_written_in_one_transaction_per_batch(store: SqlRunStore, tmp_path: Path) -> None:
     commits: list[int] = []
     sa.event.listen(store._engine, "commit", lambda connection: commits.append(1))
@@ -279,6 +292,28 @@ def test_a_backlog_is_written_in_one_transaction_per_batch(store: SqlRunStore, t
     stored = store.list_runs(RunQuery(limit=200)).runs
     assert sorted(r.run_id for r in stored) == sorted(f"run-{i}" for i in range(REPLAY_BATCH + 6))
     assert all(store.get_run(r.run_id) == run(int(r.run_id.split("-")[1])) for r in stored[:5])
+
+
+def test_a_journal_that_never_drains_still_sheds_what_was_taken(
+    store: SqlRunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 1_500)
+    outage = Outage(store)
+    spool = Spool(tmp_path / "spool", max_runs=100)
+    for i in range(12):
+        spool.put(run(i))
+    outage.down = True
+    assert spool.replay(outage) == 0
+    reopened = Spool(tmp_path / "spool", max_runs=100)  # a restart finds every segment's items, in order
+    assert reopened.depth == 12 and len(list((tmp_path / "spool").glob("*.journal"))) > 2
+    outage.down = False
+    for i in range(12, 40):  # the writer always a few runs behind: the spool is never empty
+        reopened.put(run(i))
+        if i % 4 == 0:
+            reopened.replay(outage)
+            assert len(list((tmp_path / "spool").glob("*.journal"))) <= 3
+    reopened.replay(outage)
+    assert sorted(r.run_id for r in store.list_runs(RunQuery(limit=100)).runs) == sorted(f"run-{i}" for i in range(40))
 
 
 @pytest.mark.parametrize("run_id", ["a/b", "../../escape", "x" * 120, "tab\there", "ünïcode-id"])

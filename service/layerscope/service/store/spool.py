@@ -8,8 +8,9 @@ in about 5 us, where a file per run cost 0.14-0.35 ms to create, write and renam
 A crash in the middle of an append leaves a line without its newline, which was never acknowledged: it is
 cut off at the next start. Beside the journal a `.done` file holds the offset up to which items have
 been stored (or set aside), written after each batch; a crash between "stored" and "marked" replays a few
-items, harmlessly, since the store's writes are idempotent by key. Once everything is stored the journal
-starts again empty (a new segment) when it has grown past ROTATE_BYTES.
+items, harmlessly, since the store's writes are idempotent by key. Appends move to a new segment every
+ROTATE_BYTES, and a segment is removed once every item in it is taken, so the journal holds little more
+than what waits, even when the writer never quite catches up.
 
 An item the store refuses for good (its id was meanwhile taken by another run) is written to `rejected/`
 with the reason, kept for an operator, and never blocks the items behind it. When the spool is full a new
@@ -27,6 +28,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +71,8 @@ REPLAY_BATCH = 64
 
 
 ROTATE_BYTES = 8 * 2**20
-"""A drained journal larger than this starts again as a new, empty segment."""
+"""Appends go to a new segment once the current one is this large (or once it is drained past it); a
+segment is removed when every item in it is taken, so the journal never holds much more than what waits."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ class Spool(Generic[T]):
     def _append_line(self, digest: str, text: str, sync: bool) -> None:
         # JSON never needs a raw newline (one inside a string is escaped): the line stays one line.
         line = f"{digest} {text.replace(chr(10), ' ')}\n".encode()
+        if self._size > ROTATE_BYTES:  # a new segment; the old one goes once its items are all taken
+            os.close(self._append)
+            self._segment += 1
+            self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = 0
         offset = self._size
         try:
             written = os.write(self._append, line)
@@ -178,7 +186,7 @@ class Spool(Generic[T]):
                 if not reachable:
                     break
             with self._lock:
-                self._rotate_if_drained()
+                self._remove_taken_segments()
         return stored
 
     def _replay_batch(self, store: Any, entries: list[_Entry]) -> tuple[int, bool]:
@@ -242,24 +250,21 @@ class Spool(Generic[T]):
             for segment, end in ends.items():
                 _write_offset(self._path(segment, "done"), end)
 
-    def _rotate_if_drained(self) -> None:
-        """With nothing pending: remove every segment but the one appended to, and start that one again
-        once it has grown past ROTATE_BYTES."""
-        if self._entries:
-            return
-        for segment in [s for s in self._readers if s != self._segment]:
-            os.close(self._readers.pop(segment))
-        for path in self.folder.glob("*.journal"):
-            if self._sequence(path) != self._segment:
-                _remove_segment(path)
-        if self._size > ROTATE_BYTES:
+    def _remove_taken_segments(self) -> None:
+        """Remove the segments before the oldest pending item's (all their items are taken), and the one
+        appended to as well once it is drained and has grown past ROTATE_BYTES (the next append starts anew)."""
+        oldest = self._entries[0].segment if self._entries else self._segment
+        if not self._entries and self._size > ROTATE_BYTES:
             os.close(self._append)
-            if self._segment in self._readers:
-                os.close(self._readers.pop(self._segment))
-            _remove_segment(self._path(self._segment))
             self._segment += 1
             self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._size = 0
+            oldest = self._segment
+        for segment in [s for s in self._readers if s < oldest]:
+            os.close(self._readers.pop(segment))
+        for path in self.folder.glob("*.journal"):
+            if self._sequence(path) < oldest:
+                _remove_segment(path)
 
     def _scan(self, segment: int) -> None:
         """The pending items of a segment left by an earlier process; a line cut short by a crash is cut off."""
@@ -308,7 +313,7 @@ class Spool(Generic[T]):
         """Keep an item the store will never take where an operator finds it, with the reason beside it."""
         folder = self.folder / "rejected"
         folder.mkdir(exist_ok=True)
-        name = f"{entry.segment:012d}-{entry.offset:012d}"
+        name = f"{time.time_ns():020d}-{entry.digest or 'unreadable'}"  # unique, in the order set aside
         (folder / f"{name}.reason.txt").write_text(reason + "\n")
         (folder / f"{name}.json").write_text(text)
         log.error("spooled %s refused by the store and kept as %s: %s", self.codec.noun, folder / name, reason)

@@ -112,7 +112,7 @@ class SqlRunStore:
                     raise
                 return self._save(runs)  # a model row it kept the id of is gone (the tables were emptied)
         except sa_exc.DataError as exc:  # a value this database cannot hold: the run never will be stored
-            named = f"run '{runs[0].run_id}'" if len(runs) == 1 else f"one of runs {', '.join(r.run_id for r in runs)}"
+            named = f"run '{runs[0].run_id}'" if len(runs) == 1 else f"one of {len(runs)} runs written together"
             raise InvalidInput(
                 f"Expected values the run database can hold; it refused {named}: {first_line(exc)}"
             ) from exc

@@ -24,10 +24,10 @@ constexpr int kLanes = 16;
 // outside [low, top] (NaN, Inf) go to a spare bin past the end. Sixteen values at a time: the index
 // arithmetic vectorises, and four interleaved tables keep runs of one bin from waiting on their own increments.
 //
-// The work is done in float, 16 lanes wide, yet gives NumPy's bins exactly (binning 16 K ReLU values: 2.5 ns a
-// value in double, 0.73 ns with AVX-512, 1.7 with AVX2, 2.2 in scalar float). For a float v and any double e, v < e exactly when
-// v < the smallest float >= e, so each float64 edge becomes that float (`below_`), and v <= top becomes v <=
-// the largest float <= top. The float estimate of the index is then within one bin of the truth (relative
+// The work is done in float, 16 lanes wide, yet gives NumPy's bins exactly (binning 16 K ReLU values: 2.5 ns
+// a value in double, 0.73 ns with AVX-512, 1.7 with AVX2, 2.2 in scalar float). For a float v and any double
+// e, v < e exactly when v < the smallest float >= e, so each float64 edge becomes that float (`below_`), and
+// v <= top becomes v <= the largest float <= top. The float estimate of the index is then within one bin of the truth (relative
 // error a few 2^-24 on at most `bins`), which the two comparisons correct as NumPy's correction does. A range
 // wider than the largest float (v - low would overflow), or edges among the subnormals (which TensorFlow's
 // threads flush to zero), are binned in double as before. AVX-512 looks the edges up with a permute when

@@ -27,8 +27,8 @@ constexpr int kLanes = 16;
 // The work is done in float, 16 lanes wide, yet gives NumPy's bins exactly (binning 16 K ReLU values: 2.5 ns
 // a value in double, 0.73 ns with AVX-512, 1.7 with AVX2, 2.2 in scalar float). For a float v and any double
 // e, v < e exactly when v < the smallest float >= e, so each float64 edge becomes that float (`below_`), and
-// v <= top becomes v <= the largest float <= top. The float estimate of the index is then within one bin of the truth (relative
-// error a few 2^-24 on at most `bins`), which the two comparisons correct as NumPy's correction does. A range
+// v <= top becomes v <= the largest float <= top. The float estimate of the index is then within one bin of the
+// truth (relative error a few 2^-24 on at most `bins`), which the two comparisons correct as NumPy's does. A range
 // wider than the largest float (v - low would overflow), or edges among the subnormals (which TensorFlow's
 // threads flush to zero), are binned in double as before. AVX-512 looks the edges up with a permute when
 // they fit two registers (32 bins, the default), AVX2 with a gather; other CPUs run the same steps in scalar.
@@ -111,7 +111,8 @@ class Binner {
       i = _mm512_mask_sub_epi32(i, down, i, one);
       high_edge = _mm512_i32gather_ps(_mm512_add_epi32(i, one), below_.data(), 4);
     }
-    const __mmask16 up = _mm512_cmp_ps_mask(v, high_edge, _CMP_GE_OQ) & _mm512_cmpneq_epi32_mask(i, _mm512_set1_epi32(bins_ - 1));
+    const __mmask16 up = _mm512_cmp_ps_mask(v, high_edge, _CMP_GE_OQ) &
+                         _mm512_cmpneq_epi32_mask(i, _mm512_set1_epi32(bins_ - 1));
     i = _mm512_mask_add_epi32(i, up, i, one);
     _mm512_storeu_si512(index, _mm512_mask_blend_epi32(inside, _mm512_set1_epi32(bins_), i));
 #elif defined(__AVX2__)
@@ -126,9 +127,11 @@ class Binner {
       const __m256 low_edge = _mm256_i32gather_ps(below_.data(), i, 4);
       i = _mm256_add_epi32(i, _mm256_castps_si256(_mm256_cmp_ps(v, low_edge, _CMP_LT_OQ)));  // true is -1
       const __m256 high_edge = _mm256_i32gather_ps(below_.data(), _mm256_add_epi32(i, one), 4);
-      const __m256i not_last = _mm256_xor_si256(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(bins_ - 1)), _mm256_set1_epi32(-1));
-      i = _mm256_sub_epi32(i, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v, high_edge, _CMP_GE_OQ)), not_last));
-      i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_set1_epi32(bins_)), _mm256_castsi256_ps(i), inside));
+      const __m256i last = _mm256_cmpeq_epi32(i, _mm256_set1_epi32(bins_ - 1));
+      const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, high_edge, _CMP_GE_OQ));
+      i = _mm256_sub_epi32(i, _mm256_andnot_si256(last, up));  // true is -1: subtracting it adds one
+      const __m256 spare = _mm256_castsi256_ps(_mm256_set1_epi32(bins_));
+      i = _mm256_castps_si256(_mm256_blendv_ps(spare, _mm256_castsi256_ps(i), inside));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + h), i);
     }
 #else

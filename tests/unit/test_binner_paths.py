@@ -2,14 +2,14 @@
 
 The kernel is built with -march=native, so the statistics tests exercise only this CPU's path. Here the
 header is compiled alone (it needs no TensorFlow), once per level this CPU can run: native (AVX-512 where
-present), x86-64-v3 (AVX2) and x86-64-v2 (the scalar path, as on ARM), and each binary's histograms are
+present) and each level a prebuilt kernel targets (x86-64-v3: AVX2; x86-64-v2: the scalar path, as on ARM
+and elsewhere the compiler's baseline), and each binary's histograms are
 compared bin for bin with numpy.histogram on values placed on, and one float either side of, every edge.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerscope.service.runtime.native.build import FLAGS, SOURCE, cpu_flags
+from layerscope.service.runtime.native.build import SOURCE, cpu_flags
+from layerscope.service.runtime.native.prebuilt import PORTABLE_FLAGS, Target, targets
 
 HARNESS = r"""
 #include <cstdio>
@@ -47,8 +48,8 @@ int main(int argc, char** argv) {
 }
 """
 
-LEVELS = {"native": "-march=native", "x86-64-v3": "-march=x86-64-v3", "x86-64-v2": "-march=x86-64-v2"}
-NEEDS = {"x86-64-v3": {"avx2", "fma", "bmi2"}, "x86-64-v2": {"sse4_2", "popcnt"}}
+LEVELS = {"native": Target("native", ("-march=native",), ()), **{target.name: target for target in targets()}}
+"""This CPU's own build (as the kernel is built here) and every level a prebuilt kernel is compiled for."""
 
 
 def compiler() -> str:
@@ -60,13 +61,13 @@ def compiler() -> str:
 
 @pytest.fixture(scope="module", params=list(LEVELS))
 def binner(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    level = request.param
-    if level != "native" and (platform.machine() != "x86_64" or not NEEDS[level] <= set(cpu_flags().split())):
-        pytest.skip(f"this CPU cannot run {level}")
-    folder = tmp_path_factory.mktemp(f"binner-{level}")
+    target = LEVELS[request.param]
+    if not set(target.cpu_features) <= set(cpu_flags().partition(":")[2].split()):
+        pytest.skip(f"this CPU cannot run {target.name}")
+    folder = tmp_path_factory.mktemp(f"binner-{target.name}")
     (folder / "harness.cc").write_text(HARNESS)
-    flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC", "-march=native")]
-    command = [compiler(), *flags, LEVELS[level], f"-I{SOURCE.parent}", str(folder / "harness.cc")]
+    flags = [flag for flag in PORTABLE_FLAGS if flag not in ("-shared", "-fPIC")]
+    command = [compiler(), *flags, *target.flags, f"-I{SOURCE.parent}", str(folder / "harness.cc")]
     built = subprocess.run([*command, "-o", str(folder / "binner")], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
     return folder / "binner"

@@ -99,13 +99,21 @@ class Spool(Generic[T]):
         self._opening = threading.Lock()
         self._readers: dict[int, int] = {}
         """Segment -> a descriptor it is read through (pending items are read back with `pread`)."""
+        self._append, self._segment, self._size = -1, 0, 0
+        """The descriptor appends go through, the segment it is open on, and that segment's size."""
         segments = sorted(self._sequence(path) for path in folder.glob("*.journal"))
         for segment in segments:
             self._scan(segment)
-        self._segment = segments[-1] if segments else 1
-        self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._append).st_size
+        self._start_segment(segments[-1] if segments else 1)
         self._adopt_files()
+
+    def _start_segment(self, segment: int) -> None:
+        """Append to `segment` from now on (a new one, or at start the last one left)."""
+        if self._append >= 0:
+            os.close(self._append)
+        self._segment = segment
+        self._append = os.open(self._path(segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._append).st_size
 
     @staticmethod
     def _sequence(path: Path) -> int:
@@ -135,11 +143,8 @@ class Spool(Generic[T]):
     def _append_line(self, digest: str, text: str, sync: bool) -> None:
         # JSON never needs a raw newline (one inside a string is escaped): the line stays one line.
         line = f"{digest} {text.replace(chr(10), ' ')}\n".encode()
-        if self._size > ROTATE_BYTES:  # a new segment; the old one goes once its items are all taken
-            os.close(self._append)
-            self._segment += 1
-            self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._size = 0
+        if self._size > ROTATE_BYTES:  # the old segment goes once its items are all taken
+            self._start_segment(self._segment + 1)
         offset = self._size
         try:
             written = os.write(self._append, line)
@@ -255,10 +260,7 @@ class Spool(Generic[T]):
         appended to as well once it is drained and has grown past ROTATE_BYTES (the next append starts anew)."""
         oldest = self._entries[0].segment if self._entries else self._segment
         if not self._entries and self._size > ROTATE_BYTES:
-            os.close(self._append)
-            self._segment += 1
-            self._append = os.open(self._path(self._segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._size = 0
+            self._start_segment(self._segment + 1)
             oldest = self._segment
         for segment in [s for s in self._readers if s < oldest]:
             os.close(self._readers.pop(segment))

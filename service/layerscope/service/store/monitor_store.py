@@ -1,6 +1,6 @@
 """Monitoring windows and references in SQL, and their spool.
 
-Windows are written once by id (a retry or a replayed spool file stores nothing new), read newest first,
+Windows are written once by id (a retry or a replayed spool line stores nothing new), read newest first,
 rolled up into hours past a day (merged exactly: the sums add) and pruned with the runs. A version's
 reference is one row, set by the first replica to offer one; a caller's choice replaces it.
 """

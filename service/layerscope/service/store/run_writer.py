@@ -2,12 +2,13 @@
 writer thread moves runs into the database in order.
 
 Storing a run in SQL (SQLAlchemy, a transaction, the summary rows) took longer than a small model's capture
-itself, on the request's path. Now the request pays for a spool file (written whole, then renamed into place:
-it survives a crash of this process, and is replayed at the next start) and the writer does the SQL. Nothing
-accepted is lost: the spool is the queue, bounded by `spool_max_runs` (full: UNAVAILABLE, never more memory),
-and the store's writes are idempotent by run id, so a run replayed after a crash between "written" and
-"removed" is stored once. What callers read stays consistent with what they were told: a run is found (from
-the spool while it waits), and a listing waits for the writer to catch up first.
+itself, on the request's path. Now the request pays for a line appended to the spool's journal (it survives
+a crash of this process, and is replayed at the next start) and the writer does the SQL, up to 64 runs a
+transaction. Nothing accepted is lost: the spool is the queue, bounded by `spool_max_runs` (full:
+UNAVAILABLE, never more memory), and the store's writes are idempotent by run id, so a run replayed after a
+crash between "written" and "marked taken" is stored once. What callers read stays consistent with what
+they were told: a run is found (from the spool while it waits), and a listing waits for the writer to catch
+up first.
 
 The writer starts `delay` seconds after the first run it is woken for: the answer that run belongs to is
 still being written to its caller then, and the writer's Python (SQLAlchemy) would take the interpreter's

@@ -168,7 +168,11 @@ class Spool(Generic[T]):
         """An item waiting in the spool, by its key (run id, window id); None when none is."""
         digest = _digest(key)
         with self._lock:  # replay consumes items; under the lock a listed one is still there
-            for entry in (e for e in self._entries if e.digest == digest) if self._waiting[digest] else ():
+            if not self._waiting[digest]:  # the common case, known without a look at the entries
+                return None
+            for entry in self._entries:
+                if entry.digest != digest:
+                    continue
                 item = self.codec.decode(self._read(entry).decode())
                 if self.codec.key(item) == key:
                     return item

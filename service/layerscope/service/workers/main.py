@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import socket
 import sys
 import time
 import traceback
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from layerscope.service.workers.protocol import (
     WorkerSpec,
 )
 from layerscope.service.workers.transport import Inbox, Outbox
+from layerscope.service.workers.wire import Wire
 
 log = logging.getLogger("layerscope.worker")
 START_FAILED = 3
@@ -94,16 +95,16 @@ class _Models:
 def main(argv: list[str]) -> int:
     """A worker's life: load the models named by the spec in `argv`, tell the server Started (or why not,
     and exit START_FAILED), then answer messages until the server's socket closes."""
-    connection = Connection(int(argv[1]))
     spec = WorkerSpec.from_json(argv[2])
+    wire = Wire(socket.socket(fileno=int(argv[1])), Outbox(spec.block_prefix), Inbox())
     try:
         models = _Models(spec)
         readies = tuple(models.load(model) for model in spec.models)
     except Exception as exc:  # told to the server, which refuses the load with it
-        connection.send(_failure(exc))
+        wire.send(_failure(exc))
         return START_FAILED
-    connection.send(Started(readies, os.getpid()))
-    _serve(connection, models, spec.block_prefix)
+    wire.send(Started(readies, os.getpid()))
+    _serve(wire, models)
     return 0
 
 
@@ -120,44 +121,39 @@ def _limit_memory(extra: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
-def _serve(connection: Connection, models: _Models, prefix: str) -> None:
-    inbox, outbox = Inbox(), Outbox(prefix)
+def _serve(wire: Wire, models: _Models) -> None:
     try:
         while True:
-            connection.send(_answer(models, connection.recv(), inbox, outbox))
+            with wire.opened() as message:  # a call's inputs view the server's block while the engine runs
+                answer = _answer(models, message)
+                del message  # the views must be gone before the next message may replace the block
+            wire.send(answer)
+            del answer
     except (EOFError, OSError):  # the server closed its end: it is gone (it stops a worker with SIGTERM)
-        inbox.unlink()
-        outbox.close()
+        wire.discard()
 
 
-def _answer(models: _Models, message: Call | Load | Unload, inbox: Inbox, outbox: Outbox) -> Done | Ready | Failed:
+def _answer(models: _Models, message: Call | Load | Unload) -> Done | Ready | Failed:
     try:
         if isinstance(message, Load):
             return models.load(message.model)
         if isinstance(message, Unload):
             models.engines.pop(message.model, None)
-            return Done(outbox.pack(None), 0.0)
-        return _run(models.engines, message, inbox, outbox)
+            return Done(None, 0.0)
+        return _run(models.engines, message)
     except Exception as exc:  # the server raises it again (a domain error) or reports it (anything else)
         return _failure(_out_of_memory(exc, models.memory_limit) or exc)
 
 
-def _run(engines: dict[ModelKey, Any], call: Call, inbox: Inbox, outbox: Outbox) -> Done:
+def _run(engines: dict[ModelKey, Any], call: Call) -> Done:
     if call.method not in METHODS:
         raise ServiceError(f"Expected an engine method among {sorted(METHODS)}; received {call.method!r}.")
     engine = engines.get(call.model)
     if engine is None:
         raise ServiceError(f"Expected a call for a model this worker holds ({sorted(engines)}); received {call.model}.")
-    with inbox.opened(call.arguments) as message:
-        args, kwargs = message
-        del message  # the views into the block must be gone when it closes
-        started = time.perf_counter()
-        result = getattr(engine, call.method)(*args, **kwargs)
-        seconds = time.perf_counter() - started
-        del args, kwargs
-        packed = outbox.pack(result)
-        del result
-    return Done(packed, seconds)
+    started = time.perf_counter()
+    result = getattr(engine, call.method)(*call.args, **call.kwargs)
+    return Done(result, time.perf_counter() - started)
 
 
 def _out_of_memory(exc: Exception, limit: int | None) -> LimitExceeded | None:

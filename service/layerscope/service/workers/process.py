@@ -7,7 +7,6 @@ terminal's Ctrl-C reaches the server, which stops its workers itself.
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import socket
@@ -17,7 +16,6 @@ import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from layerscope.service.errors import InvalidInput, LimitExceeded
@@ -34,6 +32,7 @@ from layerscope.service.workers.protocol import (
     WorkerSpec,
 )
 from layerscope.service.workers.transport import Inbox, Outbox, remove_blocks
+from layerscope.service.workers.wire import Wire
 
 EXIT_WAIT_SECONDS = 5.0
 """How long a worker whose socket closed gets to exit before it is killed."""
@@ -98,16 +97,14 @@ def describe_exit(code: int, memory_limit: int | None) -> Cause:
 class WorkerProcess:
     """A started worker with its models loaded. Not thread-safe: its owner sends one message at a time."""
 
-    def __init__(self, spec: WorkerSpec, popen: subprocess.Popen[bytes], connection: Connection) -> None:
+    def __init__(self, spec: WorkerSpec, popen: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self.spec = spec
         self._popen = popen
-        self._connection = connection
         self._input_prefix = f"{spec.block_prefix}in"
-        self._outbox = Outbox(self._input_prefix)
-        self._inbox = Inbox()
-        # One poll object for the life of the worker: Connection.poll builds a selector on every call.
+        self._wire = Wire(sock, Outbox(self._input_prefix), Inbox())
+        # One poll object for the life of the worker, not a selector built per wait.
         self._readable = select.poll()
-        self._readable.register(connection.fileno(), select.POLLIN)
+        self._readable.register(sock.fileno(), select.POLLIN)
 
     @property
     def pid(self) -> int:
@@ -125,7 +122,7 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            worker = cls(spec, popen, Connection(os.dup(ours.fileno())))
+            worker = cls(spec, popen, ours.dup())
         try:
             started = worker._await_loaded(spec.title, timeout)
         except BaseException:
@@ -138,7 +135,7 @@ class WorkerProcess:
         """Load one more model into this (shared) worker. Raises what refused it, WorkerDied when loading it
         killed the worker, LimitExceeded past `timeout` (the worker is left running: the owner decides)."""
         try:
-            self._connection.send(Load(model))
+            self._wire.send(Load(model))
         except OSError:
             raise WorkerDied(self.death_cause()) from None
         ready = self._await_loaded(model.title, timeout)
@@ -149,10 +146,10 @@ class WorkerProcess:
         self._exchange(Unload(model), timeout)
 
     def _await_loaded(self, title: str, timeout: float) -> Started | Ready:
-        if not self._connection.poll(timeout):
+        if not self._readable.poll(timeout * 1000):
             raise LimitExceeded(f"Expected {title} to load within {timeout:.0f} s; its worker did not finish.")
         try:
-            message = self._connection.recv()
+            message = self._wire.receive()
         except (EOFError, OSError):
             cause = self.death_cause()
             raise InvalidInput(f"Expected a loadable archive for {title}; loading it, {cause.text}.") from None
@@ -178,9 +175,8 @@ class WorkerProcess:
         Raises WorkerDied when the worker dies during the call, CallTimedOut past `timeout`, CallAbandoned
         when `ended` (the call's cancellation flag) has been set for `grace` seconds (the worker is left
         running either way: the owner decides), and the engine's own error when it raised one."""
-        arguments = self._outbox.pack((args, kwargs))
-        reply = self._exchange(Call(method, arguments, model), timeout, ended, grace)
-        return self._inbox.unpack(reply.result), reply.seconds
+        reply = self._exchange(Call(method, model, args, kwargs), timeout, ended, grace)
+        return reply.result, reply.seconds
 
     def _exchange(
         self,
@@ -190,9 +186,9 @@ class WorkerProcess:
         grace: float = 0.0,
     ) -> Done:
         try:
-            self._connection.send(message)
+            self._wire.send(message)
             self._await_reply(timeout, ended, grace)
-            reply = self._connection.recv()
+            reply = self._wire.receive()
         except (EOFError, OSError):
             raise WorkerDied(self.death_cause()) from None
         if isinstance(reply, Failed):

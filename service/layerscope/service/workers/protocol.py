@@ -2,8 +2,8 @@
 
 server -> worker: `WorkerSpec` once (on the command line, as JSON), then `Call`s, `Load`s and `Unload`s, one
 at a time. worker -> server: `Started` (one `Ready` per model of the spec) or `Failed` once it has loaded its
-models, then one `Done`, `Ready` or `Failed` per message. Arrays inside a call's arguments or result travel in
-`transport.Packed`.
+models, then one `Done`, `Ready` or `Failed` per message. Each message crosses as itself on a `wire.Wire`,
+its large arrays (a call's inputs, a result's tensors) through shared memory.
 
 A worker holds one model version (a dedicated worker) or several (a shared one): every call names the model
 it is for, and a shared worker loads and unloads models while it runs.
@@ -18,7 +18,6 @@ from typing import Any
 from layerscope.service.domain.description import ModelDescription
 from layerscope.service.domain.models import ModelInfo
 from layerscope.service.errors import ServiceError
-from layerscope.service.workers.transport import Packed
 
 METHODS = frozenset({"predict", "run"})
 """The engine methods a worker runs: a plain forward pass, and `run`, which answers a whole Capture, Diagnose
@@ -101,10 +100,12 @@ class Started:
 
 @dataclass(frozen=True)
 class Call:
+    """One engine method of one model, with its arguments."""
+
     method: str
-    arguments: Packed
-    """(args, kwargs) of the engine method."""
     model: ModelKey
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Unload:
 
 @dataclass(frozen=True)
 class Done:
-    result: Packed
+    result: Any
     seconds: float
     """Time the engine took inside the worker: the rest of a call's time is the crossing."""
 

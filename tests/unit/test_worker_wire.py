@@ -6,11 +6,14 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from layerscope.service.workers.protocol import Call, Done
+from layerscope.service.workers.main import _serve
+from layerscope.service.workers.protocol import Call, Done, Failed
 from layerscope.service.workers.transport import INLINE_BYTES, SHM_DIR, Inbox, Outbox, remove_blocks
 from layerscope.service.workers.wire import BUFFER_BYTES, Wire
 
@@ -21,6 +24,7 @@ PREFIX = f"layerscope-wire-test-{os.getpid()}"
 def ends() -> Iterator[tuple[Wire, Wire]]:
     """A server's and a worker's end, each with its own block prefix, as `WorkerProcess` and the worker make them."""
     ours, theirs = socket.socketpair()
+    ours.settimeout(30)  # a test whose answer never comes fails rather than hangs
     yield Wire(ours, Outbox(f"{PREFIX}-in"), Inbox()), Wire(theirs, Outbox(PREFIX), Inbox())
     remove_blocks(PREFIX)
     remove_blocks(f"{PREFIX}-in")
@@ -124,6 +128,31 @@ def test_a_peer_gone_between_frames_is_end_of_file_and_sending_to_it_fails(ends:
     with pytest.raises(OSError):
         server.send(Call("predict", ("m", 1), (), {}))
     assert not blocks()
+
+
+class _Engine:
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"] * 2}
+
+    def run(self, request: Any) -> Any:
+        return lambda: request  # a result that does not pickle
+
+
+def test_the_worker_answers_a_result_that_cannot_cross_with_its_failure_and_serves_on(
+    ends: tuple[Wire, Wire],
+) -> None:
+    server, worker = ends
+    models = SimpleNamespace(engines={("m", 1): _Engine()}, memory_limit=None)
+    loop = threading.Thread(target=_serve, args=(worker, models))
+    loop.start()
+    server.send(Call("run", ("m", 1), (None,), {}))
+    failed = server.receive()
+    assert isinstance(failed, Failed) and failed.error is None and "pickle" in failed.summary
+    server.send(Call("predict", ("m", 1), ({"x": np.ones(INLINE_BYTES)},), {}))
+    np.testing.assert_array_equal(server.receive().result["y"], np.full(INLINE_BYTES, 2.0))
+    server.discard()  # the server is gone: the loop ends and unlinks what is left
+    loop.join(timeout=10)
+    assert not loop.is_alive() and not blocks()
 
 
 def _frame_bytes(outbox: Outbox, message: object) -> bytes:

@@ -127,10 +127,19 @@ def _serve(wire: Wire, models: _Models) -> None:
             with wire.opened() as message:  # a call's inputs view the server's block while the engine runs
                 answer = _answer(models, message)
                 del message  # the views must be gone before the next message may replace the block
-            wire.send(answer)
+            wire.write(_framed(wire, answer, models.memory_limit))
             del answer
     except (EOFError, OSError):  # the server closed its end: it is gone (it stops a worker with SIGTERM)
         wire.discard()
+
+
+def _framed(wire: Wire, answer: Done | Ready | Failed, memory_limit: int | None) -> bytes:
+    """The answer as a frame; an answer that cannot cross (a result that does not pickle, no room for a
+    block in /dev/shm) is the call's failure instead, as when the engine raised: the worker serves on."""
+    try:
+        return wire.frame(answer)
+    except Exception as exc:
+        return wire.frame(_failure(_out_of_memory(exc, memory_limit) or exc))
 
 
 def _answer(models: _Models, message: Call | Load | Unload) -> Done | Ready | Failed:

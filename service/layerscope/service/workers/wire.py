@@ -46,15 +46,22 @@ class Wire:
         return self._socket.fileno()
 
     def send(self, message: Any) -> None:
-        """Pickle `message`, its large arrays copied into this side's block, and write it in one go.
+        """Pickle `message` and write it in one go; raises OSError when the peer is gone."""
+        self.write(self.frame(message))
 
-        Raises OSError when the peer is gone."""
+    def frame(self, message: Any) -> bytes:
+        """`message` as one frame, its large arrays copied into this side's block. Whatever this raises (an
+        object that does not pickle, a block that cannot be made) happens before anything is written."""
         packed = self._outbox.pack(message)
         name = (packed.block or "").encode()
         parts = [HEADER.pack(len(packed.pickle), len(name), len(packed.slots)), name]
         parts += [SLOT.pack(slot.offset, slot.size) for slot in packed.slots]
         parts.append(packed.pickle)
-        self._socket.sendall(b"".join(parts))
+        return b"".join(parts)
+
+    def write(self, frame: bytes) -> None:
+        """Write a frame made by `frame`; raises OSError when the peer is gone."""
+        self._socket.sendall(frame)
 
     def receive(self) -> Any:
         """The next message, its arrays copies of their own (they outlive the next message).

@@ -57,7 +57,7 @@ def _worker(fd: int, prefix: str) -> None:
     from layerscope.service.workers.transport import Inbox, Outbox
     from layerscope.service.workers.wire import Wire
 
-    _serve(Wire(socket.socket(fileno=fd), Outbox(prefix), Inbox()), _StubModels())  # type: ignore[arg-type]
+    _serve(Wire(socket.socket(fileno=fd), Outbox(prefix), Inbox()), _StubModels())
 
 
 def _echo(fd: int) -> None:

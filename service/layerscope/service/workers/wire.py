@@ -42,9 +42,6 @@ class Wire:
         self._buffer = bytearray(BUFFER_BYTES)
         self._start = self._end = 0  # the bytes received and not yet taken: self._buffer[start:end]
 
-    def fileno(self) -> int:
-        return self._socket.fileno()
-
     def send(self, message: Any) -> None:
         """Pickle `message` and write it in one go; raises OSError when the peer is gone."""
         self.write(self.frame(message))
@@ -67,12 +64,12 @@ class Wire:
         """The next message, its arrays copies of their own (they outlive the next message).
 
         Blocks until a whole frame is in; EOFError when the peer closed its end, even in mid-frame."""
-        return self._inbox.unpack(self._frame())
+        return self._inbox.unpack(self._next_frame())
 
     @contextmanager
     def opened(self) -> Iterator[Any]:
         """The next message with its large arrays viewing the peer's block, valid inside the `with`."""
-        with self._inbox.opened(self._frame()) as message:
+        with self._inbox.opened(self._next_frame()) as message:
             yield message
 
     def discard(self) -> None:
@@ -86,7 +83,8 @@ class Wire:
         # watcher thread reaps the process while its owner may still be reading, so neither closes it early.
         self._socket.close()
 
-    def _frame(self) -> Packed:
+    def _next_frame(self) -> Packed:
+        """Read the next frame whole."""
         view = self._take(HEADER.size)
         size, name_bytes, slots = HEADER.unpack(view)
         name = bytes(self._take(name_bytes)).decode() if name_bytes else None
